@@ -1,0 +1,187 @@
+"""RFC 9457 problem details: the one place that turns errors into HTTP answers.
+
+Every error a caller can see (jobgate's own, FastAPI's 404/405/422, an unexpected crash) is
+rendered by `problem_response` as `application/problem+json`; nothing internal leaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
+
+from shared import errors
+from shared.settings import Settings
+
+log = structlog.get_logger("jobgate.gateway")
+
+PROBLEM_JSON = "application/problem+json"
+
+STATUS_OF: dict[type[errors.JobgateError], int] = {
+    errors.JobgateError: 500,
+    errors.NotFound: 404,
+    errors.JobNotFound: 404,
+    errors.UnknownJobType: 404,
+    errors.TenantNotFound: 404,
+    errors.ApiKeyNotFound: 404,
+    errors.AuthError: 403,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.Conflict: 409,
+    errors.TenantExists: 409,
+    errors.IdempotencyConflict: 409,
+    errors.JobStateConflict: 409,
+    errors.BadRequest: 400,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.InvalidCursor: 422,
+    errors.DependencyUnavailable: 503,
+    errors.DatabaseUnavailable: 503,
+    errors.QueueUnavailable: 503,
+    errors.JobError: 500,
+    errors.RetryableJobError: 500,
+    errors.PermanentJobError: 500,
+}
+"""HTTP status of each error class (a test checks that every class is listed)."""
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(description="Where in the request the problem is.")
+    msg: str = Field(description="What is wrong, for humans.")
+    type: str = Field(description="A stable identifier of the kind of problem.")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = Field(description="URI reference naming the kind of problem.")
+    title: str = Field(description="Short summary of the kind of problem.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request.")
+    instance: str = Field(description="The request path.")
+    errors: list[ValidationIssue] | None = Field(None, description="Validation failures (422).")
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    issues: Sequence[Mapping[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    """The problem+json response for one error (RFC 9457 allows extension members)."""
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    if issues is not None:
+        body["errors"] = list(issues)
+    body.update(extensions or {})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries declaring that a route may answer these problems."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def _status_of(error: errors.JobgateError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return 500
+
+
+def _issue(error: Mapping[str, Any]) -> dict[str, Any]:
+    # Only loc, msg and type: pydantic's `input` and `ctx` could echo secrets or huge values.
+    return {"loc": list(error.get("loc", ())), "msg": str(error.get("msg")), "type": error["type"]}
+
+
+def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
+    """Make every error answer as problem+json."""
+    retry_after = {"Retry-After": str(settings.retry_after_seconds)}
+
+    async def on_jobgate_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, errors.JobgateError)  # noqa: S101 (registered for this class)
+        status = _status_of(exc)
+        headers = retry_after if status == 503 else None
+        return problem_response(
+            request, status=status, code=exc.code, detail=exc.message, headers=headers
+        )
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101
+        issues = [_issue(error) for error in exc.errors()]
+        if any(issue["type"] == "json_invalid" for issue in issues):
+            return problem_response(
+                request,
+                status=400,
+                code="malformed-json",
+                detail="The request body is not valid JSON.",
+                issues=issues,
+            )
+        return problem_response(
+            request,
+            status=422,
+            code="validation-error",
+            detail="The request does not match the schema; see `errors`.",
+            issues=issues,
+        )
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)  # noqa: S101
+        phrase = HTTPStatus(exc.status_code).phrase
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else phrase
+        code = phrase.lower().replace(" ", "-").replace("'", "")
+        return problem_response(
+            request, status=exc.status_code, code=code, detail=detail, headers=exc.headers
+        )
+
+    async def on_dependency_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, IntegrityError):
+            return await on_unexpected(request, exc)  # a bug: the store translates expected ones
+        unavailable = (
+            errors.DatabaseUnavailable()
+            if isinstance(exc, DBAPIError | PoolTimeout)
+            else errors.DependencyUnavailable()
+        )
+        log.warning("dependency.unavailable", error=type(exc).__name__, code=unavailable.code)
+        return await on_jobgate_error(request, unavailable)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request.crashed", path=request.url.path, exc_info=exc)
+        return problem_response(
+            request,
+            status=500,
+            code="internal-error",
+            detail="An unexpected error occurred; it has been logged with this request's id.",
+        )
+
+    app.add_exception_handler(errors.JobgateError, on_jobgate_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    for dependency_error in (DBAPIError, PoolTimeout, OSError):
+        app.add_exception_handler(dependency_error, on_dependency_error)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,157 @@
+"""Response bodies of the HTTP API (request bodies of submits are built from the contracts)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.apikeys import Scope
+from shared.contracts import JobType, Priority
+from shared.models import ApiKey, Job, Tenant
+from shared.status import JobStatus
+
+
+class JobError(BaseModel):
+    type: str = Field(description="`timeout`, `permanent`, `invalid_args`, or the error's class.")
+    message: str
+
+
+class JobProgress(BaseModel):
+    current: int
+    total: int | None = None
+    message: str | None = None
+
+
+class JobOut(BaseModel):
+    """A job, as callers see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    status: JobStatus
+    args: dict[str, Any] = Field(description="As validated against the job type's Args model.")
+    result: dict[str, Any] | None = Field(description="Matches the job type's Result model.")
+    error: JobError | None
+    priority: Priority
+    queue: str
+    attempts: int
+    max_tries: int
+    timeout_seconds: float
+    progress: JobProgress | None
+    idempotency_key: str | None
+    labels: dict[str, str]
+    retry_of: uuid.UUID | None
+    retried_by: uuid.UUID | None
+    created_at: datetime
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls.model_validate(job)
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
+
+
+class JobTypeDefaults(BaseModel):
+    priority: Priority
+    max_tries: int
+    timeout_seconds: float
+    result_ttl_seconds: int | None
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+
+
+class JobTypeOut(BaseModel):
+    name: str
+    description: str
+    queue: str
+    defaults: JobTypeDefaults
+    args_schema: dict[str, Any]
+    result_schema: dict[str, Any]
+
+    @classmethod
+    def of(cls, job_type: JobType[Any, Any]) -> JobTypeOut:
+        return cls(
+            name=job_type.name,
+            description=job_type.description,
+            queue=job_type.queue,
+            defaults=JobTypeDefaults(
+                priority=job_type.priority,
+                max_tries=job_type.max_tries,
+                timeout_seconds=job_type.timeout_seconds,
+                result_ttl_seconds=job_type.result_ttl_seconds,
+                backoff_base_seconds=job_type.backoff.base_seconds,
+                backoff_max_seconds=job_type.backoff.max_seconds,
+            ),
+            args_schema=job_type.args.model_json_schema(),
+            result_schema=job_type.result.model_json_schema(),
+        )
+
+
+class TenantOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str | None
+    scopes: list[Scope]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class CreatedTenant(BaseModel):
+    tenant: TenantOut
+    api_key: str = Field(description="The tenant's first key. Shown once; store it now.")
+
+
+class CreatedKey(BaseModel):
+    key: ApiKeyOut
+    api_key: str = Field(description="The key. Shown once; store it now.")
+
+
+class TenantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.\-]+$")
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=100)
+    scopes: list[Scope] = Field(default_factory=lambda: list(Scope), min_length=1)
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+def tenant_out(tenant: Tenant) -> TenantOut:
+    return TenantOut.model_validate(tenant)
+
+
+def key_out(key: ApiKey) -> ApiKeyOut:
+    return ApiKeyOut.model_validate(key)

@@ -1,0 +1,209 @@
+"""The `jobgate` command line: run the service, migrate, manage tenants and keys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import tenancy
+from shared.apikeys import ALL_SCOPES, Scope
+from shared.db import create_engine, create_sessionmaker
+from shared.embedded import embedded_services
+from shared.errors import JobgateError
+from shared.logs import configure_logging
+from shared.migrate import upgrade
+from shared.settings import Settings, get_settings
+
+T = TypeVar("T")
+DEV_TENANT = "dev"
+
+app = typer.Typer(help="jobgate: a typed HTTP job gateway in front of ARQ workers.")
+tenants = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+keys = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(tenants, name="tenants")
+app.add_typer(keys, name="keys")
+
+
+def _with_session(settings: Settings, action: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run one database action from synchronous command-line code; errors exit with a message."""
+
+    async def main() -> T:
+        engine = create_engine(settings, application_name="jobgate-cli")
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await action(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except JobgateError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (JOBGATE_DATABASE_URL)."""
+    upgrade(get_settings().require_database_url())
+    typer.echo("database is at the latest revision")
+
+
+@tenants.command("create")
+def tenants_create(name: str) -> None:
+    """Create a tenant and print its first API key (shown once)."""
+    tenant, first_key = _with_session(
+        get_settings(), lambda session: tenancy.create_tenant(session, name=name)
+    )
+    typer.echo(f"tenant {tenant.name} ({tenant.id})")
+    typer.echo(f"api key (shown once): {first_key.token}")
+
+
+@keys.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Argument(help="Tenant id or name.")],
+    scope: Annotated[list[Scope] | None, typer.Option(help="Repeat for several.")] = None,
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+) -> None:
+    """Issue another API key for a tenant and print it (shown once)."""
+
+    async def action(session: AsyncSession) -> tenancy.NewKey:
+        found = await tenancy.find_tenant(session, tenant=tenant)
+        return await tenancy.create_api_key(
+            session, tenant_id=found.id, name=name, scopes=scope or ALL_SCOPES
+        )
+
+    new_key = _with_session(get_settings(), action)
+    typer.echo(f"key id {new_key.key.id} scopes {','.join(new_key.key.scopes)}")
+    typer.echo(f"api key (shown once): {new_key.token}")
+
+
+@keys.command("revoke")
+def keys_revoke(key_id: uuid.UUID) -> None:
+    """Revoke an API key; it stops working at once."""
+    key = _with_session(
+        get_settings(), lambda session: tenancy.revoke_api_key(session, key_id=key_id)
+    )
+    typer.echo(f"revoked key {key.id}")
+
+
+@app.command()
+def openapi(
+    check: Annotated[bool, typer.Option(help="Fail if the committed file differs.")] = False,
+) -> None:
+    """Write openapi/openapi.json from the code (or check it is current)."""
+    from gateway.openapi import OPENAPI_PATH, render_openapi, write_openapi
+
+    if check:
+        current = OPENAPI_PATH.read_text() if OPENAPI_PATH.exists() else ""
+        if current != render_openapi():
+            typer.echo("openapi/openapi.json is stale: run `jobgate openapi`", err=True)
+            raise typer.Exit(1)
+        typer.echo("openapi/openapi.json is current")
+        return
+    typer.echo(f"wrote {write_openapi()}")
+
+
+@app.command()
+def worker(
+    queue: Annotated[list[str] | None, typer.Option(help="Queue to serve; repeatable.")] = None,
+) -> None:
+    """Run workers for the given queues (default: JOBGATE_WORKER_QUEUES, else all)."""
+    from worker.process import run_workers
+
+    settings = get_settings()
+    configure_logging(settings)
+    asyncio.run(run_workers(settings, queue))
+
+
+async def _dev_key(session: AsyncSession) -> str:
+    """A fresh key for the `dev` tenant, creating the tenant on first use."""
+    with contextlib.suppress(JobgateError):
+        found = await tenancy.find_tenant(session, tenant=DEV_TENANT)
+        new_key = await tenancy.create_api_key(session, tenant_id=found.id, name="jobgate dev")
+        return new_key.token
+    _tenant, first_key = await tenancy.create_tenant(session, name=DEV_TENANT)
+    return first_key.token
+
+
+def _print_welcome(base_url: str, token: str) -> None:
+    auth = f'-H "Authorization: Bearer {token}"'
+    typer.echo(
+        f"\njobgate is serving on {base_url} (docs: {base_url}/docs)\n"
+        f"dev tenant API key: {token}\n\n"
+        "Submit an echo job, then read its result (paste the id from the first answer):\n"
+        f"  curl -s -X POST {base_url}/jobs/echo {auth} -H 'Content-Type: application/json' "
+        """-d '{"args": {"message": "hello"}}'\n"""
+        f'  curl -s "{base_url}/jobs/<id>?wait=10" {auth}\n\n'
+        "Ctrl-C stops everything.\n"
+    )
+
+
+def _supervise(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Wait until a child exits or Ctrl-C; then stop all children."""
+    try:
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@app.command()
+def dev(
+    host: Annotated[str, typer.Option(help="Interface the gateway listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the gateway listens on.")] = 8000,
+) -> None:
+    """Run gateway and worker together; embedded PostgreSQL/Redis unless URLs are set."""
+    settings = get_settings()
+    data_dir: Path = settings.data_dir
+    with embedded_services(
+        data_dir,
+        need_database=settings.database_url is None,
+        need_redis=settings.redis_url is None,
+    ) as embedded:
+        database_url = settings.database_url or embedded.database_url
+        redis_url = settings.redis_url or embedded.redis_url
+        assert database_url and redis_url  # noqa: S101 (embedded_services filled the gaps)
+        upgrade(database_url)
+        dev_settings = settings.model_copy(
+            update={"database_url": database_url, "redis_url": redis_url}
+        )
+        token = _with_session(dev_settings, _dev_key)
+        env = {
+            **os.environ,
+            "JOBGATE_DATABASE_URL": database_url,
+            "JOBGATE_REDIS_URL": redis_url,
+            "JOBGATE_ENV": os.environ.get("JOBGATE_ENV", "dev"),
+        }
+        gateway = [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", host]
+        # Our own interpreter and modules, arguments as a list: no shell, nothing untrusted.
+        processes = [
+            subprocess.Popen([*gateway, "--port", str(port), "--no-access-log"], env=env),  # noqa: S603
+            subprocess.Popen([sys.executable, "-m", "shared.cli", "worker"], env=env),
+        ]
+        _print_welcome(f"http://{host}:{port}", token)
+        _supervise(processes)
+
+
+if __name__ == "__main__":
+    app()

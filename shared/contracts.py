@@ -1,0 +1,193 @@
+"""Job types, declared once: the gateway builds its routes from them, the worker binds code to them.
+
+A job type is a name, an Args and a Result model (both `Contract`s) and the defaults a submit
+may override. Deployments declare their own in modules named by `JOBGATE_CONTRACT_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.errors import UnknownJobType
+
+Priority = Literal["critical", "default", "low"]
+DEFAULT_QUEUE = "default"
+
+
+class Contract(BaseModel):
+    """Base of every Args and Result model: strict about unknown fields, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+A = TypeVar("A", bound=Contract)
+R = TypeVar("R", bound=Contract)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before retry n (1-based): `base * factor**(n-1)`, capped, minus random jitter.
+
+    Jitter removes up to `jitter` (a fraction) of each delay so that jobs failing together,
+    say on one outage, do not all come back in the same second.
+    """
+
+    base_seconds: float = 60.0
+    factor: float = 2.0
+    max_seconds: float = 600.0
+    jitter: float = 0.2
+
+    def delay_seconds(self, retry: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before retry number `retry` (1 for the first retry)."""
+        exponent = max(retry - 1, 0)
+        delay = min(self.max_seconds, self.base_seconds * self.factor**exponent)
+        return delay * (1.0 - self.jitter * rand())
+
+
+@dataclass(frozen=True)
+class JobType(Generic[A, R]):
+    """One kind of job: its contract and the defaults each submit may override."""
+
+    name: str
+    args: type[A]
+    result: type[R]
+    description: str
+    queue: str = DEFAULT_QUEUE
+    priority: Priority = "default"
+    max_tries: int = 3
+    timeout_seconds: float = 300.0
+    backoff: Backoff = field(default_factory=Backoff)
+    result_ttl_seconds: int | None = None
+    """How long a finished job stays readable; None: the `result_ttl_seconds` setting."""
+
+
+class Registry:
+    """Job types by name."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, JobType[Any, Any]] = {}
+
+    def register(self, job_type: JobType[A, R]) -> JobType[A, R]:
+        """Add a job type; a second type with the same name is a programming error."""
+        existing = self._types.get(job_type.name)
+        if existing is not None and existing is not job_type:
+            raise ValueError(f"job type {job_type.name!r} is declared twice")
+        self._types[job_type.name] = job_type
+        return job_type
+
+    def get(self, name: str) -> JobType[Any, Any]:
+        """The job type called `name`, or `UnknownJobType`."""
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownJobType(f"No job type named {name!r} is registered.") from None
+
+    def __iter__(self) -> Iterator[JobType[Any, Any]]:
+        return iter(sorted(self._types.values(), key=lambda job_type: job_type.name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def queues(self) -> list[str]:
+        """Every queue some job type runs on."""
+        return sorted({job_type.queue for job_type in self._types.values()})
+
+
+REGISTRY = Registry()
+
+
+def job_type(
+    name: str, *, args: type[A], result: type[R], description: str, **defaults: Any
+) -> JobType[A, R]:
+    """Declare a job type and register it; the one line a new job type needs in `shared`."""
+    return REGISTRY.register(
+        JobType(name=name, args=args, result=result, description=description, **defaults)
+    )
+
+
+def load_contracts(modules: Sequence[str]) -> Registry:
+    """Import the deployment's contract modules (they declare with `job_type`)."""
+    for module in modules:
+        importlib.import_module(module)
+    return REGISTRY
+
+
+# Built-in job types: every installation ships these (contract table in API.md).
+
+
+class NoArgs(Contract):
+    """This job takes no arguments."""
+
+
+class EchoArgs(Contract):
+    message: Annotated[str, Field(max_length=10_000, description="Text to echo back.")]
+    repeat: Annotated[int, Field(ge=1, le=100, description="How many times to repeat it.")] = 1
+
+
+class EchoResult(Contract):
+    message: Annotated[str, Field(description="The message repeated, no separator.")]
+
+
+class SleepArgs(Contract):
+    seconds: Annotated[float, Field(ge=0, le=3600, description="How long to sleep in total.")]
+    steps: Annotated[int, Field(ge=1, le=1000, description="Progress reports, one per step.")] = 1
+
+
+class SleepResult(Contract):
+    slept: Annotated[float, Field(description="Seconds actually slept.")]
+
+
+class FlakyArgs(Contract):
+    fail_times: Annotated[int, Field(ge=0, le=20, description="Attempts that fail first.")]
+    permanent: Annotated[
+        bool, Field(description="Fail with a non-retryable error instead of a retryable one.")
+    ] = False
+
+
+class FlakyResult(Contract):
+    attempts: Annotated[int, Field(description="The attempt that succeeded (1-based).")]
+
+
+class HealthCheckResult(Contract):
+    status: Annotated[Literal["ok"], Field(description="Always `ok` when a worker ran it.")]
+    worker: Annotated[str, Field(description="Identity of the worker that ran it.")]
+
+
+ECHO = job_type(
+    "echo",
+    args=EchoArgs,
+    result=EchoResult,
+    description="Return the message, repeated. Answers at once; for smoke tests.",
+    timeout_seconds=30.0,
+)
+SLEEP = job_type(
+    "sleep",
+    args=SleepArgs,
+    result=SleepResult,
+    description="Sleep, reporting progress each step; stops promptly when cancelled.",
+    timeout_seconds=3700.0,
+    max_tries=1,
+)
+FLAKY = job_type(
+    "flaky",
+    args=FlakyArgs,
+    result=FlakyResult,
+    description="Fail the first `fail_times` attempts, then succeed; for testing retries.",
+    max_tries=3,
+    timeout_seconds=30.0,
+    backoff=Backoff(base_seconds=1.0, factor=2.0, max_seconds=10.0),
+)
+HEALTH_CHECK = job_type(
+    "health_check",
+    args=NoArgs,
+    result=HealthCheckResult,
+    description="Prove that a worker is consuming jobs.",
+    timeout_seconds=30.0,
+    max_tries=1,
+)

@@ -1,0 +1,172 @@
+"""Every error jobgate raises on purpose.
+
+    JobgateError
+    ├── NotFound
+    │   ├── JobNotFound
+    │   ├── UnknownJobType
+    │   ├── TenantNotFound
+    │   └── ApiKeyNotFound
+    ├── AuthError
+    │   ├── Unauthenticated
+    │   └── Forbidden
+    ├── Conflict
+    │   ├── TenantExists
+    │   ├── IdempotencyConflict
+    │   └── JobStateConflict
+    ├── BadRequest
+    │   ├── PayloadTooLarge
+    │   ├── UnsupportedMediaType
+    │   └── InvalidCursor
+    ├── DependencyUnavailable
+    │   ├── DatabaseUnavailable
+    │   └── QueueUnavailable
+    └── JobError                  raised by job code, turned into status changes by the worker
+        ├── RetryableJobError
+        └── PermanentJobError
+
+The gateway maps each class to an HTTP status in one table (`gateway/problems.py`).
+"""
+
+from __future__ import annotations
+
+
+class JobgateError(Exception):
+    """Something went wrong in jobgate."""
+
+    code = "error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or self.code).strip()
+        super().__init__(self.message)
+
+
+class NotFound(JobgateError):
+    """The resource does not exist."""
+
+    code = "not-found"
+
+
+class JobNotFound(NotFound):
+    """No job with this id exists for this tenant."""
+
+    code = "job-not-found"
+
+
+class UnknownJobType(NotFound):
+    """No job type with this name is registered."""
+
+    code = "unknown-job-type"
+
+
+class TenantNotFound(NotFound):
+    """No tenant with this id or name exists."""
+
+    code = "tenant-not-found"
+
+
+class ApiKeyNotFound(NotFound):
+    """No API key with this id exists."""
+
+    code = "api-key-not-found"
+
+
+class AuthError(JobgateError):
+    """The caller may not do this."""
+
+    code = "auth"
+
+
+class Unauthenticated(AuthError):
+    """A valid `Authorization: Bearer <api-key>` header is required."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(AuthError):
+    """The credentials are valid but lack the scope this operation needs."""
+
+    code = "forbidden"
+
+
+class Conflict(JobgateError):
+    """The request conflicts with the current state."""
+
+    code = "conflict"
+
+
+class TenantExists(Conflict):
+    """A tenant with this name already exists."""
+
+    code = "tenant-exists"
+
+
+class IdempotencyConflict(Conflict):
+    """This idempotency key was already used with different arguments."""
+
+    code = "idempotency-conflict"
+
+
+class JobStateConflict(Conflict):
+    """The job's status does not allow this operation."""
+
+    code = "job-state-conflict"
+
+
+class BadRequest(JobgateError):
+    """The request cannot be processed as sent."""
+
+    code = "bad-request"
+
+
+class PayloadTooLarge(BadRequest):
+    """The request body exceeds the configured limit."""
+
+    code = "payload-too-large"
+
+
+class UnsupportedMediaType(BadRequest):
+    """The request body must be JSON (`Content-Type: application/json`)."""
+
+    code = "unsupported-media-type"
+
+
+class InvalidCursor(BadRequest):
+    """The pagination cursor is not one this service issued."""
+
+    code = "invalid-cursor"
+
+
+class DependencyUnavailable(JobgateError):
+    """A service jobgate depends on is unavailable; try again shortly."""
+
+    code = "dependency-unavailable"
+
+
+class DatabaseUnavailable(DependencyUnavailable):
+    """PostgreSQL is unavailable; try again shortly."""
+
+    code = "database-unavailable"
+
+
+class QueueUnavailable(DependencyUnavailable):
+    """Redis is unavailable; try again shortly."""
+
+    code = "queue-unavailable"
+
+
+class JobError(JobgateError):
+    """A job function failed."""
+
+    code = "job-error"
+
+
+class RetryableJobError(JobError):
+    """The job failed in a way that may succeed if tried again."""
+
+    code = "retryable"
+
+
+class PermanentJobError(JobError):
+    """The job failed in a way that retrying cannot fix."""
+
+    code = "permanent"

@@ -1,0 +1,46 @@
+"""The ARQ Redis client: JSON payloads, bounded timeouts, and no connection at construction."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio import BlockingConnectionPool
+
+from shared.settings import Settings
+
+
+def serialize_payload(data: dict[str, Any]) -> bytes:
+    """ARQ job payloads cross Redis as compact JSON, never pickle."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def deserialize_payload(raw: bytes) -> dict[str, Any]:
+    """Inverse of `serialize_payload`."""
+    data: dict[str, Any] = json.loads(raw)
+    return data
+
+
+def create_redis(settings: Settings) -> ArqRedis:
+    """An ARQ client that connects lazily, so a gateway starts (and recovers) without Redis."""
+    pool = BlockingConnectionPool.from_url(
+        settings.require_redis_url(),
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout_seconds,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+        health_check_interval=30,
+    )
+    return ArqRedis(
+        connection_pool=pool,
+        job_serializer=serialize_payload,
+        job_deserializer=deserialize_payload,
+    )
+
+
+def arq_redis_settings(settings: Settings) -> RedisSettings:
+    """The same Redis as ARQ's worker wants it described."""
+    redis_settings = RedisSettings.from_dsn(settings.require_redis_url())
+    redis_settings.conn_timeout = int(settings.redis_timeout_seconds)
+    return redis_settings

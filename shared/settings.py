@@ -1,0 +1,111 @@
+"""The one settings class. Every tunable of jobgate lives here, read from `JOBGATE_*` variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_ADMIN_TOKEN_CHARS = 24
+
+
+class Settings(BaseSettings):
+    """jobgate configuration; `JOBGATE_<FIELD>` in the environment sets each field."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBGATE_", env_file=".env", extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = Field(
+        "prod", description="`dev` relaxes the secret checks; `prod` refuses weak secrets."
+    )
+    database_url: str | None = Field(
+        None, description="postgresql+asyncpg:// URL. Unset: `jobgate dev` starts an embedded one."
+    )
+    redis_url: str | None = Field(
+        None, description="redis:// or unix:// URL. Unset: `jobgate dev` starts an embedded one."
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Operator token for /admin routes. Unset: the admin API answers 401."
+    )
+    data_dir: Path = Field(Path(".jobgate"), description="Where embedded servers keep their data.")
+    contract_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated modules declaring extra job types, imported at start-up.",
+    )
+    job_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated modules implementing them (`@implements`), for workers.",
+    )
+
+    # HTTP
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
+    max_wait_seconds: float = Field(60.0, gt=0, description="Cap of `GET /jobs/{id}?wait=`.")
+    wait_recheck_seconds: float = Field(
+        2.0, gt=0, description="Long-poll re-reads the row this often even without a notification."
+    )
+    retry_after_seconds: int = Field(5, ge=1, description="`Retry-After` sent with 503 answers.")
+    list_default_limit: int = Field(50, ge=1, le=200)
+
+    # Jobs
+    result_ttl_seconds: int = Field(
+        3600, ge=0, description="How long a terminal job stays readable, unless its type says."
+    )
+
+    # Connections: every call out has a bound, so a hung dependency cannot hang every request.
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+    db_pool_timeout_seconds: float = Field(5.0, gt=0)
+    db_connect_timeout_seconds: float = Field(5.0, gt=0)
+    db_statement_timeout_seconds: float = Field(15.0, gt=0)
+    redis_timeout_seconds: float = Field(5.0, gt=0)
+    redis_max_connections: int = Field(100, ge=1)
+
+    # Worker
+    worker_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Queues this worker consumes; empty means all of them."
+    )
+    worker_max_jobs: int = Field(50, ge=1, description="Jobs one worker runs at once, per queue.")
+    worker_poll_delay_seconds: float = Field(0.5, gt=0)
+    worker_metrics_port: int | None = Field(
+        None, description="Serve the worker's Prometheus metrics on this port."
+    )
+
+    # Logging
+    log_level: str = "INFO"
+    log_json: bool = Field(False, description="Render logs as JSON lines instead of console text.")
+
+    @field_validator("contract_modules", "job_modules", "worker_queues", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets(self) -> Settings:
+        token = self.admin_token.get_secret_value() if self.admin_token else None
+        if self.env == "prod" and token is not None and len(token) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(
+                f"JOBGATE_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters"
+            )
+        return self
+
+    def require_database_url(self) -> str:
+        """The database URL, or a clear error naming the variable to set."""
+        if not self.database_url:
+            raise RuntimeError("JOBGATE_DATABASE_URL is not set (or run `jobgate dev`)")
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        """The Redis URL, or a clear error naming the variable to set."""
+        if not self.redis_url:
+            raise RuntimeError("JOBGATE_REDIS_URL is not set (or run `jobgate dev`)")
+        return self.redis_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings of this process, read once."""
+    return Settings()

@@ -1,0 +1,38 @@
+"""Job statuses and the transitions allowed between them (they only move forward)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the job will never change again."""
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+WAITING = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING})
+
+# RUNNING -> RUNNING is a re-delivery: a worker died mid-job and ARQ hands the job to another.
+CLAIMABLE = WAITING | {JobStatus.RUNNING}
+
+ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.RUNNING: CLAIMABLE,
+    JobStatus.RETRYING: frozenset({JobStatus.RUNNING}),
+    JobStatus.SUCCEEDED: frozenset({JobStatus.RUNNING}),
+    JobStatus.FAILED: frozenset({JobStatus.RUNNING}) | WAITING,
+    JobStatus.CANCELLED: WAITING | {JobStatus.RUNNING},
+}
+"""For each target status, the statuses a job may move to it from."""

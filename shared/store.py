@@ -1,0 +1,212 @@
+"""Every job query. Each function takes the session first and the tenant as a required keyword.
+
+Reads start from `_owned(tenant_id)` and writes from `_transition(...)`, so no query can leave
+out the tenant; a status change is one `UPDATE ... WHERE status IN (allowed) RETURNING`, so an
+illegal transition changes nothing instead of corrupting the row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.errors import JobNotFound
+from shared.models import Job
+from shared.status import ALLOWED_FROM, CLAIMABLE, JobStatus
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """Filters and page of `GET /jobs`; `before_id` is the decoded cursor."""
+
+    limit: int
+    statuses: Sequence[JobStatus] = ()
+    names: Sequence[str] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    before_id: uuid.UUID | None = None
+
+
+def _owned(tenant_id: uuid.UUID) -> Select[Job]:
+    """The base of every read: jobs of this tenant only."""
+    return select(Job).where(Job.tenant_id == tenant_id)
+
+
+async def insert_jobs(session: AsyncSession, *, tenant_id: uuid.UUID, jobs: Sequence[Job]) -> None:
+    """Add new jobs of this tenant to the session (the caller commits)."""
+    for job in jobs:
+        if job.tenant_id != tenant_id:
+            raise ValueError("job belongs to another tenant")
+    session.add_all(jobs)
+    await session.flush()
+
+
+async def delete_jobs(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]
+) -> None:
+    """Remove jobs that never reached a queue (their submit failed)."""
+    await session.execute(
+        delete(Job).where(Job.tenant_id == tenant_id, Job.id.in_(job_ids)),
+        execution_options={"synchronize_session": False},
+    )
+
+
+async def find_job(session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+    """The tenant's job with this id, or None."""
+    result = await session.execute(
+        _owned(tenant_id).where(Job.id == job_id).execution_options(populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+async def get_job(session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    """The tenant's job with this id; another tenant's job is `JobNotFound`, like a missing one."""
+    job = await find_job(session, tenant_id=tenant_id, job_id=job_id)
+    if job is None:
+        raise JobNotFound()
+    return job
+
+
+async def list_jobs(session: AsyncSession, *, tenant_id: uuid.UUID, query: JobQuery) -> list[Job]:
+    """One page of the tenant's jobs, newest first (one more than `limit`, to tell if more)."""
+    stmt = _owned(tenant_id)
+    if query.statuses:
+        stmt = stmt.where(Job.status.in_([status.value for status in query.statuses]))
+    if query.names:
+        stmt = stmt.where(Job.name.in_(query.names))
+    if query.labels:
+        stmt = stmt.where(Job.labels.contains(query.labels))
+    if query.created_after is not None:
+        stmt = stmt.where(Job.created_at > query.created_after)
+    if query.created_before is not None:
+        stmt = stmt.where(Job.created_at < query.created_before)
+    if query.before_id is not None:
+        stmt = stmt.where(Job.id < query.before_id)
+    result = await session.execute(stmt.order_by(Job.id.desc()).limit(query.limit + 1))
+    return list(result.scalars())
+
+
+async def _transition(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    to: JobStatus,
+    from_: frozenset[JobStatus] | None = None,
+    **values: Any,
+) -> Job | None:
+    """Move a job to `to` if its status allows it; None when it does not (or no such job)."""
+    allowed = ALLOWED_FROM[to] if from_ is None else from_
+    stmt = (
+        update(Job)
+        .where(
+            Job.tenant_id == tenant_id,
+            Job.id == job_id,
+            Job.status.in_([status.value for status in allowed]),
+        )
+        .values(status=to.value, **values)
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    result = await session.execute(stmt)
+    return result.scalar_one_or_none()
+
+
+async def claim_job(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID
+) -> Job | None:
+    """Mark a waiting (or re-delivered running) job as running and count the attempt."""
+    return await _transition(
+        session,
+        tenant_id=tenant_id,
+        job_id=job_id,
+        to=JobStatus.RUNNING,
+        from_=CLAIMABLE,
+        attempts=Job.attempts + 1,
+        started_at=func.now(),
+        progress=None,
+    )
+
+
+async def record_progress(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, progress: dict[str, Any]
+) -> bool:
+    """Store a running job's progress; False if the job is no longer running."""
+    result = await session.execute(
+        update(Job)
+        .where(
+            Job.tenant_id == tenant_id,
+            Job.id == job_id,
+            Job.status == JobStatus.RUNNING.value,
+        )
+        .values(progress=progress)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def record_success(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    result: dict[str, Any],
+    expires_at: datetime,
+) -> Job | None:
+    """The running job succeeded with `result`."""
+    return await _transition(
+        session,
+        tenant_id=tenant_id,
+        job_id=job_id,
+        to=JobStatus.SUCCEEDED,
+        result=result,
+        error=None,
+        finished_at=func.now(),
+        expires_at=expires_at,
+    )
+
+
+async def record_retry(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    error: dict[str, Any],
+    retry_at: datetime,
+) -> Job | None:
+    """The running job failed an attempt and will run again at `retry_at`."""
+    return await _transition(
+        session,
+        tenant_id=tenant_id,
+        job_id=job_id,
+        to=JobStatus.RETRYING,
+        error=error,
+        scheduled_at=retry_at,
+    )
+
+
+async def record_failure(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    error: dict[str, Any],
+    expires_at: datetime,
+) -> Job | None:
+    """The job failed for good (it is now in the dead-letter view)."""
+    return await _transition(
+        session,
+        tenant_id=tenant_id,
+        job_id=job_id,
+        to=JobStatus.FAILED,
+        error=error,
+        finished_at=func.now(),
+        expires_at=expires_at,
+    )

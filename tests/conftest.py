@@ -1,0 +1,161 @@
+"""Fixtures: real PostgreSQL and Redis (the machine's, or embedded ones), the app, real workers.
+
+`JOBGATE_TEST_DATABASE_URL` / `JOBGATE_TEST_REDIS_URL` point at running servers; without them
+the session starts embedded servers. Each xdist worker gets its own database
+(`jobgate_test_<worker>`, migrated once) and its own Redis db; every test starts from empty
+tables and an empty Redis db (truncate, not rollback: workers commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from arq.worker import Worker
+from redis.asyncio import Redis
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.app import create_app
+from shared.db import create_engine, create_sessionmaker, libpq_url
+from shared.embedded import embedded_services
+from shared.migrate import upgrade
+from shared.settings import Settings
+from worker.settings import worker_options
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+
+def _xdist_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
+@pytest.fixture(scope="session")
+def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    database_url = os.environ.get("JOBGATE_TEST_DATABASE_URL")
+    redis_url = os.environ.get("JOBGATE_TEST_REDIS_URL")
+    data_dir = Path(tmp_path_factory.mktemp("embedded"))
+    with embedded_services(
+        data_dir, need_database=database_url is None, need_redis=redis_url is None
+    ) as embedded:
+        database_url = database_url or embedded.database_url
+        redis_url = redis_url or embedded.redis_url
+        assert database_url and redis_url
+        yield database_url, redis_url
+
+
+async def _recreate_database(database_url: str, name: str) -> None:
+    admin = await asyncpg.connect(libpq_url(database_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_urls: tuple[str, str]) -> str:
+    """A freshly migrated database of this xdist worker's own."""
+    base = server_urls[0]
+    name = f"jobgate_test_{_xdist_index()}"
+    asyncio.run(_recreate_database(base, name))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url(server_urls: tuple[str, str]) -> str:
+    """This xdist worker's own Redis database number (1, 2, ...)."""
+    base = server_urls[1]
+    db = _xdist_index() + 1
+    if base.startswith("unix://"):
+        return f"{base.split('?')[0]}?db={db}"
+    return f"{base.rstrip('/').rsplit('/', 1)[0] if base.count('/') > 2 else base}/{db}"
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    return Settings(
+        env="test",
+        database_url=database_url,
+        redis_url=redis_url,
+        admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
+        worker_poll_delay_seconds=0.02,
+        wait_recheck_seconds=0.5,
+        db_pool_size=5,
+    )
+
+
+@pytest.fixture
+async def sessionmaker(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(settings)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client: Redis = Redis.from_url(settings.require_redis_url())
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def _clean_state(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: Redis
+) -> None:
+    """Every test starts with empty tables and an empty Redis db."""
+    from sqlalchemy import text
+
+    async with sessionmaker() as session:
+        await session.execute(text("TRUNCATE job, api_key, tenant CASCADE"))
+        await session.commit()
+    await redis.flushdb()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway app, lifespan running, behind an in-process HTTP client."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://jobgate.test") as http,
+    ):
+        yield http
+
+
+WorkerFactory = Callable[..., Awaitable[Worker]]
+
+
+@pytest.fixture
+async def start_worker(settings: Settings) -> AsyncIterator[WorkerFactory]:
+    """Start real ARQ workers in the background (as `arq worker.WorkerSettings` would run)."""
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(queue: str = "default", **overrides: object) -> Worker:
+        options = {**worker_options(settings, queue=queue), **overrides}
+        worker = Worker(**options, handle_signals=False)  # type: ignore[arg-type]
+        running.append((worker, asyncio.create_task(worker.main())))
+        return worker
+
+    yield start
+    for worker, task in running:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
+
+
+@pytest.fixture
+async def worker(start_worker: WorkerFactory) -> Worker:
+    """One running worker on the default queue."""
+    return await start_worker()

@@ -1,0 +1,69 @@
+"""Test factories: tenants, keys and jobs made the way callers make them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import tenancy
+from shared.apikeys import Scope
+
+
+async def make_tenant(
+    sessionmaker: async_sessionmaker[AsyncSession], name: str = "acme"
+) -> tuple[str, str]:
+    """A tenant and its first key: (tenant id, token)."""
+    async with sessionmaker() as session:
+        tenant, first_key = await tenancy.create_tenant(session, name=name)
+    return str(tenant.id), first_key.token
+
+
+async def make_api_key(
+    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: str, *scopes: Scope
+) -> str:
+    """Another key for a tenant, with only `scopes`."""
+    async with sessionmaker() as session:
+        found = await tenancy.find_tenant(session, tenant=tenant_id)
+        new_key = await tenancy.create_api_key(session, tenant_id=found.id, scopes=scopes)
+    return new_key.token
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def submit(
+    client: httpx.AsyncClient,
+    token: str,
+    name: str,
+    args: dict[str, Any],
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Submit a job and insist it was accepted."""
+    body: dict[str, Any] = {"args": args}
+    if options is not None:
+        body["options"] = options
+    response = await client.post(f"/jobs/{name}", json=body, headers=auth(token))
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, token: str, job_id: str, *statuses: str, timeout: float = 10
+) -> dict[str, Any]:
+    """Poll (with long-poll) until the job reaches one of `statuses`, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        wait = max(min(remaining, 2.0), 0)
+        response = await client.get(f"/jobs/{job_id}", params={"wait": wait}, headers=auth(token))
+        assert response.status_code == 200, response.text
+        job: dict[str, Any] = response.json()
+        if job["status"] in statuses:
+            return job
+        if remaining <= 0:
+            raise AssertionError(f"job {job_id} is {job['status']}, not {statuses}: {job}")

@@ -1,0 +1,59 @@
+"""Binding job functions to their contracts: `@implements(ECHO)`, checked at start-up."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from shared.contracts import Contract, JobType, Registry
+from worker.context import JobContext
+
+A = TypeVar("A", bound=Contract)
+R = TypeVar("R", bound=Contract)
+JobFunction = Callable[[JobContext, A], Awaitable[R]]
+
+BUILTIN_JOB_MODULES = (
+    "worker.jobs.echo",
+    "worker.jobs.sleep",
+    "worker.jobs.flaky",
+    "worker.jobs.health_check",
+)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A job type and the function that runs it."""
+
+    job_type: JobType[Any, Any]
+    function: JobFunction[Any, Any]
+
+
+_BOUND: list[Binding] = []
+
+
+def implements(job_type: JobType[A, R]) -> Callable[[JobFunction[A, R]], JobFunction[A, R]]:
+    """Declare that the decorated coroutine runs jobs of `job_type`."""
+
+    def bind(function: JobFunction[A, R]) -> JobFunction[A, R]:
+        _BOUND.append(Binding(job_type=job_type, function=function))
+        return function
+
+    return bind
+
+
+def load_bindings(registry: Registry, modules: Sequence[str] = ()) -> dict[str, Binding]:
+    """Import the job modules and pair every registered type with exactly one function."""
+    for module in (*BUILTIN_JOB_MODULES, *modules):
+        importlib.import_module(module)
+    bindings: dict[str, Binding] = {}
+    for binding in _BOUND:
+        name = binding.job_type.name
+        if name in bindings and bindings[name].function is not binding.function:
+            raise RuntimeError(f"job type {name!r} has two implementations")
+        bindings[name] = binding
+    missing = [job_type.name for job_type in registry if job_type.name not in bindings]
+    if missing:
+        raise RuntimeError(f"job types without an implementation: {', '.join(missing)}")
+    return bindings

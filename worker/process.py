@@ -1,0 +1,46 @@
+"""`jobgate worker`: one process serving several queues, one ARQ worker per queue."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+from arq.worker import Worker
+
+from shared.contracts import load_contracts
+from shared.settings import Settings
+from worker.settings import worker_options
+
+log = structlog.get_logger("jobgate.worker")
+
+
+def build_workers(settings: Settings, queues: list[str] | None = None) -> list[Worker]:
+    """ARQ workers for `queues` (default: the configured ones, else every registered queue).
+
+    Call it inside the running event loop: an ARQ worker binds to the loop it is built in.
+    """
+    registry = load_contracts(settings.contract_modules)
+    chosen = queues or settings.worker_queues or registry.queues()
+    return [
+        Worker(**worker_options(settings, queue=queue, registry=registry), handle_signals=False)
+        for queue in chosen
+    ]
+
+
+async def run_workers(settings: Settings, queues: list[str] | None = None) -> None:
+    """Run workers for `queues` until SIGINT or SIGTERM, then stop them."""
+    workers = build_workers(settings, queues)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runs = [asyncio.create_task(worker.async_run()) for worker in workers]
+    log.info("worker.started", queues=[worker.queue_name for worker in workers])
+    await stop.wait()
+    log.info("worker.stopping")
+    for worker in workers:
+        worker.handle_sig(signal.SIGTERM)
+    await asyncio.gather(*runs, return_exceptions=True)
+    for worker in workers:
+        await worker.close()

@@ -1,0 +1,94 @@
+"""ARQ worker configuration built from jobgate's settings and job registry.
+
+Each named queue is its own ARQ queue (a sorted set). `arq worker.WorkerSettings` serves the
+first queue of `JOBGATE_WORKER_QUEUES` (default `default`); `jobgate worker` serves several
+queues from one process, one ARQ worker each.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from arq.worker import func
+
+from shared.contracts import DEFAULT_QUEUE, Registry, load_contracts
+from shared.db import create_engine, create_sessionmaker
+from shared.keys import queue_key
+from shared.logs import configure_logging
+from shared.redis import arq_redis_settings, deserialize_payload, serialize_payload
+from shared.settings import Settings, get_settings
+from worker.binding import Binding, load_bindings
+from worker.runner import run_job
+
+# ARQ's own try counter must never stop a job: the job row's `max_tries` decides, in the runner.
+ARQ_MAX_TRIES = 10_000
+# Longest attempt ARQ lets run; each job's own `timeout_seconds` (≤ 7 days) is enforced first.
+ARQ_TIMEOUT_SECONDS = 7 * 24 * 3600 + 60
+
+
+def worker_name() -> str:
+    """This process's identity, as `health_check` reports it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _on_startup(settings: Settings, bindings: dict[str, Binding]) -> Any:
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        engine = create_engine(settings, application_name="jobgate-worker")
+        ctx.update(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            bindings=bindings,
+            worker_name=worker_name(),
+        )
+
+    return on_startup
+
+
+async def _on_shutdown(ctx: dict[str, Any]) -> None:
+    engine = ctx.get("engine")
+    if engine is not None:
+        await engine.dispose()
+
+
+def worker_options(
+    settings: Settings, *, queue: str = DEFAULT_QUEUE, registry: Registry | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for `arq.Worker` serving one jobgate queue."""
+    registry = registry or load_contracts(settings.contract_modules)
+    bindings = load_bindings(registry, settings.job_modules)
+    functions = [
+        func(
+            run_job,
+            name=job_type.name,
+            max_tries=ARQ_MAX_TRIES,
+            timeout=ARQ_TIMEOUT_SECONDS,
+            keep_result=0,
+        )
+        for job_type in registry
+        if job_type.queue == queue
+    ]
+    return {
+        "functions": functions,
+        "queue_name": queue_key(queue),
+        "redis_settings": arq_redis_settings(settings),
+        "on_startup": _on_startup(settings, bindings),
+        "on_shutdown": _on_shutdown,
+        "job_serializer": serialize_payload,
+        "job_deserializer": deserialize_payload,
+        "max_jobs": settings.worker_max_jobs,
+        "poll_delay": settings.worker_poll_delay_seconds,
+        "keep_result": 0,
+        "allow_abort_jobs": True,
+        "health_check_key": f"jobgate:worker-health:{queue}",
+    }
+
+
+def build_worker_settings() -> type:
+    """The class `arq worker.WorkerSettings` loads (ARQ reads its attributes)."""
+    settings = get_settings()
+    configure_logging(settings)
+    queue = settings.worker_queues[0] if settings.worker_queues else DEFAULT_QUEUE
+    return type("WorkerSettings", (), worker_options(settings, queue=queue))
