@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await events.close()
-            await redis.aclose()
+            await redis.aclose(close_connection_pool=True)
             await engine.dispose()
 
     app = FastAPI(

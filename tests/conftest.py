@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import asyncpg
 import httpx
@@ -64,7 +65,8 @@ async def _recreate_database(database_url: str, name: str) -> None:
 def database_url(server_urls: tuple[str, str]) -> str:
     """A freshly migrated database of this xdist worker's own."""
     base = server_urls[0]
-    name = f"jobgate_test_{_xdist_index()}"
+    # JOBGATE_TEST_DB_NAME lets two test runs share one server without touching each other.
+    name = f"{os.environ.get('JOBGATE_TEST_DB_NAME', 'jobgate_test')}_{_xdist_index()}"
     asyncio.run(_recreate_database(base, name))
     url = make_url(base).set(database=name).render_as_string(hide_password=False)
     upgrade(url)
@@ -73,12 +75,15 @@ def database_url(server_urls: tuple[str, str]) -> str:
 
 @pytest.fixture(scope="session")
 def redis_url(server_urls: tuple[str, str]) -> str:
-    """This xdist worker's own Redis database number (1, 2, ...)."""
+    """This xdist worker's own Redis database: the URL's db number plus 1, 2, ..."""
     base = server_urls[1]
-    db = _xdist_index() + 1
-    if base.startswith("unix://"):
-        return f"{base.split('?')[0]}?db={db}"
-    return f"{base.rstrip('/').rsplit('/', 1)[0] if base.count('/') > 2 else base}/{db}"
+    parsed = urlparse(base)
+    query_db = parse_qs(parsed.query).get("db")
+    path_db = parsed.path.strip("/") if parsed.scheme != "unix" else ""
+    db = int(query_db[0] if query_db else path_db or 0) + _xdist_index() + 1
+    if parsed.scheme == "unix":
+        return f"unix://{parsed.path}?db={db}"
+    return parsed._replace(path=f"/{db}", query="").geturl()
 
 
 @pytest.fixture
