@@ -92,7 +92,7 @@ def settings(database_url: str, redis_url: str) -> Settings:
         env="test",
         database_url=database_url,
         redis_url=redis_url,
-        admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
+        admin_token=ADMIN_TOKEN,
         worker_poll_delay_seconds=0.02,
         wait_recheck_seconds=0.5,
         db_pool_size=5,
@@ -148,7 +148,7 @@ async def start_worker(settings: Settings) -> AsyncIterator[WorkerFactory]:
 
     async def start(queue: str = "default", **overrides: object) -> Worker:
         options = {**worker_options(settings, queue=queue), **overrides}
-        worker = Worker(**options, handle_signals=False)  # type: ignore[arg-type]
+        worker = Worker(**options, handle_signals=False)
         running.append((worker, asyncio.create_task(worker.main())))
         return worker
 

@@ -7,6 +7,7 @@ import signal
 
 import structlog
 from arq.worker import Worker
+from prometheus_client import start_http_server
 
 from shared.contracts import load_contracts
 from shared.settings import Settings
@@ -31,6 +32,8 @@ def build_workers(settings: Settings, queues: list[str] | None = None) -> list[W
 async def run_workers(settings: Settings, queues: list[str] | None = None) -> None:
     """Run workers for `queues` until SIGINT or SIGTERM, then stop them."""
     workers = build_workers(settings, queues)
+    if settings.worker_metrics_port is not None:
+        start_http_server(settings.worker_metrics_port)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
