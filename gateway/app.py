@@ -14,7 +14,7 @@ from gateway.deps import Resources
 from gateway.job_events import JobEvents
 from gateway.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from gateway.problems import Problem, install_problem_handlers
-from gateway.routes import admin, health, job_types, jobs
+from gateway.routes import admin, control, health, job_types, jobs
 from shared.contracts import load_contracts
 from shared.db import create_engine, create_sessionmaker, libpq_url
 from shared.logs import configure_logging
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events.start()
         resources = Resources(
             settings=settings,
+            registry=registry,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             redis=redis,
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app, settings)
     app.include_router(jobs.build_router(registry))
+    app.include_router(control.router)
     app.include_router(job_types.build_router(registry))
     app.include_router(health.router)
     app.include_router(admin.router)

@@ -12,6 +12,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.job_events import JobEvents
+from shared.contracts import Registry
 from shared.settings import Settings
 
 
@@ -20,6 +21,7 @@ class Resources:
     """What the app's lifespan opens and closes, shared by every request."""
 
     settings: Settings
+    registry: Registry
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: ArqRedis

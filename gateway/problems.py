@@ -25,6 +25,8 @@ from shared.settings import Settings
 log = structlog.get_logger("jobgate.gateway")
 
 PROBLEM_JSON = "application/problem+json"
+BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+"""RFC 9110 §15.5.2: a 401 must name the scheme that would be accepted."""
 
 STATUS_OF: dict[type[errors.JobgateError], int] = {
     errors.JobgateError: 500,
@@ -106,6 +108,11 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# One `type` per condition, whichever layer noticed it: the body guard raises 413 as an
+# HTTPException once a chunked body is being read, and as `PayloadTooLarge` before that.
+_HTTP_CODES = {413: errors.PayloadTooLarge.code}
+
+
 def _status_of(error: errors.JobgateError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS_OF:
@@ -125,7 +132,7 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
     async def on_jobgate_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.JobgateError)  # noqa: S101 (registered for this class)
         status = _status_of(exc)
-        headers = retry_after if status == 503 else None
+        headers = {503: retry_after, 401: BEARER_CHALLENGE}.get(status)
         return problem_response(
             request, status=status, code=exc.code, detail=exc.message, headers=headers
         )
@@ -153,7 +160,7 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
         assert isinstance(exc, HTTPException)  # noqa: S101
         phrase = HTTPStatus(exc.status_code).phrase
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else phrase
-        code = phrase.lower().replace(" ", "-").replace("'", "")
+        code = _HTTP_CODES.get(exc.status_code) or phrase.lower().replace(" ", "-").replace("'", "")
         return problem_response(
             request, status=exc.status_code, code=code, detail=detail, headers=exc.headers
         )

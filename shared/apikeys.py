@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
 PREFIX = "jg_"
+_KEY_HEX = re.compile(r"[0-9a-f]{32}")
 SECRET_BYTES = 32
 
 
@@ -56,12 +58,11 @@ def parse_token(token: str) -> tuple[uuid.UUID, str] | None:
     if not token.startswith(PREFIX):
         return None
     key_hex, sep, secret = token[len(PREFIX) :].partition("_")
-    if not sep or len(key_hex) != 32 or not secret:
+    # Exactly 32 lowercase hex digits, as issued: `uuid.UUID(hex=...)` alone would also accept
+    # spaces, signs, braces and `0x`, so one key would answer to many spellings.
+    if not sep or not _KEY_HEX.fullmatch(key_hex) or not secret:
         return None
-    try:
-        return uuid.UUID(hex=key_hex), secret
-    except ValueError:
-        return None
+    return uuid.UUID(hex=key_hex), secret
 
 
 def secret_matches(secret: str, stored_hash: bytes) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix
 
 QUEUE_PREFIX = "jobgate:queue:"
+SCHEDULED_SET = "jobgate:scheduled"
+"""Jobs waiting for their time (delayed submits, retries), by due time; see `shared.enqueue`."""
 ABORT_SET = abort_jobs_ss
 
 

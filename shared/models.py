@@ -97,6 +97,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """Set when a running job is asked to stop; the worker then records `cancelled`."""
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUSES})", name="status"),

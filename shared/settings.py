@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     )
     worker_max_jobs: int = Field(50, ge=1, description="Jobs one worker runs at once, per queue.")
     worker_poll_delay_seconds: float = Field(0.5, gt=0)
+    worker_shutdown_grace_seconds: float = Field(
+        30.0, ge=0, description="On SIGTERM, running jobs get this long to finish."
+    )
     worker_metrics_port: int | None = Field(
         None, description="Serve the worker's Prometheus metrics on this port."
     )

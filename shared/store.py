@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.errors import JobNotFound
 from shared.models import Job
-from shared.status import ALLOWED_FROM, CLAIMABLE, JobStatus
+from shared.status import ALLOWED_FROM, CLAIMABLE, WAITING, JobStatus
+
+_PURGED_TTL_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -210,3 +212,109 @@ async def record_failure(
         finished_at=func.now(),
         expires_at=expires_at,
     )
+
+
+async def cancel_waiting(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, expires_at: datetime
+) -> Job | None:
+    """Cancel a job that has not started; None if it is not waiting."""
+    return await _transition(
+        session,
+        tenant_id=tenant_id,
+        job_id=job_id,
+        to=JobStatus.CANCELLED,
+        from_=WAITING,
+        finished_at=func.now(),
+        expires_at=expires_at,
+    )
+
+
+async def request_cancel(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID
+) -> Job | None:
+    """Mark a running job as asked to stop; None if it is not running."""
+    result = await session.execute(
+        update(Job)
+        .where(
+            Job.tenant_id == tenant_id,
+            Job.id == job_id,
+            Job.status == JobStatus.RUNNING.value,
+        )
+        .values(cancel_requested_at=func.coalesce(Job.cancel_requested_at, func.now()))
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+async def record_cancelled(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, expires_at: datetime
+) -> Job | None:
+    """A running job stopped because it was asked to."""
+    return await _transition(
+        session,
+        tenant_id=tenant_id,
+        job_id=job_id,
+        to=JobStatus.CANCELLED,
+        from_=frozenset({JobStatus.RUNNING}),
+        error={"type": "cancelled", "message": "cancelled while running"},
+        finished_at=func.now(),
+        expires_at=expires_at,
+    )
+
+
+async def is_cancel_requested(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID
+) -> bool:
+    """Whether someone asked this job to stop."""
+    result = await session.execute(
+        select(Job.cancel_requested_at).where(Job.tenant_id == tenant_id, Job.id == job_id)
+    )
+    return result.scalar_one_or_none() is not None
+
+
+async def link_retry(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, retried_by: uuid.UUID
+) -> bool:
+    """Point a failed or cancelled job at its re-run; False if not allowed or already linked."""
+    result = await session.execute(
+        update(Job)
+        .where(
+            Job.tenant_id == tenant_id,
+            Job.id == job_id,
+            Job.status.in_([JobStatus.FAILED.value, JobStatus.CANCELLED.value]),
+            Job.retried_by.is_(None),
+        )
+        .values(retried_by=retried_by)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def purge_waiting(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    queue: str | None = None,
+    name: str | None = None,
+) -> list[Job]:
+    """Cancel all of a tenant's jobs that have not started (optionally one queue or type)."""
+    stmt = update(Job).where(
+        Job.tenant_id == tenant_id,
+        Job.status.in_([status.value for status in WAITING]),
+    )
+    if queue is not None:
+        stmt = stmt.where(Job.queue == queue)
+    if name is not None:
+        stmt = stmt.where(Job.name == name)
+    result = await session.execute(
+        stmt.values(
+            status=JobStatus.CANCELLED.value,
+            finished_at=func.now(),
+            expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, _PURGED_TTL_SECONDS),
+            error={"type": "purged", "message": "removed by a bulk purge"},
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    return list(result.scalars())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, cast
 
 from arq.connections import ArqRedis
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -99,6 +99,7 @@ def delivery_of(job: Job) -> Delivery:
         tenant_id=job.tenant_id,
         name=job.name,
         queue=job.queue,
+        priority=cast(Priority, job.priority),
         run_at=job.scheduled_at,
     )
 

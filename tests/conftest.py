@@ -9,7 +9,6 @@ tables and an empty Redis db (truncate, not rollback: workers commit).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from urllib.parse import parse_qs, urlparse
 import asyncpg
 import httpx
 import pytest
+from arq.connections import ArqRedis
 from arq.worker import Worker
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
@@ -27,7 +27,9 @@ from gateway.app import create_app
 from shared.db import create_engine, create_sessionmaker, libpq_url
 from shared.embedded import embedded_services
 from shared.migrate import upgrade
+from shared.redis import create_redis
 from shared.settings import Settings
+from worker.process import stop_worker
 from worker.settings import worker_options
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -113,10 +115,16 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+@pytest.fixture
+async def arq_redis(settings: Settings) -> AsyncIterator[ArqRedis]:
+    """The gateway's kind of Redis client (JSON payloads), for calling `shared` directly."""
+    client = create_redis(settings)
+    yield client
+    await client.aclose(close_connection_pool=True)
+
+
 @pytest.fixture(autouse=True)
-async def _clean_state(
-    sessionmaker: async_sessionmaker[AsyncSession], redis: Redis
-) -> None:
+async def _clean_state(sessionmaker: async_sessionmaker[AsyncSession], redis: Redis) -> None:
     """Every test starts with empty tables and an empty Redis db."""
     from sqlalchemy import text
 
@@ -154,10 +162,7 @@ async def start_worker(settings: Settings) -> AsyncIterator[WorkerFactory]:
 
     yield start
     for worker, task in running:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.close()
+        await stop_worker(worker, task, grace_seconds=5)
 
 
 @pytest.fixture

@@ -29,6 +29,25 @@ def build_workers(settings: Settings, queues: list[str] | None = None) -> list[W
     ]
 
 
+async def stop_worker(worker: Worker, main: asyncio.Task[None], grace_seconds: float) -> None:
+    """Take no new jobs, let running ones finish for up to `grace_seconds`, then stop.
+
+    Jobs still running at the limit are cancelled; ARQ leaves them on their queue, so they
+    run again (their rows say `running` and are claimed afresh).
+    """
+    worker.allow_pick_jobs = False
+    running = [task for task in worker.tasks.values() if not task.done()]
+    if running:
+        await asyncio.wait(running, timeout=grace_seconds)
+    main.cancel()
+    for task in worker.tasks.values():
+        task.cancel()
+    await asyncio.gather(main, *worker.tasks.values(), return_exceptions=True)
+    # ARQ's close() gathers its tasks again and would re-raise their cancellation.
+    worker.tasks.clear()
+    await worker.close()
+
+
 async def run_workers(settings: Settings, queues: list[str] | None = None) -> None:
     """Run workers for `queues` until SIGINT or SIGTERM, then stop them."""
     workers = build_workers(settings, queues)
@@ -38,12 +57,14 @@ async def run_workers(settings: Settings, queues: list[str] | None = None) -> No
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runs = [asyncio.create_task(worker.async_run()) for worker in workers]
+    mains = [asyncio.create_task(worker.main()) for worker in workers]
     log.info("worker.started", queues=[worker.queue_name for worker in workers])
     await stop.wait()
-    log.info("worker.stopping")
-    for worker in workers:
-        worker.handle_sig(signal.SIGTERM)
-    await asyncio.gather(*runs, return_exceptions=True)
-    for worker in workers:
-        await worker.close()
+    log.info("worker.stopping", grace_seconds=settings.worker_shutdown_grace_seconds)
+    await asyncio.gather(
+        *(
+            stop_worker(worker, main, settings.worker_shutdown_grace_seconds)
+            for worker, main in zip(workers, mains, strict=True)
+        )
+    )
+    log.info("worker.stopped")

@@ -1,7 +1,11 @@
 """Running one job, step by step: claim → validate args → call → validate result → record.
 
 Job code raises `RetryableJobError` / `PermanentJobError` (any other exception counts as
-retryable); only this module turns outcomes into status changes and ARQ retries.
+retryable); only this module turns outcomes into status changes and retries.
+
+A retry is not ARQ's `Retry`: that would put the job back on its queue with a score that
+ignores its priority. The runner records `retrying`, ARQ finishes the attempt, and then
+`after_job_end` hands the job to the scheduled set (see `shared.enqueue`) for its next try.
 """
 
 from __future__ import annotations
@@ -9,23 +13,29 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from arq.worker import Retry
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import store
 from shared.contracts import Contract
+from shared.enqueue import Delivery, enqueue
 from shared.errors import PermanentJobError
 from shared.models import Job
+from shared.retention import expires_at
+from shared.submit import delivery_of
 from worker.binding import Binding
 from worker.context import JobContext, WorkerContext
 from worker.metrics import JOB_DURATION, JOBS_FINISHED
 
 log = structlog.get_logger("jobgate.worker")
+
+RESCHEDULE_KEY = "jobgate_reschedule"
+"""Per-job ctx entry: the delivery of the job's next try, enqueued by `after_job_end`."""
 
 
 class JobFailure(Exception):
@@ -50,8 +60,14 @@ async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
         started = time.monotonic()
         try:
             result = await _attempt(worker, binding, job)
+        except asyncio.CancelledError:
+            # Either an abort (someone cancelled the job) or a shutdown; only the row knows.
+            await asyncio.shield(_record_if_aborted(worker, binding, job))
+            raise
         except JobFailure as failure:
-            await _record_failure(worker, binding, job, failure)
+            retry = await _record_failure(worker, binding, job, failure)
+            if retry is not None:
+                ctx[RESCHEDULE_KEY] = retry
         else:
             await _record_success(worker, binding, job, result)
         finally:
@@ -132,9 +148,29 @@ def _job_context(worker: WorkerContext, job: Job) -> JobContext:
 
 
 def _expires_at(worker: WorkerContext, binding: Binding) -> datetime:
-    ttl = binding.job_type.result_ttl_seconds
-    seconds = worker["settings"].result_ttl_seconds if ttl is None else ttl
-    return datetime.now(UTC) + timedelta(seconds=seconds)
+    return expires_at(binding.job_type, worker["settings"])
+
+
+async def _record_if_aborted(worker: WorkerContext, binding: Binding, job: Job) -> None:
+    """Record `cancelled` if the job was asked to stop; after a shutdown it runs again."""
+    async with worker["sessionmaker"]() as session:
+        if await store.is_cancel_requested(session, tenant_id=job.tenant_id, job_id=job.id):
+            await store.record_cancelled(
+                session,
+                tenant_id=job.tenant_id,
+                job_id=job.id,
+                expires_at=_expires_at(worker, binding),
+            )
+            await session.commit()
+            JOBS_FINISHED.labels(job.name, "cancelled").inc()
+            log.info("job.cancelled", job_type=job.name, attempt=job.attempts)
+
+
+async def reschedule_after_attempt(ctx: dict[str, Any]) -> None:
+    """ARQ's `after_job_end`: enqueue the next try once ARQ has let go of this one."""
+    retry = ctx.pop(RESCHEDULE_KEY, None)
+    if retry is not None:
+        await enqueue(ctx["redis"], [retry])
 
 
 async def _record_success(
@@ -155,18 +191,20 @@ async def _record_success(
 
 async def _record_failure(
     worker: WorkerContext, binding: Binding, job: Job, failure: JobFailure
-) -> None:
-    """Schedule a retry if one is allowed, else fail the job for good."""
+) -> Delivery | None:
+    """Record a retry if one is allowed (returning its delivery), else fail the job for good."""
     will_retry = failure.is_retryable and job.attempts < job.max_tries
+    retry_at = datetime.now(UTC) + timedelta(
+        seconds=binding.job_type.backoff.delay_seconds(job.attempts)
+    )
     async with worker["sessionmaker"]() as session:
         if will_retry:
-            delay = binding.job_type.backoff.delay_seconds(job.attempts)
             await store.record_retry(
                 session,
                 tenant_id=job.tenant_id,
                 job_id=job.id,
                 error=failure.error,
-                retry_at=datetime.now(UTC) + timedelta(seconds=delay),
+                retry_at=retry_at,
             )
         else:
             await store.record_failure(
@@ -182,6 +220,4 @@ async def _record_failure(
     log.warning(
         f"job.{outcome}", job_type=job.name, attempt=job.attempts, error_type=failure.error["type"]
     )
-    if will_retry:
-        # ARQ puts the same job id back on its queue, `delay` seconds from now.
-        raise Retry(defer=delay)
+    return replace(delivery_of(job), run_at=retry_at) if will_retry else None

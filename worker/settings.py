@@ -7,6 +7,8 @@ queues from one process, one ARQ worker each.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 from typing import Any
@@ -20,7 +22,8 @@ from shared.logs import configure_logging
 from shared.redis import arq_redis_settings, deserialize_payload, serialize_payload
 from shared.settings import Settings, get_settings
 from worker.binding import Binding, load_bindings
-from worker.runner import run_job
+from worker.runner import reschedule_after_attempt, run_job
+from worker.scheduling import promote_forever
 
 # ARQ's own try counter must never stop a job: the job row's `max_tries` decides, in the runner.
 ARQ_MAX_TRIES = 10_000
@@ -42,12 +45,22 @@ def _on_startup(settings: Settings, bindings: dict[str, Binding]) -> Any:
             sessionmaker=create_sessionmaker(engine),
             bindings=bindings,
             worker_name=worker_name(),
+            background=[
+                asyncio.create_task(
+                    promote_forever(ctx["redis"], settings.worker_poll_delay_seconds),
+                    name="jobgate-promote-due",
+                )
+            ],
         )
 
     return on_startup
 
 
 async def _on_shutdown(ctx: dict[str, Any]) -> None:
+    for task in ctx.get("background", []):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     engine = ctx.get("engine")
     if engine is not None:
         await engine.dispose()
@@ -76,6 +89,7 @@ def worker_options(
         "redis_settings": arq_redis_settings(settings),
         "on_startup": _on_startup(settings, bindings),
         "on_shutdown": _on_shutdown,
+        "after_job_end": reschedule_after_attempt,
         "job_serializer": serialize_payload,
         "job_deserializer": deserialize_payload,
         "max_jobs": settings.worker_max_jobs,

@@ -1,0 +1,66 @@
+"""`/jobs/{id}/cancel` and `/jobs/{id}/retry`: changing a job's course."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from gateway.auth import CancelAuth, SubmitAuth
+from gateway.deps import RedisDep, ResourcesDep, SessionDep
+from gateway.problems import problems
+from gateway.schemas import JobOut
+from shared import control
+
+router = APIRouter(tags=["jobs"])
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    operation_id="cancel_job",
+    responses={
+        202: {"model": JobOut, "description": "Abort requested; the job is still `running`."},
+        **problems(401, 403, 404, 409, 422, 503),
+    },
+)
+async def cancel_job(
+    job_id: uuid.UUID,
+    principal: CancelAuth,
+    session: SessionDep,
+    redis: RedisDep,
+    resources: ResourcesDep,
+    response: Response,
+) -> JobOut:
+    """Cancel a job: a waiting job never runs (200); a running one is aborted (202)."""
+    outcome = await control.cancel_job(
+        session,
+        redis,
+        tenant_id=principal.tenant_id,
+        job_id=job_id,
+        registry=resources.registry,
+        settings=resources.settings,
+    )
+    response.status_code = 200 if outcome.is_done else 202
+    return JobOut.of(outcome.job)
+
+
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=201,
+    operation_id="retry_job",
+    responses=problems(401, 403, 404, 409, 422, 503),
+)
+async def retry_job(
+    job_id: uuid.UUID,
+    principal: SubmitAuth,
+    session: SessionDep,
+    redis: RedisDep,
+    resources: ResourcesDep,
+    response: Response,
+) -> JobOut:
+    """Re-run a failed or cancelled job as a new job with the same args (201, linked both ways)."""
+    job = await control.retry_job(
+        session, redis, tenant_id=principal.tenant_id, job_id=job_id, registry=resources.registry
+    )
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return JobOut.of(job)

@@ -1,0 +1,124 @@
+"""Changing a job's course after submit: cancel, re-run, bulk purge.
+
+Each function commits its PostgreSQL change first and touches Redis after, like a submit; a
+Redis hiccup after the commit leaves a stale queue entry that the worker skips (the row says
+the job is not waiting), never a job in the wrong state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from arq.connections import ArqRedis
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import store
+from shared.contracts import Registry
+from shared.enqueue import enqueue, request_abort, withdraw
+from shared.errors import JobStateConflict, QueueUnavailable
+from shared.models import Job
+from shared.retention import expires_at
+from shared.settings import Settings
+from shared.submit import SubmitOptions, build_job, delivery_of
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """Outcome of a cancel: the job, and whether it is already `cancelled` (else aborting)."""
+
+    job: Job
+    is_done: bool
+
+
+async def cancel_job(
+    session: AsyncSession,
+    redis: ArqRedis,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    registry: Registry,
+    settings: Settings,
+) -> Cancelled:
+    """Cancel a waiting job at once, or ask a running one to stop; terminal jobs conflict."""
+    current = await store.get_job(session, tenant_id=tenant_id, job_id=job_id)
+    until = expires_at(registry.get(current.name), settings)
+    job = await store.cancel_waiting(session, tenant_id=tenant_id, job_id=job_id, expires_at=until)
+    if job is not None:
+        await session.commit()
+        with contextlib.suppress(RedisError, OSError):  # a stale entry is skipped by workers
+            await withdraw(redis, [delivery_of(job)])
+        return Cancelled(job=job, is_done=True)
+    job = await store.request_cancel(session, tenant_id=tenant_id, job_id=job_id)
+    if job is not None:
+        await session.commit()
+        try:
+            await request_abort(redis, job.id)
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable() from exc
+        return Cancelled(job=job, is_done=False)
+    status = current.status  # read before rollback expires it
+    await session.rollback()
+    raise JobStateConflict(f"The job is already {status}; only unfinished jobs can be cancelled.")
+
+
+async def retry_job(
+    session: AsyncSession,
+    redis: ArqRedis,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    registry: Registry,
+) -> Job:
+    """Re-run a failed or cancelled job as a new job with the same args, linked both ways."""
+    old = await store.get_job(session, tenant_id=tenant_id, job_id=job_id)
+    if old.status not in ("failed", "cancelled") or old.retried_by is not None:
+        reason = "was already re-run" if old.retried_by else f"is {old.status}"
+        raise JobStateConflict(f"Only failed or cancelled jobs can be re-run; this one {reason}.")
+    job_type = registry.get(old.name)
+    try:
+        args = job_type.args.model_validate(old.args)
+    except ValidationError:
+        raise JobStateConflict("The job's args no longer match its type's contract.") from None
+    options = SubmitOptions(
+        priority=old.priority,
+        max_tries=old.max_tries,
+        timeout_seconds=old.timeout_seconds,
+        labels=old.labels,
+    )
+    new = build_job(
+        job_type, tenant_id=tenant_id, args=args, options=options, now=datetime.now(UTC)
+    )
+    new.retry_of = old.id
+    await store.insert_jobs(session, tenant_id=tenant_id, jobs=[new])
+    if not await store.link_retry(session, tenant_id=tenant_id, job_id=old.id, retried_by=new.id):
+        await session.rollback()
+        raise JobStateConflict("The job was re-run or changed meanwhile.")
+    await session.commit()
+    try:
+        await enqueue(redis, [delivery_of(new)])
+    except QueueUnavailable:
+        await store.delete_jobs(session, tenant_id=tenant_id, job_ids=[new.id])
+        await session.commit()
+        raise
+    return new
+
+
+async def purge_waiting(
+    session: AsyncSession,
+    redis: ArqRedis,
+    *,
+    tenant_id: uuid.UUID,
+    queue: str | None = None,
+    name: str | None = None,
+) -> int:
+    """Cancel every job of a tenant that has not started (optionally one queue or type)."""
+    jobs = await store.purge_waiting(session, tenant_id=tenant_id, queue=queue, name=name)
+    await session.commit()
+    with contextlib.suppress(RedisError, OSError):
+        await withdraw(redis, [delivery_of(job) for job in jobs])
+    return len(jobs)
