@@ -14,7 +14,7 @@ from gateway.deps import Resources
 from gateway.job_events import JobEvents
 from gateway.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from gateway.problems import Problem, install_problem_handlers
-from gateway.routes import admin, control, health, job_types, jobs
+from gateway.routes import admin, control, health, job_types, jobs, submit
 from shared.contracts import load_contracts
 from shared.db import create_engine, create_sessionmaker, libpq_url
 from shared.logs import configure_logging
@@ -77,7 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=[{"name": "jobs", "description": "Submit, read and list jobs."}],
     )
     install_problem_handlers(app, settings)
-    app.include_router(jobs.build_router(registry))
+    app.include_router(submit.build_router(registry))
+    app.include_router(jobs.build_router())
     app.include_router(control.router)
     app.include_router(job_types.build_router(registry))
     app.include_router(health.router)

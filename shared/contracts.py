@@ -10,9 +10,9 @@ import importlib
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.errors import UnknownJobType
 
@@ -24,6 +24,23 @@ class Contract(BaseModel):
     """Base of every Args and Result model: strict about unknown fields, immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="after")
+    def _no_nul_characters(self) -> Self:
+        # PostgreSQL's jsonb cannot store U+0000; refuse it here, as a validation error.
+        if _has_nul(self.model_dump(mode="json")):
+            raise ValueError("text must not contain the NUL character (U+0000)")
+        return self
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 A = TypeVar("A", bound=Contract)

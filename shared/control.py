@@ -19,12 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import store
 from shared.contracts import Registry
-from shared.enqueue import enqueue, request_abort, withdraw
+from shared.enqueue import request_abort, withdraw
 from shared.errors import JobStateConflict, QueueUnavailable
 from shared.models import Job
 from shared.retention import expires_at
 from shared.settings import Settings
-from shared.submit import SubmitOptions, build_job, delivery_of
+from shared.submit import SubmitOptions, build_job, commit_and_enqueue, delivery_of
 
 
 @dataclass(frozen=True)
@@ -98,13 +98,7 @@ async def retry_job(
     if not await store.link_retry(session, tenant_id=tenant_id, job_id=old.id, retried_by=new.id):
         await session.rollback()
         raise JobStateConflict("The job was re-run or changed meanwhile.")
-    await session.commit()
-    try:
-        await enqueue(redis, [delivery_of(new)])
-    except QueueUnavailable:
-        await store.delete_jobs(session, tenant_id=tenant_id, job_ids=[new.id])
-        await session.commit()
-        raise
+    await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=[new])
     return new
 
 

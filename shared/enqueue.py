@@ -69,9 +69,12 @@ return #due / 2
 """
 
 _WITHDRAW_LUA = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('DEL', KEYS[3])
+for i = 0, (#KEYS - 1) / 2 - 1 do
+    local queue, job = KEYS[2 + i * 2], KEYS[3 + i * 2]
+    redis.call('ZREM', queue, ARGV[1 + i * 2])
+    redis.call('ZREM', KEYS[1], ARGV[2 + i * 2])
+    redis.call('DEL', job)
+end
 """
 
 
@@ -135,19 +138,14 @@ async def promote_due(redis: ArqRedis, *, limit: int = 1000) -> int:
 
 async def withdraw(redis: ArqRedis, deliveries: Sequence[Delivery]) -> None:
     """Take jobs that have not started off their queues and the scheduled set (one trip)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for delivery in deliveries:
-            job_id = str(delivery.job_id)
-            pipe.eval(
-                _WITHDRAW_LUA,
-                3,
-                queue_key(delivery.queue),
-                SCHEDULED_SET,
-                job_key(job_id),
-                job_id,
-                delivery.scheduled_member(),
-            )
-        await pipe.execute()
+    if not deliveries:
+        return
+    keys, argv = [SCHEDULED_SET], []
+    for delivery in deliveries:
+        job_id = str(delivery.job_id)
+        keys += [queue_key(delivery.queue), job_key(job_id)]
+        argv += [job_id, delivery.scheduled_member()]
+    await redis.eval(_WITHDRAW_LUA, len(keys), *keys, *argv)  # type: ignore[misc,unused-ignore]
 
 
 async def request_abort(redis: ArqRedis, job_id: uuid.UUID) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.errors import JobNotFound
@@ -48,6 +49,36 @@ async def insert_jobs(session: AsyncSession, *, tenant_id: uuid.UUID, jobs: Sequ
             raise ValueError("job belongs to another tenant")
     session.add_all(jobs)
     await session.flush()
+
+
+async def insert_job_once(session: AsyncSession, *, tenant_id: uuid.UUID, job: Job) -> Job | None:
+    """Insert a job carrying an idempotency key; None if the tenant already used that key."""
+    if job.tenant_id != tenant_id or job.idempotency_key is None:
+        raise ValueError("insert_job_once needs the tenant's job with an idempotency key")
+    values = {
+        column.key: getattr(job, column.key)
+        for column in Job.__table__.columns
+        if getattr(job, column.key) is not None
+    }
+    stmt = (
+        pg_insert(Job)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=[Job.tenant_id, Job.idempotency_key],
+            index_where=Job.idempotency_key.is_not(None),
+        )
+        .returning(Job)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def find_by_idempotency_key(
+    session: AsyncSession, *, tenant_id: uuid.UUID, key: str
+) -> Job | None:
+    """The tenant's job submitted with this idempotency key."""
+    result = await session.execute(_owned(tenant_id).where(Job.idempotency_key == key))
+    return result.scalar_one_or_none()
 
 
 async def delete_jobs(

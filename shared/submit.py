@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Self, cast
 
@@ -19,15 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts import Contract, JobType, Priority
 from shared.enqueue import Delivery, enqueue
-from shared.errors import QueueUnavailable
+from shared.errors import IdempotencyConflict, QueueUnavailable
 from shared.ids import new_id
 from shared.models import Job
 from shared.status import JobStatus
-from shared.store import delete_jobs, insert_jobs
+from shared.store import delete_jobs, find_by_idempotency_key, insert_job_once, insert_jobs
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w.\-/]+$")]
-LabelValue = Annotated[str, StringConstraints(max_length=256)]
+LabelValue = Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00]*$")]
 
 
 class SubmitOptions(BaseModel):
@@ -54,6 +55,9 @@ class SubmitOptions(BaseModel):
     def _one_start_time(self) -> Self:
         if self.delay_seconds is not None and self.run_at is not None:
             raise ValueError("give delay_seconds or run_at, not both")
+        latest = datetime.now(UTC) + timedelta(seconds=MAX_DELAY_SECONDS)
+        if self.run_at is not None and self.run_at > latest:
+            raise ValueError(f"run_at may be at most {MAX_DELAY_SECONDS} seconds from now")
         return self
 
     def start_time(self, now: datetime) -> datetime | None:
@@ -104,6 +108,66 @@ def delivery_of(job: Job) -> Delivery:
     )
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """A single submit's job, and whether it is new (False: an idempotent replay)."""
+
+    job: Job
+    is_new: bool
+
+
+async def submit_once(
+    session: AsyncSession,
+    redis: ArqRedis,
+    *,
+    tenant_id: uuid.UUID,
+    job_type: JobType[Any, Any],
+    args: Contract,
+    options: SubmitOptions,
+    idempotency_key: str | None,
+) -> Submitted:
+    """Submit one job; with an idempotency key, the same key and args return the first job.
+
+    The unique index on (tenant, key) decides races: of two identical concurrent submits one
+    inserts and the other finds its row.
+    """
+    if idempotency_key is None:
+        (job,) = await submit_jobs(
+            session, redis, tenant_id=tenant_id, job_type=job_type, requests=[(args, options)]
+        )
+        return Submitted(job=job, is_new=True)
+    job = build_job(job_type, tenant_id=tenant_id, args=args, options=options, now=_now())
+    job.idempotency_key = idempotency_key
+    inserted = await insert_job_once(session, tenant_id=tenant_id, job=job)
+    if inserted is None:
+        existing = await find_by_idempotency_key(session, tenant_id=tenant_id, key=idempotency_key)
+        await session.commit()  # nothing was written; commit, unlike rollback, keeps `existing`
+        if existing is None:  # purged between the two statements: the key is free again
+            raise IdempotencyConflict("The idempotency key was just released; submit again.")
+        if existing.name != job.name or existing.args != job.args:
+            raise IdempotencyConflict()
+        return Submitted(job=existing, is_new=False)
+    await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=[inserted])
+    return Submitted(job=inserted, is_new=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def commit_and_enqueue(
+    session: AsyncSession, redis: ArqRedis, *, tenant_id: uuid.UUID, jobs: Sequence[Job]
+) -> None:
+    """Commit the new jobs, then hand them to ARQ; if that fails, delete them and re-raise."""
+    await session.commit()
+    try:
+        await enqueue(redis, [delivery_of(job) for job in jobs])
+    except QueueUnavailable:
+        await delete_jobs(session, tenant_id=tenant_id, job_ids=[job.id for job in jobs])
+        await session.commit()
+        raise
+
+
 async def submit_jobs(
     session: AsyncSession,
     redis: ArqRedis,
@@ -113,17 +177,11 @@ async def submit_jobs(
     requests: Sequence[tuple[Contract, SubmitOptions]],
 ) -> list[Job]:
     """Store and enqueue jobs of one type, all or nothing."""
-    now = datetime.now(UTC)
+    now = _now()
     jobs = [
         build_job(job_type, tenant_id=tenant_id, args=args, options=options, now=now)
         for args, options in requests
     ]
     await insert_jobs(session, tenant_id=tenant_id, jobs=jobs)
-    await session.commit()
-    try:
-        await enqueue(redis, [delivery_of(job) for job in jobs])
-    except QueueUnavailable:
-        await delete_jobs(session, tenant_id=tenant_id, job_ids=[job.id for job in jobs])
-        await session.commit()
-        raise
+    await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=jobs)
     return jobs

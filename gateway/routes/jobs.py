@@ -1,80 +1,23 @@
-"""`/jobs`: submit (one typed operation per job type), read with long-poll, list."""
+"""`GET /jobs/{id}` (with long-poll) and `GET /jobs` (filters, cursor pages)."""
 
-# No `from __future__ import annotations` here: submit routes are built at runtime from each
-# job type's models, and FastAPI must see those classes, not strings naming locals.
+from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from gateway.auth import OwnedJob, ReadAuth, SubmitAuth
-from gateway.deps import EventsDep, RedisDep, ResourcesDep, SessionDep, SettingsDep
+from gateway.auth import OwnedJob, ReadAuth
+from gateway.deps import EventsDep, SessionDep, SettingsDep
 from gateway.pagination import decode_cursor, encode_cursor
 from gateway.problems import problems
 from gateway.schemas import JobOut, JobPage
 from gateway.waiting import wait_until_terminal
 from shared import store
-from shared.contracts import JobType, Registry
-from shared.errors import UnknownJobType
 from shared.status import JobStatus
-from shared.submit import SubmitOptions, submit_jobs
 
 AUTH_PROBLEMS = (401, 403)
-SUBMIT_PROBLEMS = problems(*AUTH_PROBLEMS, 404, 413, 415, 422, 503)
-
-
-def _submission_model(job_type: JobType[Any, Any]) -> type[BaseModel]:
-    camel = "".join(part.capitalize() for part in job_type.name.split("_"))
-    model: type[BaseModel] = create_model(
-        f"{camel}Submission",
-        __config__=ConfigDict(extra="forbid"),
-        args=(job_type.args, Field(description=f"Arguments of `{job_type.name}`.")),
-        options=(SubmitOptions, Field(default_factory=SubmitOptions)),
-    )
-    return model
-
-
-def _add_submit_route(router: APIRouter, job_type: JobType[Any, Any]) -> None:
-    submission = _submission_model(job_type)
-
-    async def submit(
-        body: submission,  # type: ignore[valid-type]
-        principal: SubmitAuth,
-        session: SessionDep,
-        redis: RedisDep,
-        resources: ResourcesDep,
-        response: Response,
-    ) -> JobOut:
-        (job,) = await submit_jobs(
-            session,
-            redis,
-            tenant_id=principal.tenant_id,
-            job_type=job_type,
-            requests=[(body.args, body.options)],  # type: ignore[attr-defined]
-        )
-        resources.jobs_submitted.labels(job_type.name).inc()
-        response.headers["Location"] = f"/jobs/{job.id}"
-        return JobOut.of(job)
-
-    router.add_api_route(
-        f"/jobs/{job_type.name}",
-        submit,
-        methods=["POST"],
-        status_code=202,
-        operation_id=f"submit_{job_type.name}",
-        summary=f"Submit a `{job_type.name}` job",
-        description=job_type.description,
-        response_model=JobOut,
-        responses=SUBMIT_PROBLEMS,
-        tags=["jobs"],
-    )
-
-
-async def _unknown_job_type(name: str, principal: SubmitAuth) -> JobOut:
-    raise UnknownJobType(f"No job type named {name!r} is registered; see GET /job-types.")
 
 
 async def read_job(
@@ -143,8 +86,8 @@ async def list_jobs(
     )
 
 
-def build_router(registry: Registry) -> APIRouter:
-    """The `/jobs` routes for the job types in `registry`."""
+def build_router() -> APIRouter:
+    """The read routes of `/jobs`."""
     router = APIRouter()
     router.add_api_route(
         "/jobs",
@@ -153,12 +96,6 @@ def build_router(registry: Registry) -> APIRouter:
         operation_id="list_jobs",
         tags=["jobs"],
         responses=problems(*AUTH_PROBLEMS, 422),
-    )
-    for job_type in registry:
-        _add_submit_route(router, job_type)
-    # After the typed routes: any other name is an unknown type (404), not a 405 from /jobs/{id}.
-    router.add_api_route(
-        "/jobs/{name}", _unknown_job_type, methods=["POST"], include_in_schema=False
     )
     router.add_api_route(
         "/jobs/{job_id}",

@@ -1,0 +1,146 @@
+"""`POST /jobs/{name}` and `POST /jobs/{name}/batch`: one typed operation per job type."""
+
+# No `from __future__ import annotations` here: the routes are built at runtime from each job
+# type's models, and FastAPI must see those classes, not strings naming locals.
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Response
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from gateway.auth import SubmitAuth
+from gateway.deps import RedisDep, ResourcesDep, SessionDep
+from gateway.problems import problems
+from gateway.schemas import JobOut
+from shared.contracts import JobType, Registry
+from shared.errors import PayloadTooLarge, UnknownJobType
+from shared.submit import SubmitOptions, submit_jobs, submit_once
+
+MAX_BATCH = 1000
+SUBMIT_PROBLEMS = problems(401, 403, 404, 409, 413, 415, 422, 503)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Same key and same args return the original job (200), never a second one.",
+    ),
+]
+
+
+class JobBatch(BaseModel):
+    jobs: list[JobOut]
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _submission_model(job_type: JobType[Any, Any]) -> type[BaseModel]:
+    model: type[BaseModel] = create_model(
+        f"{_camel(job_type.name)}Submission",
+        __config__=ConfigDict(extra="forbid"),
+        args=(job_type.args, Field(description=f"Arguments of `{job_type.name}`.")),
+        options=(SubmitOptions, Field(default_factory=SubmitOptions)),
+    )
+    return model
+
+
+def _batch_model(job_type: JobType[Any, Any], item: type[BaseModel]) -> type[BaseModel]:
+    model: type[BaseModel] = create_model(
+        f"{_camel(job_type.name)}Batch",
+        __config__=ConfigDict(extra="forbid"),
+        jobs=(list[item], Field(min_length=1, description=f"Up to {MAX_BATCH} jobs.")),  # type: ignore[valid-type]
+    )
+    return model
+
+
+def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
+    submission = _submission_model(job_type)
+    batch = _batch_model(job_type, submission)
+
+    async def submit(
+        body: submission,  # type: ignore[valid-type]
+        principal: SubmitAuth,
+        session: SessionDep,
+        redis: RedisDep,
+        resources: ResourcesDep,
+        response: Response,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JobOut:
+        submitted = await submit_once(
+            session,
+            redis,
+            tenant_id=principal.tenant_id,
+            job_type=job_type,
+            args=body.args,  # type: ignore[attr-defined]
+            options=body.options,  # type: ignore[attr-defined]
+            idempotency_key=idempotency_key,
+        )
+        if submitted.is_new:
+            resources.jobs_submitted.labels(job_type.name).inc()
+        else:
+            response.status_code = 200
+        response.headers["Location"] = f"/jobs/{submitted.job.id}"
+        return JobOut.of(submitted.job)
+
+    async def submit_batch(
+        body: batch,  # type: ignore[valid-type]
+        principal: SubmitAuth,
+        session: SessionDep,
+        redis: RedisDep,
+        resources: ResourcesDep,
+    ) -> JobBatch:
+        items = body.jobs  # type: ignore[attr-defined]
+        if len(items) > MAX_BATCH:
+            raise PayloadTooLarge(f"A batch holds at most {MAX_BATCH} jobs, not {len(items)}.")
+        jobs = await submit_jobs(
+            session,
+            redis,
+            tenant_id=principal.tenant_id,
+            job_type=job_type,
+            requests=[(item.args, item.options) for item in items],
+        )
+        resources.jobs_submitted.labels(job_type.name).inc(len(jobs))
+        return JobBatch(jobs=[JobOut.of(job) for job in jobs])
+
+    common: dict[str, Any] = {
+        "methods": ["POST"],
+        "status_code": 202,
+        "responses": {200: {"model": JobOut, "description": "Idempotent replay"}} | SUBMIT_PROBLEMS,
+        "tags": ["jobs"],
+        "description": job_type.description,
+    }
+    router.add_api_route(
+        f"/jobs/{job_type.name}",
+        submit,
+        operation_id=f"submit_{job_type.name}",
+        summary=f"Submit a `{job_type.name}` job",
+        response_model=JobOut,
+        **common,
+    )
+    common["responses"] = SUBMIT_PROBLEMS
+    router.add_api_route(
+        f"/jobs/{job_type.name}/batch",
+        submit_batch,
+        operation_id=f"submit_{job_type.name}_batch",
+        summary=f"Submit up to {MAX_BATCH} `{job_type.name}` jobs, all or nothing",
+        response_model=JobBatch,
+        **common,
+    )
+
+
+async def _unknown_job_type(name: str, principal: SubmitAuth) -> JobOut:
+    raise UnknownJobType(f"No job type named {name!r} is registered; see GET /job-types.")
+
+
+def build_router(registry: Registry) -> APIRouter:
+    """Submit routes for the job types in `registry`."""
+    router = APIRouter()
+    for job_type in registry:
+        _add_routes(router, job_type)
+    # After the typed routes: any other name is an unknown type (404), not a 405 from /jobs/{id}.
+    for path in ("/jobs/{name}", "/jobs/{name}/batch"):
+        router.add_api_route(path, _unknown_job_type, methods=["POST"], include_in_schema=False)
+    return router
