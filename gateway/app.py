@@ -14,7 +14,7 @@ from gateway.deps import Resources
 from gateway.job_events import JobEvents
 from gateway.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from gateway.problems import Problem, install_problem_handlers
-from gateway.routes import admin, control, health, job_types, jobs, submit
+from gateway.routes import admin, control, events, health, job_types, jobs, schedules, submit
 from shared.contracts import load_contracts
 from shared.db import create_engine, create_sessionmaker, libpq_url
 from shared.logs import configure_logging
@@ -79,8 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app, settings)
     app.include_router(submit.build_router(registry))
     app.include_router(jobs.build_router())
+    app.include_router(events.router)
     app.include_router(control.router)
     app.include_router(job_types.build_router(registry))
+    app.include_router(schedules.router)
     app.include_router(health.router)
     app.include_router(admin.router)
     Instrumentator(registry=metrics, excluded_handlers=["/metrics"]).instrument(app).expose(

@@ -10,51 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.apikeys import Scope
 from shared.contracts import JobType, Priority
-from shared.models import ApiKey, Job, Tenant
-from shared.status import JobStatus
+from shared.job_view import JobError, JobOut, JobProgress, JobWebhook, WebhookDeliveryOut
+from shared.models import ApiKey, Tenant
 
-
-class JobError(BaseModel):
-    type: str = Field(description="`timeout`, `permanent`, `invalid_args`, or the error's class.")
-    message: str
-
-
-class JobProgress(BaseModel):
-    current: int
-    total: int | None = None
-    message: str | None = None
-
-
-class JobOut(BaseModel):
-    """A job, as callers see it."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    name: str
-    status: JobStatus
-    args: dict[str, Any] = Field(description="As validated against the job type's Args model.")
-    result: dict[str, Any] | None = Field(description="Matches the job type's Result model.")
-    error: JobError | None
-    priority: Priority
-    queue: str
-    attempts: int
-    max_tries: int
-    timeout_seconds: float
-    progress: JobProgress | None
-    idempotency_key: str | None
-    labels: dict[str, str]
-    retry_of: uuid.UUID | None
-    retried_by: uuid.UUID | None
-    created_at: datetime
-    scheduled_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    expires_at: datetime | None
-
-    @classmethod
-    def of(cls, job: Job) -> JobOut:
-        return cls.model_validate(job)
+__all__ = ["JobError", "JobOut", "JobProgress", "JobWebhook", "WebhookDeliveryOut"]
 
 
 class JobPage(BaseModel):
@@ -120,6 +79,16 @@ class ApiKeyOut(BaseModel):
 class CreatedTenant(BaseModel):
     tenant: TenantOut
     api_key: str = Field(description="The tenant's first key. Shown once; store it now.")
+    webhook_secret: str = Field(
+        description="Signs the tenant's webhooks (`X-Jobgate-Signature`). Shown once; store it now."
+    )
+
+
+class WebhookSecretOut(BaseModel):
+    tenant: TenantOut
+    webhook_secret: str = Field(
+        description="The new signing secret, in force at once. Shown once; store it now."
+    )
 
 
 class CreatedKey(BaseModel):
@@ -130,7 +99,7 @@ class CreatedKey(BaseModel):
 class TenantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.\-]+$")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w.\-]*$")
 
 
 class KeyIn(BaseModel):

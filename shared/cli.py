@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tenancy
 from shared.apikeys import ALL_SCOPES, Scope
+from shared.cli_jobs import dlq, jobs
 from shared.db import create_engine, create_sessionmaker
 from shared.embedded import embedded_services
 from shared.errors import JobgateError
@@ -33,6 +34,8 @@ tenants = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 keys = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(tenants, name="tenants")
 app.add_typer(keys, name="keys")
+app.add_typer(jobs, name="jobs")
+app.add_typer(dlq, name="dlq")
 
 
 def _with_session(settings: Settings, action: Callable[[AsyncSession], Awaitable[T]]) -> T:

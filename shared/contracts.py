@@ -10,11 +10,13 @@ import importlib
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from shared.errors import UnknownJobType
+from shared.status import JobStatus
 
 Priority = Literal["critical", "default", "low"]
 DEFAULT_QUEUE = "default"
@@ -82,6 +84,8 @@ class JobType(Generic[A, R]):
     backoff: Backoff = field(default_factory=Backoff)
     result_ttl_seconds: int | None = None
     """How long a finished job stays readable; None: the `result_ttl_seconds` setting."""
+    is_internal: bool = False
+    """Run only by jobgate itself (schedules): no submit route, not in `GET /job-types`."""
 
 
 class Registry:
@@ -110,6 +114,10 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._types
+
+    def public(self) -> list[JobType[Any, Any]]:
+        """The job types callers may submit."""
+        return [job_type for job_type in self if not job_type.is_internal]
 
     def queues(self) -> list[str]:
         """Every queue some job type runs on."""
@@ -207,4 +215,93 @@ HEALTH_CHECK = job_type(
     description="Prove that a worker is consuming jobs.",
     timeout_seconds=30.0,
     max_tries=1,
+)
+
+
+class PurgeExpiredArgs(Contract):
+    batch_size: Annotated[
+        int, Field(ge=1, le=100_000, description="Rows deleted per statement.")
+    ] = 5000
+
+
+class PurgeExpiredResult(Contract):
+    deleted: Annotated[int, Field(description="Jobs deleted because their retention passed.")]
+
+
+PURGE_EXPIRED = job_type(
+    "purge_expired",
+    args=PurgeExpiredArgs,
+    result=PurgeExpiredResult,
+    description="Delete jobs whose retention (`expires_at`) has passed; run by a schedule.",
+    queue="maintenance",
+    max_tries=1,
+    timeout_seconds=300.0,
+    is_internal=True,
+)
+
+
+class SendEmailArgs(Contract):
+    to: Annotated[
+        EmailStr, Field(description="Recipient address (one; a display name is dropped).")
+    ]
+    subject: Annotated[
+        str,
+        Field(
+            max_length=998,
+            pattern=r"^[^\r\n]*$",
+            description="Subject line: at most 998 characters, no line breaks.",
+        ),
+    ]
+    body: Annotated[str, Field(max_length=100_000, description="Plain-text body (UTF-8).")]
+
+
+class SendEmailResult(Contract):
+    message_id: Annotated[str, Field(description="The `Message-ID` header of the sent message.")]
+
+
+SEND_EMAIL = job_type(
+    "send_email",
+    args=SendEmailArgs,
+    result=SendEmailResult,
+    description=(
+        "Send a plain-text email over SMTP to the configured server. An unreachable server or "
+        "a 4xx reply is retried (30 s, doubling, at most 10 min apart); a 5xx rejection fails "
+        "the job at once."
+    ),
+    queue="email",
+    max_tries=3,
+    timeout_seconds=60.0,
+    backoff=Backoff(base_seconds=30.0, factor=2.0, max_seconds=600.0),
+)
+
+
+class TenantReportArgs(Contract):
+    days: Annotated[int, Field(ge=1, le=365, description="How many days back to count.")] = 7
+
+
+class JobCountEntry(Contract):
+    name: Annotated[str, Field(description="Job type.")]
+    status: Annotated[JobStatus, Field(description="Status the jobs are in now.")]
+    count: Annotated[int, Field(ge=0, description="How many jobs have this type and status.")]
+
+
+class TenantReportResult(Contract):
+    days: Annotated[int, Field(description="The window counted, in days.")]
+    since: Annotated[datetime, Field(description="Start of the window: jobs created since.")]
+    counts: Annotated[
+        list[JobCountEntry], Field(description="One entry per type and status, sorted by both.")
+    ]
+    total: Annotated[int, Field(description="All the tenant's jobs created in the window.")]
+
+
+TENANT_REPORT = job_type(
+    "tenant_report",
+    args=TenantReportArgs,
+    result=TenantReportResult,
+    description=(
+        "Count your jobs created in the last `days` days by type and status (this report "
+        "included, as `running`). Only your own jobs are counted."
+    ),
+    queue="data_processing",
+    timeout_seconds=60.0,
 )

@@ -89,6 +89,7 @@ async def retry_job(
         max_tries=old.max_tries,
         timeout_seconds=old.timeout_seconds,
         labels=old.labels,
+        webhook_url=old.webhook_url,
     )
     new = build_job(
         job_type, tenant_id=tenant_id, args=args, options=options, now=datetime.now(UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,15 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def new_webhook_secret() -> str:
+    """A fresh webhook signing secret (256 random bits)."""
+    return secrets.token_urlsafe(32)
+
+
+RANDOM_HEX_SQL = "replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '')"
+"""The database's default for rows inserted without one (244 random bits, hex)."""
+
+
 class Tenant(Base):
     """A customer of the gateway; every job and key belongs to exactly one."""
 
@@ -48,6 +58,10 @@ class Tenant(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     name: Mapped[str] = mapped_column(Text, unique=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    webhook_secret: Mapped[str] = mapped_column(
+        Text, default=new_webhook_secret, server_default=text(RANDOM_HEX_SQL)
+    )
+    """Signs the tenant's webhooks (HMAC-SHA256). Kept as is: signing needs the secret itself."""
 
 
 class ApiKey(Base):
@@ -99,6 +113,8 @@ class Job(Base):
     expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(Timestamp)
     """Set when a running job is asked to stop; the worker then records `cancelled`."""
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    """Called with the final job once it is terminal (see `WebhookDelivery`)."""
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUSES})", name="status"),
@@ -116,4 +132,39 @@ class Job(Base):
         # What the reconciler and the retention purge scan: waiting jobs, and finished ones.
         Index("ix_job_waiting", "status", postgresql_where=text(f"status IN ({_WAITING})")),
         Index(None, "expires_at", postgresql_where=text("expires_at IS NOT NULL")),
+    )
+
+
+WEBHOOK_STATUSES = ("pending", "delivered", "failed")
+_WEBHOOK_STATUSES = ", ".join(f"'{status}'" for status in WEBHOOK_STATUSES)
+
+
+class WebhookDelivery(Base):
+    """A webhook call owed for a finished job: recorded with the status change, sent by workers."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, server_default=func.now())
+    """When a worker may (re)try it; while one sends it, that worker's lease; null once settled."""
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_WEBHOOK_STATUSES})", name="status"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        Index(None, "job_id"),
+        # What the sender polls: pending deliveries by due time.
+        Index(
+            "ix_webhook_delivery_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
     )

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import Job
-from shared.status import WAITING
+from shared.status import WAITING, JobStatus
 
 
 async def tenant_of_job(session: AsyncSession, job_id: uuid.UUID) -> uuid.UUID | None:
@@ -28,4 +28,38 @@ async def tenants_with_waiting_jobs(session: AsyncSession, *, queue: str) -> lis
         .where(Job.queue == queue, Job.status.in_([status.value for status in WAITING]))
         .distinct()
     )
+    return list(result.scalars())
+
+
+async def purge_expired(session: AsyncSession, *, batch_size: int) -> int:
+    """Delete up to `batch_size` jobs whose retention has passed; returns how many (commits)."""
+    expired = (
+        select(Job.id)
+        .where(Job.expires_at < func.now())
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    result = await session.execute(delete(Job).where(Job.id.in_(expired)))
+    await session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def failed_jobs(
+    session: AsyncSession,
+    *,
+    name: str | None = None,
+    tenant_id: uuid.UUID | None = None,
+    only_unretried: bool = False,
+    limit: int = 100,
+) -> list[Job]:
+    """The dead-letter view: jobs that ended `failed`, newest first, across tenants."""
+    stmt = select(Job).where(Job.status == JobStatus.FAILED.value)
+    if name is not None:
+        stmt = stmt.where(Job.name == name)
+    if tenant_id is not None:
+        stmt = stmt.where(Job.tenant_id == tenant_id)
+    if only_unretried:
+        stmt = stmt.where(Job.retried_by.is_(None))
+    result = await session.execute(stmt.order_by(Job.id.desc()).limit(limit))
     return list(result.scalars())

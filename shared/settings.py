@@ -6,16 +6,39 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_ADMIN_TOKEN_CHARS = 24
 
 
+class WebhookSettings(BaseModel):
+    """Outbound webhooks; `JOBGATE_WEBHOOKS__<FIELD>` sets each field."""
+
+    timeout_seconds: float = Field(
+        10.0, gt=0, description="Bound on one delivery attempt (connect, send, response headers)."
+    )
+    max_attempts: int = Field(
+        8, ge=1, le=50, description="Attempts before a delivery is given up as `failed`."
+    )
+    backoff_base_seconds: float = Field(
+        5.0, gt=0, description="Wait after the first failed attempt; doubles after each next one."
+    )
+    backoff_max_seconds: float = Field(3600.0, gt=0, description="Longest wait between attempts.")
+    poll_interval_seconds: float = Field(
+        1.0, gt=0, description="How often each worker looks for due deliveries."
+    )
+    batch_size: int = Field(
+        20, ge=1, le=500, description="Deliveries one worker claims and sends at once."
+    )
+
+
 class Settings(BaseSettings):
     """jobgate configuration; `JOBGATE_<FIELD>` in the environment sets each field."""
 
-    model_config = SettingsConfigDict(env_prefix="JOBGATE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="JOBGATE_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+    )
 
     env: Literal["dev", "test", "prod"] = Field(
         "prod", description="`dev` relaxes the secret checks; `prod` refuses weak secrets."
@@ -67,12 +90,44 @@ class Settings(BaseSettings):
         default_factory=list, description="Queues this worker consumes; empty means all of them."
     )
     worker_max_jobs: int = Field(50, ge=1, description="Jobs one worker runs at once, per queue.")
+    worker_queue_concurrency: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per-queue override of worker_max_jobs, as JSON: `{"email": 5}`.',
+    )
     worker_poll_delay_seconds: float = Field(0.5, gt=0)
+    worker_run_schedules: bool = Field(
+        True, description="Run the cron schedules (every worker may; each tick runs once)."
+    )
     worker_shutdown_grace_seconds: float = Field(
         30.0, ge=0, description="On SIGTERM, running jobs get this long to finish."
     )
     worker_metrics_port: int | None = Field(
         None, description="Serve the worker's Prometheus metrics on this port."
+    )
+
+    # Email (the `send_email` job type)
+    smtp_host: str = Field("localhost", description="SMTP server that `send_email` delivers to.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="Its port (25, 587, 465, ...).")
+    smtp_username: SecretStr | None = Field(
+        None, description="SMTP AUTH user name. Unset: no authentication."
+    )
+    smtp_password: SecretStr | None = Field(None, description="SMTP AUTH password.")
+    smtp_starttls: bool = Field(
+        False, description="Upgrade the connection with STARTTLS (typically port 587)."
+    )
+    smtp_use_tls: bool = Field(
+        False, description="Connect over TLS from the start (implicit TLS, typically port 465)."
+    )
+    smtp_timeout_seconds: float = Field(
+        10.0, gt=0, description="Bound on connecting and on each SMTP command."
+    )
+    email_from: str = Field(
+        "jobgate@localhost", description="Sender address (`From` and envelope sender)."
+    )
+
+    # Webhooks
+    webhooks: WebhookSettings = Field(
+        default_factory=WebhookSettings, description="Delivery of `webhook_url` calls."
     )
 
     # Logging
@@ -93,6 +148,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"JOBGATE_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> Settings:
+        if self.smtp_starttls and self.smtp_use_tls:
+            raise ValueError("set JOBGATE_SMTP_STARTTLS or JOBGATE_SMTP_USE_TLS, not both")
         return self
 
     def require_database_url(self) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import webhooks
 from shared.errors import JobNotFound
 from shared.models import Job
 from shared.status import ALLOWED_FROM, CLAIMABLE, WAITING, JobStatus
@@ -126,6 +127,30 @@ async def list_jobs(session: AsyncSession, *, tenant_id: uuid.UUID, query: JobQu
     return list(result.scalars())
 
 
+@dataclass(frozen=True)
+class JobCount:
+    """How many of a tenant's jobs have this type and status."""
+
+    name: str
+    status: str
+    count: int
+
+
+async def count_jobs(
+    session: AsyncSession, *, tenant_id: uuid.UUID, since: datetime
+) -> list[JobCount]:
+    """The tenant's jobs created since `since`, counted by type and status (one GROUP BY)."""
+    stmt = (
+        _owned(tenant_id)
+        .where(Job.created_at >= since)
+        .with_only_columns(Job.name, Job.status, func.count())
+        .group_by(Job.name, Job.status)
+        .order_by(Job.name, Job.status)
+    )
+    result = await session.execute(stmt)
+    return [JobCount(name=name, status=status, count=count) for name, status, count in result]
+
+
 async def _transition(
     session: AsyncSession,
     *,
@@ -135,7 +160,10 @@ async def _transition(
     from_: frozenset[JobStatus] | None = None,
     **values: Any,
 ) -> Job | None:
-    """Move a job to `to` if its status allows it; None when it does not (or no such job)."""
+    """Move a job to `to` if its status allows it; None when it does not (or no such job).
+
+    A move to a terminal status also records the job's webhook delivery, in this transaction.
+    """
     allowed = ALLOWED_FROM[to] if from_ is None else from_
     stmt = (
         update(Job)
@@ -148,8 +176,10 @@ async def _transition(
         .returning(Job)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
-    result = await session.execute(stmt)
-    return result.scalar_one_or_none()
+    job = (await session.execute(stmt)).scalar_one_or_none()
+    if job is not None and to.is_terminal:
+        await webhooks.record_deliveries(session, tenant_id=tenant_id, jobs=[job])
+    return job
 
 
 async def claim_job(
@@ -348,4 +378,6 @@ async def purge_waiting(
         .returning(Job)
         .execution_options(synchronize_session=False)
     )
-    return list(result.scalars())
+    jobs = list(result.scalars())
+    await webhooks.record_deliveries(session, tenant_id=tenant_id, jobs=jobs)
+    return jobs

@@ -15,7 +15,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Self, cast
 
 from arq.connections import ArqRedis
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AnyUrl,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    UrlConstraints,
+    model_validator,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts import Contract, JobType, Priority
@@ -29,6 +38,9 @@ from shared.store import delete_jobs, find_by_idempotency_key, insert_job_once, 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w.\-/]+$")]
 LabelValue = Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00]*$")]
+WebhookUrl = Annotated[
+    AnyUrl, UrlConstraints(max_length=2048, allowed_schemes=["http", "https"], host_required=True)
+]
 
 
 class SubmitOptions(BaseModel):
@@ -49,6 +61,16 @@ class SubmitOptions(BaseModel):
     )
     labels: dict[LabelKey, LabelValue] = Field(
         default_factory=dict, max_length=20, description="Free-form tags, filterable in lists."
+    )
+    webhook_url: WebhookUrl | None = Field(
+        None,
+        description=(
+            "Once the job is terminal, POST the final Job here (`http`/`https`, at most 2048"
+            " characters), signed with the tenant's webhook secret: `X-Jobgate-Signature:"
+            " sha256=<hex HMAC-SHA256 of the body>`. Headers `X-Jobgate-Event: job.<status>` and"
+            " `X-Jobgate-Delivery: <id>` (the same on every retry) come with it. A 2xx answer"
+            " delivers it; anything else is retried with exponential backoff."
+        ),
     )
 
     @model_validator(mode="after")
@@ -91,6 +113,7 @@ def build_job(
         max_tries=options.max_tries or job_type.max_tries,
         timeout_seconds=options.timeout_seconds or job_type.timeout_seconds,
         labels=dict(options.labels),
+        webhook_url=None if options.webhook_url is None else str(options.webhook_url),
         created_at=now,
         scheduled_at=start,
     )

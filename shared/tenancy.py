@@ -1,4 +1,4 @@
-"""Tenants and their API keys: create, issue, revoke, authenticate."""
+"""Tenants, their API keys and webhook secrets: create, issue, revoke, rotate, authenticate."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.apikeys import ALL_SCOPES, Scope, issue_key, parse_token, secret_matches
 from shared.errors import ApiKeyNotFound, TenantExists, TenantNotFound
 from shared.ids import new_id
-from shared.models import ApiKey, Tenant
+from shared.models import ApiKey, Tenant, new_webhook_secret
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,14 @@ class NewKey:
     token: str
 
 
+RESERVED_PREFIX = "_"
+
+
 async def create_tenant(session: AsyncSession, *, name: str) -> tuple[Tenant, NewKey]:
-    """A new tenant and its first key (all scopes); commits."""
-    tenant = Tenant(id=new_id(), name=name)
+    """A new tenant, its first key (all scopes) and its webhook secret; commits."""
+    if name.startswith(RESERVED_PREFIX):
+        raise TenantExists(f"Tenant names starting with {RESERVED_PREFIX!r} are reserved.")
+    tenant = Tenant(id=new_id(), name=name, webhook_secret=new_webhook_secret())
     session.add(tenant)
     try:
         await session.flush()
@@ -45,6 +51,26 @@ async def create_tenant(session: AsyncSession, *, name: str) -> tuple[Tenant, Ne
     new_key = _add_key(session, tenant_id=tenant.id, name="first key", scopes=ALL_SCOPES)
     await session.commit()
     return tenant, new_key
+
+
+async def rotate_webhook_secret(session: AsyncSession, *, tenant_id: uuid.UUID) -> Tenant:
+    """Give a tenant a new webhook secret (returned on the tenant); commits.
+
+    Effective at once: every later attempt, including retries of earlier deliveries, is signed
+    with the new secret.
+    """
+    result = await session.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(webhook_secret=new_webhook_secret())
+        .returning(Tenant)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    tenant = result.scalar_one_or_none()
+    if tenant is None:
+        raise TenantNotFound()
+    await session.commit()
+    return tenant
 
 
 async def find_tenant(session: AsyncSession, *, tenant: str) -> Tenant:
@@ -118,3 +144,17 @@ async def authenticate(session: AsyncSession, token: str) -> Principal | None:
     if row is None or not secret_matches(secret, row.secret_hash):
         return None
     return Principal(tenant_id=row.tenant_id, key_id=key_id, scopes=frozenset(row.scopes))
+
+
+async def ensure_tenant(session: AsyncSession, *, name: str) -> uuid.UUID:
+    """The id of the tenant called `name`, created if missing (safe under concurrency)."""
+    await session.execute(
+        pg_insert(Tenant)
+        .values(id=new_id(), name=name)
+        .on_conflict_do_nothing(index_elements=[Tenant.name])
+    )
+    tenant_id: uuid.UUID = (
+        await session.execute(select(Tenant.id).where(Tenant.name == name))
+    ).scalar_one()
+    await session.commit()
+    return tenant_id

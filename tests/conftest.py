@@ -96,6 +96,7 @@ def settings(database_url: str, redis_url: str) -> Settings:
         redis_url=redis_url,
         admin_token=ADMIN_TOKEN,
         worker_poll_delay_seconds=0.02,
+        worker_run_schedules=False,  # cron ticks would add jobs mid-test; cron tests opt in
         wait_recheck_seconds=0.5,
         db_pool_size=5,
     )
@@ -153,9 +154,13 @@ WorkerFactory = Callable[..., Awaitable[Worker]]
 async def start_worker(settings: Settings) -> AsyncIterator[WorkerFactory]:
     """Start real ARQ workers in the background (as `arq worker.WorkerSettings` would run)."""
     running: list[tuple[Worker, asyncio.Task[None]]] = []
+    base_settings = settings
 
-    async def start(queue: str = "default", **overrides: object) -> Worker:
-        options = {**worker_options(settings, queue=queue), **overrides}
+    async def start(
+        queue: str = "default", settings: Settings | None = None, **overrides: object
+    ) -> Worker:
+        """`settings` replaces the test settings for this worker (e.g. another SMTP server)."""
+        options = {**worker_options(settings or base_settings, queue=queue), **overrides}
         worker = Worker(**options, handle_signals=False)
         running.append((worker, asyncio.create_task(worker.main())))
         return worker

@@ -14,7 +14,7 @@ def test_committed_openapi_matches_the_code() -> None:
 
 def test_every_job_type_has_its_own_typed_submit_operation() -> None:
     document = json.loads(render_openapi())
-    for name in ("echo", "sleep", "flaky", "health_check"):
+    for name in ("echo", "sleep", "flaky", "health_check", "send_email", "tenant_report"):
         operation = document["paths"][f"/jobs/{name}"]["post"]
         assert operation["operationId"] == f"submit_{name}"
         body_ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shared.contracts import Contract, JobType, Registry
-from worker.context import JobContext
+from worker.context import Hook, JobContext
 
 A = TypeVar("A", bound=Contract)
 R = TypeVar("R", bound=Contract)
@@ -19,25 +19,45 @@ BUILTIN_JOB_MODULES = (
     "worker.jobs.sleep",
     "worker.jobs.flaky",
     "worker.jobs.health_check",
+    "worker.jobs.send_email",
+    "worker.jobs.tenant_report",
+    "worker.jobs.purge_expired",
 )
 
 
 @dataclass(frozen=True)
+class Hooks:
+    """Callbacks after an attempt's outcome is recorded; their errors never change it."""
+
+    on_success: Hook | None = None
+    on_retry: Hook | None = None
+    on_failure: Hook | None = None
+
+
+@dataclass(frozen=True)
 class Binding:
-    """A job type and the function that runs it."""
+    """A job type, the function that runs it, and its lifecycle hooks."""
 
     job_type: JobType[Any, Any]
     function: JobFunction[Any, Any]
+    hooks: Hooks = Hooks()
 
 
 _BOUND: list[Binding] = []
 
 
-def implements(job_type: JobType[A, R]) -> Callable[[JobFunction[A, R]], JobFunction[A, R]]:
-    """Declare that the decorated coroutine runs jobs of `job_type`."""
+def implements(
+    job_type: JobType[A, R],
+    *,
+    on_success: Hook | None = None,
+    on_retry: Hook | None = None,
+    on_failure: Hook | None = None,
+) -> Callable[[JobFunction[A, R]], JobFunction[A, R]]:
+    """Declare that the decorated coroutine runs jobs of `job_type`, with optional hooks."""
+    hooks = Hooks(on_success=on_success, on_retry=on_retry, on_failure=on_failure)
 
     def bind(function: JobFunction[A, R]) -> JobFunction[A, R]:
-        _BOUND.append(Binding(job_type=job_type, function=function))
+        _BOUND.append(Binding(job_type=job_type, function=function, hooks=hooks))
         return function
 
     return bind

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -14,6 +15,9 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from worker.binding import Binding
+    from worker.mail import Mailer
+    from worker.maintenance import Maintenance
+    from worker.tenant_data import TenantData
 
 
 class WorkerContext(TypedDict):
@@ -25,6 +29,7 @@ class WorkerContext(TypedDict):
     sessionmaker: async_sessionmaker[AsyncSession]
     bindings: dict[str, Binding]
     worker_name: str
+    system_tenant_id: uuid.UUID
     job_id: str
     job_try: int
 
@@ -42,9 +47,29 @@ class JobContext:
     max_tries: int
     worker_name: str
     report: ProgressReporter
+    data: TenantData
+    """The job's own tenant's data; a job function has no other way into PostgreSQL."""
+    mail: Mailer
+    """Sends email through the configured SMTP server."""
+    maintenance: Maintenance | None = None
+    """Cross-tenant housekeeping; only for jobs of jobgate's own schedules (system tenant)."""
 
     async def progress(
         self, current: int, total: int | None = None, message: str | None = None
     ) -> None:
         """Record how far the job is; callers polling the job see it at once."""
         await self.report(current, total, message)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How an attempt ended, as lifecycle hooks see it (after it is recorded)."""
+
+    status: Literal["succeeded", "retrying", "failed"]
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    retry_at: datetime | None = None
+
+
+Hook = Callable[[JobContext, JobOutcome], Awaitable[None]]
+"""`async def on_failure(job, outcome)`: a lifecycle callback (Celery's on_success & co.)."""

@@ -36,9 +36,11 @@ async def stop_worker(worker: Worker, main: asyncio.Task[None], grace_seconds: f
     run again (their rows say `running` and are claimed afresh).
     """
     worker.allow_pick_jobs = False
-    running = [task for task in worker.tasks.values() if not task.done()]
-    if running:
-        await asyncio.wait(running, timeout=grace_seconds)
+    # Let the poll loop end by itself (ARQ's burst exit: it returns once its tasks are done).
+    # Cancelling it mid-iteration can interrupt redis-py's UNWATCH in ARQ's `start_jobs` and
+    # leave a pipeline holding a connection ("Unclosed client session").
+    worker.burst, worker.max_burst_jobs = True, 0
+    await asyncio.wait([main], timeout=grace_seconds)
     main.cancel()
     for task in worker.tasks.values():
         task.cancel()

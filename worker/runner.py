@@ -29,11 +29,15 @@ from shared.models import Job
 from shared.retention import expires_at
 from shared.submit import delivery_of
 from worker.binding import Binding
-from worker.context import JobContext, WorkerContext
+from worker.context import JobContext, JobOutcome, WorkerContext
+from worker.mail import Mailer
+from worker.maintenance import Maintenance
 from worker.metrics import JOB_DURATION, JOBS_FINISHED
+from worker.tenant_data import TenantData
 
 log = structlog.get_logger("jobgate.worker")
 
+HOOK_TIMEOUT_SECONDS = 30.0
 RESCHEDULE_KEY = "jobgate_reschedule"
 """Per-job ctx entry: the delivery of the job's next try, enqueued by `after_job_end`."""
 
@@ -57,9 +61,10 @@ async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
             log.info("job.skipped", reason="not waiting (finished, cancelled or unknown)")
             return
         binding = worker["bindings"][job.name]
+        context = _job_context(worker, job)
         started = time.monotonic()
         try:
-            result = await _attempt(worker, binding, job)
+            result = await _attempt(binding, job, context)
         except asyncio.CancelledError:
             # Either an abort (someone cancelled the job) or a shutdown; only the row knows.
             await asyncio.shield(_record_if_aborted(worker, binding, job))
@@ -68,10 +73,15 @@ async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
             retry = await _record_failure(worker, binding, job, failure)
             if retry is not None:
                 ctx[RESCHEDULE_KEY] = retry
+                outcome = JobOutcome("retrying", error=failure.error, retry_at=retry.run_at)
+            else:
+                outcome = JobOutcome("failed", error=failure.error)
         else:
             await _record_success(worker, binding, job, result)
+            outcome = JobOutcome("succeeded", result=result)
         finally:
             JOB_DURATION.labels(job.name).observe(time.monotonic() - started)
+        await _run_hook(binding, context, outcome)
 
 
 async def _claim(
@@ -83,10 +93,25 @@ async def _claim(
     return job
 
 
-async def _attempt(worker: WorkerContext, binding: Binding, job: Job) -> dict[str, Any]:
+async def _run_hook(binding: Binding, context: JobContext, outcome: JobOutcome) -> None:
+    """Call the job type's hook for this outcome; a failing hook is logged, nothing more."""
+    hook = {
+        "succeeded": binding.hooks.on_success,
+        "retrying": binding.hooks.on_retry,
+        "failed": binding.hooks.on_failure,
+    }[outcome.status]
+    if hook is None:
+        return
+    try:
+        async with asyncio.timeout(HOOK_TIMEOUT_SECONDS):
+            await hook(context, outcome)
+    except Exception as exc:  # a hook must never change the recorded outcome
+        log.warning("job.hook_failed", hook=outcome.status, error=type(exc).__name__)
+
+
+async def _attempt(binding: Binding, job: Job, context: JobContext) -> dict[str, Any]:
     """Validate, call and validate again; every failure comes out as `JobFailure`."""
     args = _validate_args(binding, job)
-    context = _job_context(worker, job)
     try:
         async with asyncio.timeout(job.timeout_seconds):
             outcome = await binding.function(context, args)
@@ -144,6 +169,11 @@ def _job_context(worker: WorkerContext, job: Job) -> JobContext:
         max_tries=job.max_tries,
         worker_name=worker["worker_name"],
         report=report,
+        data=TenantData(sessionmaker, tenant_id=job.tenant_id),
+        mail=Mailer(worker["settings"]),
+        maintenance=(
+            Maintenance(sessionmaker) if job.tenant_id == worker["system_tenant_id"] else None
+        ),
     )
 
 

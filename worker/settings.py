@@ -20,8 +20,11 @@ from shared.db import create_engine, create_sessionmaker
 from shared.keys import queue_key
 from shared.logs import configure_logging
 from shared.redis import arq_redis_settings, deserialize_payload, serialize_payload
+from shared.schedules import SCHEDULES, SYSTEM_TENANT
 from shared.settings import Settings, get_settings
+from shared.tenancy import ensure_tenant
 from worker.binding import Binding, load_bindings
+from worker.cron import schedule_forever
 from worker.runner import reschedule_after_attempt, run_job
 from worker.scheduling import promote_forever
 
@@ -39,18 +42,32 @@ def worker_name() -> str:
 def _on_startup(settings: Settings, bindings: dict[str, Binding]) -> Any:
     async def on_startup(ctx: dict[str, Any]) -> None:
         engine = create_engine(settings, application_name="jobgate-worker")
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session:
+            system_tenant_id = await ensure_tenant(session, name=SYSTEM_TENANT)
+        background = [
+            asyncio.create_task(
+                promote_forever(ctx["redis"], settings.worker_poll_delay_seconds),
+                name="jobgate-promote-due",
+            )
+        ]
+        if settings.worker_run_schedules:
+            background.append(
+                asyncio.create_task(
+                    schedule_forever(
+                        sessionmaker, ctx["redis"], schedules=SCHEDULES, tenant_id=system_tenant_id
+                    ),
+                    name="jobgate-schedules",
+                )
+            )
         ctx.update(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             bindings=bindings,
             worker_name=worker_name(),
-            background=[
-                asyncio.create_task(
-                    promote_forever(ctx["redis"], settings.worker_poll_delay_seconds),
-                    name="jobgate-promote-due",
-                )
-            ],
+            system_tenant_id=system_tenant_id,
+            background=background,
         )
 
     return on_startup
@@ -92,7 +109,7 @@ def worker_options(
         "after_job_end": reschedule_after_attempt,
         "job_serializer": serialize_payload,
         "job_deserializer": deserialize_payload,
-        "max_jobs": settings.worker_max_jobs,
+        "max_jobs": settings.worker_queue_concurrency.get(queue, settings.worker_max_jobs),
         "poll_delay": settings.worker_poll_delay_seconds,
         "keep_result": 0,
         "allow_abort_jobs": True,

@@ -1,4 +1,4 @@
-"""`/admin`: tenants and API keys, for the operator token only."""
+"""`/admin`: tenants, API keys and webhook secrets, for the operator token only."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from gateway.schemas import (
     CreatedTenant,
     KeyIn,
     TenantIn,
+    WebhookSecretOut,
     key_out,
     tenant_out,
 )
@@ -27,9 +28,26 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
     "/tenants", status_code=201, operation_id="create_tenant", responses=problems(401, 409, 422)
 )
 async def create_tenant(body: TenantIn, session: SessionDep) -> CreatedTenant:
-    """Create a tenant; its first API key is in the answer and nowhere else."""
+    """Create a tenant; its first API key and its webhook secret are in the answer only."""
     tenant, first_key = await tenancy.create_tenant(session, name=body.name)
-    return CreatedTenant(tenant=tenant_out(tenant), api_key=first_key.token)
+    return CreatedTenant(
+        tenant=tenant_out(tenant), api_key=first_key.token, webhook_secret=tenant.webhook_secret
+    )
+
+
+@router.post(
+    "/tenants/{tenant}/webhook-secret",
+    operation_id="rotate_webhook_secret",
+    responses=problems(401, 404, 422),
+)
+async def rotate_webhook_secret(tenant: str, session: SessionDep) -> WebhookSecretOut:
+    """Replace a tenant's (by id or name) webhook signing secret; the new one is shown once.
+
+    It signs every later attempt at once, retries of earlier deliveries included.
+    """
+    found = await tenancy.find_tenant(session, tenant=tenant)
+    rotated = await tenancy.rotate_webhook_secret(session, tenant_id=found.id)
+    return WebhookSecretOut(tenant=tenant_out(rotated), webhook_secret=rotated.webhook_secret)
 
 
 @router.post(

@@ -11,6 +11,7 @@ from gateway.deps import RedisDep, ResourcesDep, SessionDep
 from gateway.problems import problems
 from gateway.schemas import JobOut
 from shared import control
+from shared.job_view import job_view
 
 router = APIRouter(tags=["jobs"])
 
@@ -41,7 +42,7 @@ async def cancel_job(
         settings=resources.settings,
     )
     response.status_code = 200 if outcome.is_done else 202
-    return JobOut.of(outcome.job)
+    return await job_view(session, outcome.job)
 
 
 @router.post(

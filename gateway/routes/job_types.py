@@ -10,7 +10,7 @@ from shared.contracts import Registry
 
 def build_router(registry: Registry) -> APIRouter:
     router = APIRouter(tags=["job types"])
-    catalogue = [JobTypeOut.of(job_type) for job_type in registry]
+    catalogue = [JobTypeOut.of(job_type) for job_type in registry.public()]
 
     @router.get("/job-types", operation_id="list_job_types")
     async def list_job_types() -> list[JobTypeOut]:

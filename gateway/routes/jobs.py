@@ -15,6 +15,7 @@ from gateway.problems import problems
 from gateway.schemas import JobOut, JobPage
 from gateway.waiting import wait_until_terminal
 from shared import store
+from shared.job_view import job_view, job_views
 from shared.status import JobStatus
 
 AUTH_PROBLEMS = (401, 403)
@@ -39,7 +40,7 @@ async def read_job(
             wait_seconds=min(wait, settings.max_wait_seconds),
             recheck_seconds=settings.wait_recheck_seconds,
         )
-    return JobOut.of(job)
+    return await job_view(session, job)
 
 
 def _parse_labels(labels: list[str]) -> dict[str, str]:
@@ -81,7 +82,7 @@ async def list_jobs(
     jobs = await store.list_jobs(session, tenant_id=principal.tenant_id, query=query)
     page, more = jobs[: query.limit], len(jobs) > query.limit
     return JobPage(
-        items=[JobOut.of(job) for job in page],
+        items=await job_views(session, tenant_id=principal.tenant_id, jobs=page),
         next_cursor=encode_cursor(page[-1].id) if more else None,
     )
 

@@ -138,7 +138,7 @@ async def _unknown_job_type(name: str, principal: SubmitAuth) -> JobOut:
 def build_router(registry: Registry) -> APIRouter:
     """Submit routes for the job types in `registry`."""
     router = APIRouter()
-    for job_type in registry:
+    for job_type in registry.public():
         _add_routes(router, job_type)
     # After the typed routes: any other name is an unknown type (404), not a 405 from /jobs/{id}.
     for path in ("/jobs/{name}", "/jobs/{name}/batch"):

@@ -1,0 +1,115 @@
+"""The `jobgate` command line against real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from arq.worker import Worker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from typer.testing import CliRunner, Result
+
+from shared.cli import app
+from shared.settings import Settings, get_settings
+from tests.factories import auth, make_tenant, submit, wait_for_status
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point `get_settings()` (what the CLI reads) at the test database and Redis."""
+    monkeypatch.setenv("JOBGATE_DATABASE_URL", settings.require_database_url())
+    monkeypatch.setenv("JOBGATE_REDIS_URL", settings.require_redis_url())
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+async def jobgate(*args: str) -> Result:
+    """Run a `jobgate` command (in a thread: the CLI runs its own event loop)."""
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args))
+
+
+@pytest.mark.usefixtures("cli_env")
+class TestTenantsAndKeys:
+    async def test_create_tenant_prints_a_working_key_once(self, client: httpx.AsyncClient) -> None:
+        result = await jobgate("tenants", "create", "cli-co")
+        assert result.exit_code == 0, result.output
+        token = result.output.split("api key (shown once): ")[1].strip()
+        response = await client.get("/jobs", headers=auth(token))
+        assert response.status_code == 200
+
+    async def test_keys_create_with_scopes_and_revoke(self, client: httpx.AsyncClient) -> None:
+        await jobgate("tenants", "create", "cli-co")
+        created = await jobgate("keys", "create", "cli-co", "--scope", "jobs:read")
+        assert created.exit_code == 0, created.output
+        key_id = created.output.split()[2]
+        token = created.output.split("api key (shown once): ")[1].strip()
+        assert (await client.get("/jobs", headers=auth(token))).status_code == 200
+        submit_attempt = await client.post(
+            "/jobs/echo", json={"args": {"message": "x"}}, headers=auth(token)
+        )
+        assert submit_attempt.status_code == 403
+        revoked = await jobgate("keys", "revoke", key_id)
+        assert revoked.exit_code == 0, revoked.output
+        assert (await client.get("/jobs", headers=auth(token))).status_code == 401
+
+    async def test_unknown_tenant_is_a_clear_error(self) -> None:
+        result = await jobgate("keys", "create", "nobody")
+        assert result.exit_code == 1
+        assert "No tenant 'nobody'" in result.output
+
+
+@pytest.mark.usefixtures("cli_env")
+class TestJobCommands:
+    async def test_cancel_by_id(
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        _, token = await make_tenant(sessionmaker)
+        job = await submit(client, token, "echo", {"message": "x"})
+        result = await jobgate("jobs", "cancel", job["id"])
+        assert result.exit_code == 0, result.output
+        read = await client.get(f"/jobs/{job['id']}", headers=auth(token))
+        assert read.json()["status"] == "cancelled"
+
+    async def test_purge_a_tenant_reports_the_count(
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        _, token = await make_tenant(sessionmaker)
+        _, other = await make_tenant(sessionmaker, "other")
+        for i in range(3):
+            await submit(client, token, "echo", {"message": str(i)})
+        theirs = await submit(client, other, "echo", {"message": "t"})
+        result = await jobgate("jobs", "purge", "--tenant", "acme")
+        assert result.exit_code == 0, result.output
+        assert "purged 3 waiting jobs" in result.output
+        read = await client.get(f"/jobs/{theirs['id']}", headers=auth(other))
+        assert read.json()["status"] == "queued"
+        by_queue = await jobgate("jobs", "purge", "--queue", "default")
+        assert "purged 1 waiting jobs" in by_queue.output
+
+    async def test_dlq_lists_and_requeues_failed_jobs(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        worker: Worker,
+    ) -> None:
+        _, token = await make_tenant(sessionmaker)
+        failed = await submit(client, token, "flaky", {"fail_times": 1, "permanent": True})
+        await wait_for_status(client, token, failed["id"], "failed")
+        ok = await submit(client, token, "echo", {"message": "fine"})
+        await wait_for_status(client, token, ok["id"], "succeeded")
+
+        listed = await jobgate("dlq", "list")
+        assert failed["id"] in listed.output and ok["id"] not in listed.output
+        assert "permanent" in listed.output
+
+        retried = await jobgate("dlq", "retry", "--name", "flaky")
+        assert "re-queued 1 failed jobs" in retried.output
+        old = (await client.get(f"/jobs/{failed['id']}", headers=auth(token))).json()
+        assert old["retried_by"] is not None
+        await wait_for_status(client, token, old["retried_by"], "failed")
+        # Already re-run jobs are not re-queued twice (the re-run failed too: that one is new).
+        again = await jobgate("dlq", "retry", "--name", "flaky")
+        assert "re-queued 1 failed jobs" in again.output

@@ -1,0 +1,110 @@
+"""Job type declarations: retry backoff and the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from shared.contracts import (
+    ECHO,
+    REGISTRY,
+    Backoff,
+    EchoArgs,
+    EchoResult,
+    JobType,
+    NoArgs,
+    Registry,
+)
+from shared.errors import UnknownJobType
+
+
+def _fixed(value: float) -> Callable[[], float]:
+    return lambda: value
+
+
+class TestBackoff:
+    def test_grows_exponentially_up_to_the_cap(self) -> None:
+        backoff = Backoff(base_seconds=1.0, factor=2.0, max_seconds=10.0, jitter=0.2)
+        delays = [backoff.delay_seconds(retry, rand=lambda: 0.0) for retry in range(1, 7)]
+        assert delays == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+    def test_retry_zero_or_less_waits_the_base_delay(self) -> None:
+        backoff = Backoff(base_seconds=3.0)
+        assert backoff.delay_seconds(0, rand=lambda: 0.0) == 3.0
+        assert backoff.delay_seconds(-5, rand=lambda: 0.0) == 3.0
+
+    def test_jitter_only_shortens_by_at_most_its_fraction(self) -> None:
+        backoff = Backoff(base_seconds=60.0, factor=2.0, max_seconds=600.0, jitter=0.2)
+        assert backoff.delay_seconds(1, rand=lambda: 1.0) == pytest.approx(48.0)
+        assert backoff.delay_seconds(1, rand=lambda: 0.5) == pytest.approx(54.0)
+        assert backoff.delay_seconds(5, rand=lambda: 1.0) == pytest.approx(480.0)  # capped first
+        for retry in range(1, 12):
+            undelayed = min(600.0, 60.0 * 2.0 ** (retry - 1))
+            draws = [step / 20 for step in range(20)]  # rand() is in [0, 1)
+            for draw in draws:
+                delay = backoff.delay_seconds(retry, rand=_fixed(draw))
+                assert 0.8 * undelayed < delay <= undelayed
+            for _ in range(20):  # the default, real random source
+                assert 0.8 * undelayed < backoff.delay_seconds(retry) <= undelayed
+
+    def test_is_deterministic_with_a_fixed_rand(self) -> None:
+        backoff = Backoff()
+
+        def replay() -> list[float]:
+            draws = iter([0.1, 0.7, 0.3, 0.9, 0.5])
+            return [backoff.delay_seconds(n, rand=lambda: next(draws)) for n in range(1, 6)]
+
+        assert replay() == replay()
+        assert replay() == pytest.approx([60 * 0.98, 120 * 0.86, 240 * 0.94, 480 * 0.82, 540.0])
+
+    def test_without_jitter_ignores_rand(self) -> None:
+        backoff = Backoff(base_seconds=2.0, jitter=0.0)
+        assert backoff.delay_seconds(2, rand=lambda: 0.9) == 4.0
+
+
+def _job_type(name: str, queue: str = "default") -> JobType[EchoArgs, EchoResult]:
+    return JobType(name=name, args=EchoArgs, result=EchoResult, description="d", queue=queue)
+
+
+class TestRegistry:
+    def test_registers_and_finds_by_name(self) -> None:
+        registry = Registry()
+        job_type = _job_type("ping")
+        assert registry.register(job_type) is job_type
+        assert registry.get("ping") is job_type
+        assert "ping" in registry
+        assert "pong" not in registry
+
+    def test_registering_the_same_declaration_again_is_harmless(self) -> None:
+        registry = Registry()
+        job_type = _job_type("ping")
+        registry.register(job_type)
+        registry.register(job_type)
+        assert list(registry) == [job_type]
+
+    def test_a_second_type_with_the_same_name_is_refused(self) -> None:
+        registry = Registry()
+        registry.register(_job_type("ping"))
+        with pytest.raises(ValueError, match="'ping' is declared twice"):
+            registry.register(
+                JobType(name="ping", args=NoArgs, result=EchoResult, description="other")
+            )
+        assert registry.get("ping").args is EchoArgs
+
+    def test_an_unknown_name_is_unknown_job_type(self) -> None:
+        with pytest.raises(UnknownJobType, match="'nope'"):
+            Registry().get("nope")
+        with pytest.raises(UnknownJobType):
+            REGISTRY.get("nope")
+
+    def test_iterates_by_name_and_lists_queues(self) -> None:
+        registry = Registry()
+        for job_type in (_job_type("b", "low"), _job_type("a"), _job_type("c", "low")):
+            registry.register(job_type)
+        assert [job_type.name for job_type in registry] == ["a", "b", "c"]
+        assert registry.queues() == ["default", "low"]
+
+    def test_builtin_types_are_registered(self) -> None:
+        assert REGISTRY.get("echo") is ECHO
+        assert {"echo", "sleep", "flaky", "health_check"} <= {t.name for t in REGISTRY}

@@ -1,0 +1,204 @@
+"""The runner on a real ARQ worker: bad args, stale deliveries, duplicate enqueues.
+
+Jobs are submitted through the HTTP API while no worker runs, their rows changed the way a
+deploy, a cancel or a crash would, and only then is a worker started.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from arq.worker import Worker
+from redis.asyncio import Redis
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.enqueue import Delivery, enqueue
+from shared.keys import job_key, queue_key
+from shared.models import Job
+from shared.redis import create_redis
+from shared.settings import Settings
+from tests.conftest import WorkerFactory
+from tests.factories import auth, make_tenant, submit, wait_for_status
+from tests.polling import poll_until
+
+
+@pytest.fixture
+async def arq_redis(settings: Settings) -> AsyncIterator[ArqRedis]:
+    pool = create_redis(settings)
+    yield pool
+    await pool.aclose(close_connection_pool=True)
+
+
+def _delivery(job: dict[str, Any], tenant_id: str) -> Delivery:
+    return Delivery(
+        job_id=uuid.UUID(job["id"]),
+        tenant_id=uuid.UUID(tenant_id),
+        name=job["name"],
+        queue=job["queue"],
+    )
+
+
+async def _read(client: httpx.AsyncClient, token: str, job_id: str) -> httpx.Response:
+    return await client.get(f"/jobs/{job_id}", headers=auth(token))
+
+
+async def _drained(worker: Worker, redis: Redis, *, complete: int) -> None:
+    """Wait until the worker has finished `complete` deliveries and the queue is empty."""
+    await poll_until(lambda: worker.jobs_complete >= complete, what="worker finished deliveries")
+    assert await redis.zcard(queue_key("default")) == 0
+    assert worker.jobs_complete == complete
+    assert worker.jobs_failed == worker.jobs_retried == 0
+
+
+class TestInvalidArgs:
+    async def test_args_no_longer_matching_the_contract_fail_the_job(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        start_worker: WorkerFactory,
+    ) -> None:
+        _, token = await make_tenant(sessionmaker)
+        job = await submit(client, token, "echo", {"message": "hi"})
+        # As if a deploy removed a field between submit and run.
+        async with sessionmaker() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == uuid.UUID(job["id"]))
+                .values(args={"message": "hi", "volume": 11})
+            )
+            await session.commit()
+        worker = await start_worker()
+
+        done = await wait_for_status(client, token, job["id"], "succeeded", "failed")
+        assert done["status"] == "failed"
+        assert done["attempts"] == 1  # not retried: retrying cannot fix the args
+        assert done["error"]["type"] == "invalid_args"
+        assert "volume" in done["error"]["message"]
+        assert done["result"] is None
+
+        # The worker keeps running and runs the next job fine.
+        after = await submit(client, token, "echo", {"message": "next"})
+        next_done = await wait_for_status(client, token, after["id"], "succeeded", "failed")
+        assert next_done["result"] == {"message": "next"}
+        assert worker.jobs_failed == 0
+
+
+class TestStaleDelivery:
+    """A delivery for a job that is gone or finished is skipped: at most one completion."""
+
+    async def test_deleted_job_is_skipped(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        start_worker: WorkerFactory,
+    ) -> None:
+        _, token = await make_tenant(sessionmaker)
+        job = await submit(client, token, "echo", {"message": "gone"})
+        async with sessionmaker() as session:
+            await session.execute(delete(Job).where(Job.id == uuid.UUID(job["id"])))
+            await session.commit()
+        worker = await start_worker()
+
+        await _drained(worker, redis, complete=1)
+        assert await redis.exists(job_key(job["id"])) == 0
+        async with sessionmaker() as session:
+            assert (await session.execute(select(Job.id))).first() is None
+        assert (await _read(client, token, job["id"])).status_code == 404
+
+    async def test_job_cancelled_while_queued_is_not_run(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        start_worker: WorkerFactory,
+    ) -> None:
+        _, token = await make_tenant(sessionmaker)
+        job = await submit(client, token, "echo", {"message": "never"})
+        async with sessionmaker() as session:
+            await session.execute(
+                update(Job).where(Job.id == uuid.UUID(job["id"])).values(status="cancelled")
+            )
+            await session.commit()
+        before = (await _read(client, token, job["id"])).json()
+        worker = await start_worker()
+
+        await _drained(worker, redis, complete=1)
+        after = (await _read(client, token, job["id"])).json()
+        assert after == before
+        assert after["status"] == "cancelled"
+        assert after["attempts"] == 0
+        assert after["started_at"] is None
+
+    async def test_redelivered_finished_job_keeps_its_one_outcome(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        arq_redis: ArqRedis,
+        worker: Worker,
+    ) -> None:
+        tenant_id, token = await make_tenant(sessionmaker)
+        job = await submit(client, token, "echo", {"message": "once"})
+        done = await wait_for_status(client, token, job["id"], "succeeded", "failed")
+        assert done["status"] == "succeeded"
+        await _drained(worker, redis, complete=1)
+
+        # ARQ forgot the finished job, so a late duplicate delivery is accepted by Redis...
+        assert await enqueue(arq_redis, [_delivery(job, tenant_id)]) == 1
+        await _drained(worker, redis, complete=2)
+        # ...and skipped by the runner: the row is exactly as the first run left it.
+        assert (await _read(client, token, job["id"])).json() == done
+
+
+class TestReenqueue:
+    async def test_reenqueueing_a_queued_job_is_a_no_op(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        arq_redis: ArqRedis,
+        start_worker: WorkerFactory,
+    ) -> None:
+        tenant_id, token = await make_tenant(sessionmaker)
+        job = await submit(client, token, "echo", {"message": "one"})
+        delivery = _delivery(job, tenant_id)
+        assert await enqueue(arq_redis, [delivery]) == 0
+        assert await enqueue(arq_redis, [delivery, delivery]) == 0
+        assert await redis.zcard(queue_key("default")) == 1
+
+        worker = await start_worker()
+        done = await wait_for_status(client, token, job["id"], "succeeded", "failed")
+        assert done["status"] == "succeeded"
+        assert done["attempts"] == 1
+        await _drained(worker, redis, complete=1)
+
+    async def test_a_new_job_in_the_same_batch_is_still_added(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        arq_redis: ArqRedis,
+        start_worker: WorkerFactory,
+    ) -> None:
+        tenant_id, token = await make_tenant(sessionmaker)
+        first = await submit(client, token, "echo", {"message": "a"})
+        second = await submit(client, token, "echo", {"message": "b"})
+        # The reconciler's case: one job's hand-off was lost, the other's was not.
+        await redis.delete(job_key(second["id"]))
+        await redis.zrem(queue_key("default"), second["id"])
+        deliveries = [_delivery(first, tenant_id), _delivery(second, tenant_id)]
+        assert await enqueue(arq_redis, deliveries) == 1
+
+        worker = await start_worker()
+        for job in (first, second):
+            done = await wait_for_status(client, token, job["id"], "succeeded", "failed")
+            assert done["status"] == "succeeded"
+            assert done["attempts"] == 1
+        await _drained(worker, redis, complete=2)

@@ -1,0 +1,130 @@
+"""Sending webhooks: every worker claims due deliveries (see `shared.webhooks`) and POSTs them.
+
+A claimed batch is sent concurrently, outside any transaction, each attempt bounded by
+`webhooks.timeout_seconds`; the claim's lease outlasts that, so no other worker sends the
+same delivery meanwhile. Redirects are not followed and answer bodies are not read: only the
+status code counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import webhooks
+from shared.job_view import JobOut
+from shared.settings import WebhookSettings
+from shared.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
+from shared.webhooks import Outgoing
+
+log = structlog.get_logger("jobgate.worker")
+
+LEASE_MARGIN_SECONDS = 30.0
+"""How much longer than one attempt a claim holds a delivery away from other workers."""
+USER_AGENT = "jobgate-webhooks/1"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one POST came to: the answer's status code, or why there was none."""
+
+    status_code: int | None
+    error: str | None
+
+
+def render(outgoing: Outgoing) -> tuple[bytes, dict[str, str]]:
+    """The exact body and headers of one delivery attempt."""
+    body = JobOut.of(outgoing.job, outgoing.deliveries).model_dump_json().encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        SIGNATURE_HEADER: sign(outgoing.secret, body),
+        DELIVERY_HEADER: str(outgoing.delivery.id),
+        EVENT_HEADER: f"job.{outgoing.job.status}",
+    }
+    return body, headers
+
+
+async def post(http: httpx.AsyncClient, outgoing: Outgoing, timeout_seconds: float) -> Attempt:
+    """POST one delivery; never raises for the receiver's failures."""
+    body, headers = render(outgoing)
+    try:
+        async with (
+            asyncio.timeout(timeout_seconds),
+            http.stream("POST", outgoing.delivery.url, content=body, headers=headers) as response,
+        ):
+            code = response.status_code
+    except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
+        return _failed(exc)
+    return Attempt(status_code=code, error=None if 200 <= code < 300 else f"HTTP {code}")
+
+
+def _failed(exc: BaseException) -> Attempt:
+    message = str(exc)
+    name = type(exc).__name__
+    return Attempt(status_code=None, error=f"{name}: {message}" if message else name)
+
+
+async def deliver_due(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    settings: WebhookSettings,
+) -> int:
+    """Claim one batch of due deliveries, send them, record the outcomes; how many were sent."""
+    async with sessionmaker() as session:
+        batch = await webhooks.claim_due(
+            session,
+            limit=settings.batch_size,
+            lease_seconds=settings.timeout_seconds + LEASE_MARGIN_SECONDS,
+        )
+        await session.commit()
+    if not batch:
+        return 0
+    # An unexpected error in one send is recorded as that attempt's failure, so a delivery that
+    # always breaks the sender ends `failed` instead of blocking the loop.
+    outcomes = await asyncio.gather(
+        *(post(http, outgoing, settings.timeout_seconds) for outgoing in batch),
+        return_exceptions=True,
+    )
+    attempts = [
+        outcome if isinstance(outcome, Attempt) else _failed(outcome) for outcome in outcomes
+    ]
+    async with sessionmaker() as session:
+        for outgoing, attempt in zip(batch, attempts, strict=True):
+            status = await webhooks.record_attempt(
+                session,
+                delivery=outgoing.delivery,
+                status_code=attempt.status_code,
+                error=attempt.error,
+                settings=settings,
+            )
+            log.info(
+                "webhook.attempted",
+                delivery_id=str(outgoing.delivery.id),
+                job_id=str(outgoing.job.id),
+                tenant_id=str(outgoing.job.tenant_id),
+                status_code=attempt.status_code,
+                outcome=status,
+            )
+        await session.commit()
+    return len(batch)
+
+
+async def deliver_forever(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: WebhookSettings
+) -> None:
+    """Send due webhooks until cancelled; every worker runs this, claims never overlap."""
+    async with httpx.AsyncClient(follow_redirects=False, timeout=settings.timeout_seconds) as http:
+        while True:
+            try:
+                sent = await deliver_due(sessionmaker, http, settings)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("webhook.poll_failed", error=type(exc).__name__)
+                sent = 0
+            if sent < settings.batch_size:  # a full batch: there may be more due right now
+                await asyncio.sleep(settings.poll_interval_seconds)
