@@ -81,6 +81,10 @@ class JobType(Generic[A, R]):
     priority: Priority = "default"
     max_tries: int = 3
     timeout_seconds: float = 300.0
+    soft_timeout_seconds: float | None = None
+    """Time after which `JobContext.soft_limit()` blocks are interrupted, before the hard
+    `timeout_seconds` (the seeds' 280 s soft / 300 s hard). A per-submit timeout keeps the
+    same grace between the two."""
     backoff: Backoff = field(default_factory=Backoff)
     result_ttl_seconds: int | None = None
     """How long a finished job stays readable; None: the `result_ttl_seconds` setting."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -53,12 +55,34 @@ class JobContext:
     """Sends email through the configured SMTP server."""
     maintenance: Maintenance | None = None
     """Cross-tenant housekeeping; only for jobs of jobgate's own schedules (system tenant)."""
+    soft_deadline: float | None = None
+    """Event-loop time of the soft time limit, if the job type declares one."""
+
+    @contextlib.asynccontextmanager
+    async def soft_limit(self) -> AsyncIterator[None]:
+        """Run the block until the soft time limit; then raise `SoftTimeLimitExceeded` in it.
+
+        The hard limit (`timeout_seconds`) still stops the attempt later; the time between
+        the two is for cleaning up, as with Celery's `soft_time_limit`.
+        """
+        if self.soft_deadline is None:
+            yield
+            return
+        try:
+            async with asyncio.timeout_at(self.soft_deadline):
+                yield
+        except TimeoutError as exc:
+            raise SoftTimeLimitExceeded("the soft time limit passed") from exc
 
     async def progress(
         self, current: int, total: int | None = None, message: str | None = None
     ) -> None:
         """Record how far the job is; callers polling the job see it at once."""
         await self.report(current, total, message)
+
+
+class SoftTimeLimitExceeded(TimeoutError):
+    """Raised inside `JobContext.soft_limit()` blocks when the soft time limit passes."""
 
 
 @dataclass(frozen=True)

@@ -171,10 +171,20 @@ def _job_context(worker: WorkerContext, job: Job) -> JobContext:
         report=report,
         data=TenantData(sessionmaker, tenant_id=job.tenant_id),
         mail=Mailer(worker["settings"]),
+        soft_deadline=_soft_deadline(job, worker["bindings"][job.name]),
         maintenance=(
             Maintenance(sessionmaker) if job.tenant_id == worker["system_tenant_id"] else None
         ),
     )
+
+
+def _soft_deadline(job: Job, binding: Binding) -> float | None:
+    """When the soft limit passes: the type's grace before the hard limit, kept per job."""
+    declared = binding.job_type.soft_timeout_seconds
+    if declared is None:
+        return None
+    grace = max(binding.job_type.timeout_seconds - declared, 0.0)
+    return asyncio.get_running_loop().time() + max(job.timeout_seconds - grace, 0.0)
 
 
 def _expires_at(worker: WorkerContext, binding: Binding) -> datetime:
