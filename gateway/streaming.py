@@ -47,7 +47,7 @@ async def job_events(
             job = await store.find_job(session, tenant_id=tenant_id, job_id=job_id)
             # End the read transaction so an open stream holds no pooled connection.
             # (Commit, not rollback: rollback would expire the loaded job.)
-            pass
+            await session.commit()
             if job is None:  # purged while streaming: nothing more will happen to it
                 return
             current = JobOut.of(job)

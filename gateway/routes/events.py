@@ -40,7 +40,10 @@ STREAM_RESPONSE: dict[str, Any] = {
     "description": STREAM_DESCRIPTION,
     "content": {
         "text/event-stream": {
-            "schema": {"type": "string", "description": "Events whose `data` is a `JobOut` (the example is abridged)."},
+            "schema": {
+                "type": "string",
+                "description": "Events whose `data` is a `JobOut` (the example is abridged).",
+            },
             "example": STREAM_EXAMPLE,
         }
     },

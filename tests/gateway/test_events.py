@@ -7,6 +7,7 @@ here ends (terminal status) or is bounded by a timeout; the disconnect test spea
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -91,7 +92,7 @@ def assert_well_formed(events: list[SseEvent], job_id: str) -> None:
     assert events[0].name == "status"
     assert events[-1].job["status"] in {"succeeded", "failed", "cancelled"}
     assert all(event.job["status"] not in {"succeeded", "failed"} for event in events[:-1])
-    for before, after in zip(events, events[1:], strict=False):
+    for before, after in itertools.pairwise(events):
         if after.name == "progress":
             assert after.job["status"] == before.job["status"]
             assert after.job["progress"] != before.job["progress"]
