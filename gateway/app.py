@@ -47,25 +47,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings, application_name="jobgate-gateway")
         redis = create_redis(settings)
-        events = JobEvents(
+        job_events = JobEvents(
             libpq_url(settings.require_database_url()),
             connect_timeout_seconds=settings.db_connect_timeout_seconds,
         )
-        events.start()
+        job_events.start()
         resources = Resources(
             settings=settings,
             registry=registry,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             redis=redis,
-            events=events,
+            events=job_events,
             jobs_submitted=jobs_submitted,
         )
         app.state.resources = resources
         try:
             yield
         finally:
-            await events.close()
+            await job_events.close()
             await redis.aclose(close_connection_pool=True)
             await engine.dispose()
 
