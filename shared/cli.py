@@ -71,6 +71,7 @@ def tenants_create(name: str) -> None:
     )
     typer.echo(f"tenant {tenant.name} ({tenant.id})")
     typer.echo(f"api key (shown once): {first_key.token}")
+    typer.echo(f"webhook secret (shown once): {tenant.webhook_secret}")
 
 
 @keys.command("create")

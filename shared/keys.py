@@ -12,6 +12,8 @@ QUEUE_PREFIX = "jobgate:queue:"
 SCHEDULED_SET = "jobgate:scheduled"
 """Jobs waiting for their time (delayed submits, retries), by due time; see `shared.enqueue`."""
 ABORT_SET = abort_jobs_ss
+RECONCILER_LOCK = "jobgate:reconciler-lock"
+"""Held for one interval by the worker whose turn it is to reconcile (see worker.reconciler)."""
 
 
 def queue_key(queue: str) -> str:

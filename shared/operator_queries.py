@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.models import Job
+from shared.models import Job, WebhookDelivery
 from shared.status import WAITING, JobStatus
 
 
@@ -32,10 +32,17 @@ async def tenants_with_waiting_jobs(session: AsyncSession, *, queue: str) -> lis
 
 
 async def purge_expired(session: AsyncSession, *, batch_size: int) -> int:
-    """Delete up to `batch_size` jobs whose retention has passed; returns how many (commits)."""
+    """Delete up to `batch_size` jobs whose retention has passed; returns how many (commits).
+
+    A job whose webhook is still being tried stays until that delivery settles: its body is
+    rendered from the job row.
+    """
+    webhook_pending = exists().where(
+        WebhookDelivery.job_id == Job.id, WebhookDelivery.status == "pending"
+    )
     expired = (
         select(Job.id)
-        .where(Job.expires_at < func.now())
+        .where(Job.expires_at < func.now(), ~webhook_pending)
         .limit(batch_size)
         .with_for_update(skip_locked=True)
         .scalar_subquery()

@@ -95,6 +95,15 @@ class Settings(BaseSettings):
         description='Per-queue override of worker_max_jobs, as JSON: `{"email": 5}`.',
     )
     worker_poll_delay_seconds: float = Field(0.5, gt=0)
+    worker_lease_seconds: float = Field(
+        30.0, ge=1, description="A killed worker's jobs run again within this long."
+    )
+    reconcile_interval_seconds: float = Field(
+        10.0, gt=0, description="How often PostgreSQL's unfinished jobs are checked in Redis."
+    )
+    reconcile_grace_seconds: float = Field(
+        5.0, ge=0, description="Jobs younger than this are left to the submit enqueueing them."
+    )
     worker_run_schedules: bool = Field(
         True, description="Run the cron schedules (every worker may; each tick runs once)."
     )

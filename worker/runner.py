@@ -30,6 +30,7 @@ from shared.retention import expires_at
 from shared.submit import delivery_of
 from worker.binding import Binding
 from worker.context import JobContext, JobOutcome, WorkerContext
+from worker.lease import held_lease
 from worker.mail import Mailer
 from worker.maintenance import Maintenance
 from worker.metrics import JOB_DURATION, JOBS_FINISHED
@@ -63,8 +64,10 @@ async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
         binding = worker["bindings"][job.name]
         context = _job_context(worker, job)
         started = time.monotonic()
+        lease_seconds = worker["settings"].worker_lease_seconds
         try:
-            result = await _attempt(binding, job, context)
+            async with held_lease(worker["redis"], worker["job_id"], lease_seconds):
+                result = await _attempt(binding, job, context)
         except asyncio.CancelledError:
             # Either an abort (someone cancelled the job) or a shutdown; only the row knows.
             await asyncio.shield(_record_if_aborted(worker, binding, job))

@@ -25,8 +25,10 @@ from shared.settings import Settings, get_settings
 from shared.tenancy import ensure_tenant
 from worker.binding import Binding, load_bindings
 from worker.cron import schedule_forever
+from worker.reconciler import reconcile_forever
 from worker.runner import reschedule_after_attempt, run_job
 from worker.scheduling import promote_forever
+from worker.webhook_sender import deliver_forever
 
 # ARQ's own try counter must never stop a job: the job row's `max_tries` decides, in the runner.
 ARQ_MAX_TRIES = 10_000
@@ -49,7 +51,19 @@ def _on_startup(settings: Settings, bindings: dict[str, Binding]) -> Any:
             asyncio.create_task(
                 promote_forever(ctx["redis"], settings.worker_poll_delay_seconds),
                 name="jobgate-promote-due",
-            )
+            ),
+            asyncio.create_task(
+                deliver_forever(sessionmaker, settings.webhooks), name="jobgate-webhooks"
+            ),
+            asyncio.create_task(
+                reconcile_forever(
+                    sessionmaker,
+                    ctx["redis"],
+                    interval_seconds=settings.reconcile_interval_seconds,
+                    grace_seconds=settings.reconcile_grace_seconds,
+                ),
+                name="jobgate-reconciler",
+            ),
         ]
         if settings.worker_run_schedules:
             background.append(

@@ -14,6 +14,7 @@ from gateway.problems import problems
 from gateway.schemas import JobOut
 from shared.contracts import JobType, Registry
 from shared.errors import PayloadTooLarge, UnknownJobType
+from shared.job_view import job_view
 from shared.submit import SubmitOptions, submit_jobs, submit_once
 
 MAX_BATCH = 1000
@@ -83,6 +84,8 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
         else:
             response.status_code = 200
         response.headers["Location"] = f"/jobs/{submitted.job.id}"
+        if not submitted.is_new:  # a replay of a job that may have finished: show its webhook
+            return await job_view(session, submitted.job)
         return JobOut.of(submitted.job)
 
     async def submit_batch(

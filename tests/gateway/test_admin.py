@@ -76,7 +76,8 @@ class TestCreateTenant:
         self, client: httpx.AsyncClient, operator: dict[str, str]
     ) -> None:
         created = await _create_tenant(client, operator, "acme")
-        assert set(created) == {"tenant", "api_key"}
+        assert set(created) == {"tenant", "api_key", "webhook_secret"}
+        assert len(created["webhook_secret"]) >= 43  # secrets.token_urlsafe(32)
         assert created["tenant"]["name"] == "acme"
         uuid.UUID(created["tenant"]["id"])
         assert created["api_key"].startswith("jg_")

@@ -7,11 +7,9 @@ deploy, a cancel or a crash would, and only then is a worker started.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from arq.connections import ArqRedis
 from arq.worker import Worker
 from redis.asyncio import Redis
@@ -21,18 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.enqueue import Delivery, enqueue
 from shared.keys import job_key, queue_key
 from shared.models import Job
-from shared.redis import create_redis
-from shared.settings import Settings
 from tests.conftest import WorkerFactory
 from tests.factories import auth, make_tenant, submit, wait_for_status
 from tests.polling import poll_until
-
-
-@pytest.fixture
-async def arq_redis(settings: Settings) -> AsyncIterator[ArqRedis]:
-    pool = create_redis(settings)
-    yield pool
-    await pool.aclose(close_connection_pool=True)
 
 
 def _delivery(job: dict[str, Any], tenant_id: str) -> Delivery:

@@ -1,0 +1,104 @@
+"""The outbox reconciler: PostgreSQL says what must run; make Redis agree.
+
+A job row that is waiting (scheduled, queued, retrying) but has no payload in Redis was lost
+on the way: Redis flushed or restarted without persistence, or a crash between commit and
+enqueue. A `running` row with neither payload nor in-progress key lost its worker and its
+queue entry together. Both are enqueued again; the job id is ARQ's id and the enqueue script
+skips jobs that exist, so running this concurrently or twice is harmless. Only one worker
+runs a pass per interval (a Redis lock), and rows younger than the grace period are left to
+the submit that is still enqueueing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import structlog
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.enqueue import enqueue
+from shared.keys import RECONCILER_LOCK, in_progress_key, job_key
+from shared.models import Job
+from shared.status import WAITING, JobStatus
+from shared.submit import delivery_of
+
+log = structlog.get_logger("jobgate.worker")
+
+_UNFINISHED = [status.value for status in (*WAITING, JobStatus.RUNNING)]
+
+
+async def _unfinished_page(
+    session: AsyncSession, *, after: uuid.UUID | None, grace_seconds: float, limit: int
+) -> list[Job]:
+    # Crosses tenants by design: it repairs delivery, it does not read or return job data.
+    stmt = select(Job).where(
+        Job.status.in_(_UNFINISHED),
+        Job.created_at < func.now() - timedelta(seconds=grace_seconds),
+    )
+    if after is not None:
+        stmt = stmt.where(Job.id > after)
+    result = await session.execute(stmt.order_by(Job.id).limit(limit))
+    return list(result.scalars())
+
+
+_COUNT_EXISTING_LUA = """
+local found = {}
+for i = 1, #KEYS, 2 do
+    found[#found + 1] = redis.call('EXISTS', KEYS[i], KEYS[i + 1])
+end
+return found
+"""
+
+
+async def _lost(redis: ArqRedis, jobs: list[Job]) -> list[Job]:
+    """The jobs Redis knows nothing about (neither payload nor in-progress key); one trip."""
+    keys = [key for job in jobs for key in (job_key(str(job.id)), in_progress_key(str(job.id)))]
+    found = await redis.eval(_COUNT_EXISTING_LUA, len(keys), *keys)  # type: ignore[misc,unused-ignore]
+    return [job for job, count in zip(jobs, found, strict=True) if int(count) == 0]
+
+
+async def reconcile_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: ArqRedis,
+    *,
+    grace_seconds: float,
+    batch_size: int = 1000,
+) -> int:
+    """One full pass over unfinished jobs; returns how many were enqueued again."""
+    restored, after = 0, None
+    while True:
+        async with sessionmaker() as session:
+            page = await _unfinished_page(
+                session, after=after, grace_seconds=grace_seconds, limit=batch_size
+            )
+        if not page:
+            return restored
+        lost = await _lost(redis, page)
+        if lost:
+            restored += await enqueue(redis, [delivery_of(job) for job in lost])
+        after = page[-1].id
+
+
+async def reconcile_forever(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: ArqRedis,
+    *,
+    interval_seconds: float,
+    grace_seconds: float,
+) -> None:
+    """A pass every `interval_seconds`, by whichever worker takes the lock first."""
+    while True:
+        try:
+            if await redis.set(RECONCILER_LOCK, "1", nx=True, px=int(interval_seconds * 1000)):
+                restored = await reconcile_once(sessionmaker, redis, grace_seconds=grace_seconds)
+                if restored:
+                    log.warning("reconciler.restored", jobs=restored)
+        except (RedisError, OSError, DBAPIError) as exc:
+            log.warning("reconciler.failed", error=type(exc).__name__)
+        await asyncio.sleep(interval_seconds)
