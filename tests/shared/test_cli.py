@@ -36,7 +36,7 @@ class TestTenantsAndKeys:
     async def test_create_tenant_prints_a_working_key_once(self, client: httpx.AsyncClient) -> None:
         result = await jobgate("tenants", "create", "cli-co")
         assert result.exit_code == 0, result.output
-        token = result.output.split("api key (shown once): ")[1].strip()
+        token = result.output.split("api key (shown once): ")[1].split()[0]
         response = await client.get("/jobs", headers=auth(token))
         assert response.status_code == 200
 
@@ -45,7 +45,7 @@ class TestTenantsAndKeys:
         created = await jobgate("keys", "create", "cli-co", "--scope", "jobs:read")
         assert created.exit_code == 0, created.output
         key_id = created.output.split()[2]
-        token = created.output.split("api key (shown once): ")[1].strip()
+        token = created.output.split("api key (shown once): ")[1].split()[0]
         assert (await client.get("/jobs", headers=auth(token))).status_code == 200
         submit_attempt = await client.post(
             "/jobs/echo", json={"args": {"message": "x"}}, headers=auth(token)
