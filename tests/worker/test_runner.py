@@ -39,7 +39,13 @@ async def _read(client: httpx.AsyncClient, token: str, job_id: str) -> httpx.Res
 
 async def _drained(worker: Worker, redis: Redis, *, complete: int) -> None:
     """Wait until the worker has finished `complete` deliveries and the queue is empty."""
-    await poll_until(lambda: worker.jobs_complete >= complete, what="worker finished deliveries")
+    # ARQ counts a job complete before it takes the id off the queue; its task ends after.
+    await poll_until(
+        lambda: (
+            worker.jobs_complete >= complete and all(task.done() for task in worker.tasks.values())
+        ),
+        what="worker finished deliveries",
+    )
     assert await redis.zcard(queue_key("default")) == 0
     assert worker.jobs_complete == complete
     assert worker.jobs_failed == worker.jobs_retried == 0
