@@ -13,7 +13,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from gateway.deps import Resources
 from gateway.job_events import JobEvents
 from gateway.middleware import BodyGuardMiddleware, RequestIdMiddleware
-from gateway.problems import Problem, install_problem_handlers
+from gateway.problems import Problem, install_problem_handlers, problems
 from gateway.routes import admin, control, events, health, job_types, jobs, schedules, submit
 from shared.contracts import load_contracts
 from shared.db import create_engine, create_sessionmaker, libpq_url
@@ -27,6 +27,11 @@ with `GET /jobs/{id}` (add `?wait=30` to long-poll for the result).
 
 Every route under `/jobs` needs `Authorization: Bearer <api-key>`; errors are RFC 9457
 `application/problem+json`; every response carries `X-Request-ID`.
+
+Bodies are JSON objects in UTF-8. Unknown members are refused (422); a member given twice keeps
+its last value; `NaN`, `Infinity` and numbers outside a field's range are refused (422); a body
+that is not UTF-8, not JSON, or nested too deeply to parse is a 400 (`/problems/malformed-json`).
+Unknown query parameters are ignored; a repeated single-valued one takes its last value.
 """
 
 
@@ -106,7 +111,20 @@ def _register_problem_schema(app: FastAPI) -> None:
             defs = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(defs.pop("$defs", {}))
             components["Problem"] = defs
+            _document_malformed_bodies(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_malformed_bodies(schema: dict[str, Any]) -> None:
+    """Every operation that reads a JSON body may answer 400 `malformed-json`, new ones too."""
+    (malformed,) = problems(400).values()
+    malformed["description"] = (
+        "The body is not JSON jobgate can read: malformed, not UTF-8, or nested too deeply."
+    )
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if "requestBody" in operation:
+                operation["responses"].setdefault("400", malformed)

@@ -29,7 +29,7 @@ class Resources:
     jobs_submitted: Counter
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -37,7 +37,7 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings_dep(resources: ResourcesDep) -> Settings:
+async def get_settings_dep(resources: ResourcesDep) -> Settings:
     return resources.settings
 
 
@@ -47,11 +47,11 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_redis(resources: ResourcesDep) -> ArqRedis:
+async def get_redis(resources: ResourcesDep) -> ArqRedis:
     return resources.redis
 
 
-def get_events(resources: ResourcesDep) -> JobEvents:
+async def get_events(resources: ResourcesDep) -> JobEvents:
     return resources.events
 
 

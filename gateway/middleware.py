@@ -15,7 +15,8 @@ from gateway.problems import problem_response
 from shared.errors import PayloadTooLarge, UnsupportedMediaType
 
 REQUEST_ID_HEADER = "x-request-id"
-_SAFE_REQUEST_ID = re.compile(r"^[\w.:\-]{1,128}$")
+# ASCII only, and fullmatch: `$` would let a trailing newline through into the echoed header.
+_SAFE_REQUEST_ID = re.compile(r"[\w.:\-]{1,128}", re.ASCII)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -30,7 +31,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         sent = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        request_id = sent if _SAFE_REQUEST_ID.match(sent) else uuid.uuid4().hex
+        request_id = sent if _SAFE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:

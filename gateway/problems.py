@@ -46,11 +46,13 @@ STATUS_OF: dict[type[errors.JobgateError], int] = {
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
     errors.InvalidCursor: 422,
+    errors.RateLimited: 429,
     errors.DependencyUnavailable: 503,
     errors.DatabaseUnavailable: 503,
     errors.QueueUnavailable: 503,
     errors.JobError: 500,
     errors.RetryableJobError: 500,
+    errors.CircuitOpenError: 500,
     errors.PermanentJobError: 500,
 }
 """HTTP status of each error class (a test checks that every class is listed)."""
@@ -97,6 +99,19 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def rate_limit_headers(*, limit: int, remaining: int, reset_seconds: int) -> dict[str, str]:
+    """The `RateLimit-*` fields of the IETF draft (httpapi-ratelimit-headers), bucket-shaped.
+
+    `Limit` is the bucket's size (the burst), `Remaining` the whole tokens left, `Reset` the
+    seconds until the bucket is full again.
+    """
+    return {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(remaining),
+        "RateLimit-Reset": str(reset_seconds),
+    }
+
+
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries declaring that a route may answer these problems."""
     return {
@@ -113,6 +128,21 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 _HTTP_CODES = {413: errors.PayloadTooLarge.code}
 
 
+def _unreadable_body(exc: HTTPException) -> str | None:
+    """Why FastAPI could not parse a JSON body (its 400 carries the cause), in callers' words."""
+    if exc.status_code != 400:
+        return None
+    cause = exc.__cause__
+    # json.loads recurses once per nesting level: 100 000 `[` exhaust Python's stack.
+    if isinstance(cause, RecursionError):
+        return "The request body is not JSON jobgate can read: it nests too deeply."
+    if isinstance(cause, UnicodeDecodeError):
+        return "The request body is not valid JSON: it is not valid UTF-8."
+    if isinstance(cause, ValueError):  # e.g. an integer of more than 4300 digits
+        return "The request body is not JSON jobgate can read."
+    return None
+
+
 def _status_of(error: errors.JobgateError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS_OF:
@@ -120,9 +150,27 @@ def _status_of(error: errors.JobgateError) -> int:
     return 500
 
 
+_MAX_LOC_CHARS = 128
+
+
 def _issue(error: Mapping[str, Any]) -> dict[str, Any]:
     # Only loc, msg and type: pydantic's `input` and `ctx` could echo secrets or huge values.
-    return {"loc": list(error.get("loc", ())), "msg": str(error.get("msg")), "type": error["type"]}
+    loc = [_cut(part) if isinstance(part, str) else part for part in error.get("loc", ())]
+    return {"loc": loc, "msg": str(error.get("msg")), "type": error["type"]}
+
+
+def _cut(part: str) -> str:
+    """A `loc` member, shortened: a caller's unknown field name can be a megabyte long."""
+    return part if len(part) <= _MAX_LOC_CHARS else f"{part[:_MAX_LOC_CHARS]}..."
+
+
+def _headers_of(error: errors.JobgateError) -> dict[str, str] | None:
+    """Headers an error carries itself (a 429's wait and limits)."""
+    if isinstance(error, errors.RateLimited):
+        return rate_limit_headers(
+            limit=error.limit, remaining=error.remaining, reset_seconds=error.reset_seconds
+        ) | {"Retry-After": str(error.retry_after_seconds)}
+    return None
 
 
 def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
@@ -132,7 +180,7 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
     async def on_jobgate_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.JobgateError)  # noqa: S101 (registered for this class)
         status = _status_of(exc)
-        headers = {503: retry_after, 401: BEARER_CHALLENGE}.get(status)
+        headers = _headers_of(exc) or {503: retry_after, 401: BEARER_CHALLENGE}.get(status)
         return problem_response(
             request, status=status, code=exc.code, detail=exc.message, headers=headers
         )
@@ -158,6 +206,9 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)  # noqa: S101
+        unreadable = _unreadable_body(exc)
+        if unreadable is not None:
+            return problem_response(request, status=400, code="malformed-json", detail=unreadable)
         phrase = HTTPStatus(exc.status_code).phrase
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else phrase
         code = _HTTP_CODES.get(exc.status_code) or phrase.lower().replace(" ", "-").replace("'", "")
@@ -168,9 +219,11 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
     async def on_dependency_error(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, IntegrityError):
             return await on_unexpected(request, exc)  # a bug: the store translates expected ones
+        # A plain OSError (refused, no socket, TimeoutError) is asyncpg failing to connect:
+        # Redis failures are RedisError, which `shared.enqueue` turns into QueueUnavailable.
         unavailable = (
             errors.DatabaseUnavailable()
-            if isinstance(exc, DBAPIError | PoolTimeout)
+            if isinstance(exc, DBAPIError | PoolTimeout | OSError)
             else errors.DependencyUnavailable()
         )
         log.warning("dependency.unavailable", error=type(exc).__name__, code=unavailable.code)

@@ -12,6 +12,7 @@ from shared.apikeys import Scope
 from shared.contracts import JobType, Priority
 from shared.job_view import JobError, JobOut, JobProgress, JobWebhook, WebhookDeliveryOut
 from shared.models import ApiKey, Tenant
+from shared.tenancy import TenantLimits
 
 __all__ = ["JobError", "JobOut", "JobProgress", "JobWebhook", "WebhookDeliveryOut"]
 
@@ -105,8 +106,38 @@ class TenantIn(BaseModel):
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, max_length=100)
+    name: str | None = Field(None, max_length=100, pattern=r"^[^\x00]*$")
     scopes: list[Scope] = Field(default_factory=lambda: list(Scope), min_length=1)
+
+
+class TenantLimitsIn(BaseModel):
+    """A tenant's limits; a field left out or null means the configured default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_limit_per_second: float | None = Field(
+        None, gt=0, le=1_000_000, description="Jobs it may submit per second, sustained."
+    )
+    rate_limit_burst: int | None = Field(
+        None, ge=1, le=1_000_000, description="Jobs it may submit at once (the bucket's size)."
+    )
+    max_concurrent_jobs: int | None = Field(
+        None, ge=1, le=100_000, description="Its jobs running at once, over all workers."
+    )
+
+    def limits(self) -> TenantLimits:
+        return TenantLimits(
+            rate_limit_per_second=self.rate_limit_per_second,
+            rate_limit_burst=self.rate_limit_burst,
+            max_concurrent_jobs=self.max_concurrent_jobs,
+        )
+
+
+class TenantLimitsOut(BaseModel):
+    tenant: TenantOut
+    rate_limit_per_second: float | None = Field(description="Null: the configured default.")
+    rate_limit_burst: int | None = Field(description="Null: the configured default.")
+    max_concurrent_jobs: int | None = Field(description="Null: the configured default.")
 
 
 class Health(BaseModel):
@@ -120,6 +151,15 @@ class Readiness(BaseModel):
 
 def tenant_out(tenant: Tenant) -> TenantOut:
     return TenantOut.model_validate(tenant)
+
+
+def limits_out(tenant: Tenant) -> TenantLimitsOut:
+    return TenantLimitsOut(
+        tenant=tenant_out(tenant),
+        rate_limit_per_second=tenant.rate_limit_per_second,
+        rate_limit_burst=tenant.rate_limit_burst,
+        max_concurrent_jobs=tenant.max_concurrent_jobs,
+    )
 
 
 def key_out(key: ApiKey) -> ApiKeyOut:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+import uvloop
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tenancy
@@ -74,6 +75,46 @@ def tenants_create(name: str) -> None:
     typer.echo(f"webhook secret (shown once): {tenant.webhook_secret}")
 
 
+@tenants.command("limits")
+def tenants_limits(
+    tenant: Annotated[str, typer.Argument(help="Tenant id or name.")],
+    rate: Annotated[
+        float | None, typer.Option(min=0.001, help="Jobs it may submit per second.")
+    ] = None,
+    burst: Annotated[int | None, typer.Option(min=1, help="Jobs it may submit at once.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Its jobs running at once, over all workers.")
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="First reset all three to the configured defaults.")
+    ] = False,
+) -> None:
+    """Set a tenant's rate limit and concurrency quota; options left out stay as they are."""
+
+    async def action(session: AsyncSession) -> tenancy.TenantLimits:
+        found = await tenancy.find_tenant(session, tenant=tenant)
+        current = tenancy.TenantLimits() if clear else tenancy.TenantLimits.of(found)
+        wanted = tenancy.TenantLimits(
+            rate_limit_per_second=current.rate_limit_per_second if rate is None else rate,
+            rate_limit_burst=current.rate_limit_burst if burst is None else burst,
+            max_concurrent_jobs=current.max_concurrent_jobs if concurrency is None else concurrency,
+        )
+        return tenancy.TenantLimits.of(
+            await tenancy.set_limits(session, tenant_id=found.id, limits=wanted)
+        )
+
+    limits = _with_session(get_settings(), action)
+
+    def shown(value: float | None, unit: str = "") -> str:
+        return "default" if value is None else f"{value:g}{unit}"
+
+    typer.echo(
+        f"tenant {tenant}: rate {shown(limits.rate_limit_per_second, '/s')},"
+        f" burst {shown(limits.rate_limit_burst)},"
+        f" concurrency {shown(limits.max_concurrent_jobs)}"
+    )
+
+
 @keys.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Argument(help="Tenant id or name.")],
@@ -128,7 +169,17 @@ def worker(
 
     settings = get_settings()
     configure_logging(settings)
-    asyncio.run(run_workers(settings, queue))
+    # uvloop, as uvicorn uses for the gateway: the worker's event loop is its hot path.
+    if not uvloop.run(run_workers(settings, queue)):
+        raise typer.Exit(1)  # a worker died by itself: let the supervisor restart us
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Run the benchmark suite from a checkout: `python -m bench` (see bench/README.md)."""
+    from bench.__main__ import main as run_bench
+
+    raise typer.Exit(run_bench(ctx.args))
 
 
 async def _dev_key(session: AsyncSession) -> str:

@@ -1,11 +1,22 @@
 """Hand jobs to ARQ: one Redis round trip for one job or a whole batch.
 
 Priorities. ARQ takes the lowest scores first among those not in the future. A due job's
-score is its due time plus its priority's offset (critical -2·SPAN, default -SPAN, low 0), so
-any waiting critical job sorts before any default job, and those before low ones, while jobs
-of one priority keep first-in-first-out order. A future score would mean "not yet" to ARQ, so
-jobs that must wait (delayed submits, retries) go to one `scheduled` sorted set by due time;
-`promote_due` moves them to their queue with their priority offset once due.
+score is its fair start time (below) plus its priority's offset (critical -3·SPAN, default
+-2·SPAN, low -SPAN), so any waiting critical job sorts before any default job, and those before
+low ones. A start time runs at most `FAIR_SHARE_MAX_LEAD_MS` (a tenth of a SPAN) ahead of now,
+so every due score stays in the past, as ARQ needs to start a job at all.
+
+Fairness between tenants: start-time fair queuing with a virtual clock per tenant
+(`jobgate:vclock:<tenant>`). A job starts at max(now, its tenant's clock) and moves that clock
+on by `FAIR_SHARE_COST_MS`. A tenant that dumps 5,000 jobs spreads them over 5,000 virtual
+seconds; another tenant's single job starts at now, behind only the few of them whose start
+has come. Each tenant keeps first-in-first-out order within a priority.
+
+Waiting jobs. A future score would mean "not yet" to ARQ, so jobs that must wait (delayed
+submits, retries) go to one `scheduled` sorted set by due time; `promote_due` moves them to
+their queue once due, charging their tenant's clock then (delaying jobs does not get around
+fairness). A job a worker puts back (its tenant is at its concurrency quota) gets its former
+score again when due: it keeps its place in line and is not charged twice.
 
 ARQ's own `enqueue_job` costs four round trips (WATCH, EXISTS, MULTI/EXEC). The scripts here
 do the same check-and-set atomically inside Redis: a job whose payload or result key exists
@@ -27,46 +38,120 @@ from redis.exceptions import RedisError
 
 from shared.contracts import Priority
 from shared.errors import QueueUnavailable
-from shared.keys import ABORT_SET, SCHEDULED_SET, job_key, queue_key, result_key
+from shared.keys import (
+    ABORT_SET,
+    QUEUE_PREFIX,
+    SCHEDULED_SET,
+    VCLOCK_PREFIX,
+    WAKE_PREFIX,
+    job_key,
+    queue_key,
+    result_key,
+)
 from shared.redis import serialize_payload
 
 PRIORITY_SPAN_MS = 10**12  # about 31 years: wider than any wait, so priorities never overlap
 PRIORITY_OFFSET_MS: dict[Priority, int] = {
-    "critical": -2 * PRIORITY_SPAN_MS,
-    "default": -PRIORITY_SPAN_MS,
-    "low": 0,
+    "critical": -3 * PRIORITY_SPAN_MS,
+    "default": -2 * PRIORITY_SPAN_MS,
+    "low": -PRIORITY_SPAN_MS,
 }
+FAIR_SHARE_COST_MS = 1000
+"""Virtual time one job costs its tenant. Only ratios matter between busy tenants (each gets an
+equal share); against wall time it is how far ahead a tenant's backlog runs, so a newcomer
+waits behind at most one job per second of that backlog's age, minus those already run."""
+FAIR_SHARE_MAX_LEAD_MS = PRIORITY_SPAN_MS // 10
+"""How far ahead of now a tenant's clock may run (~3 years): keeps every due score in the past."""
 
-_ENQUEUE_LUA = """
-local now = tonumber(ARGV[1])
+# The fair start of a tenant's next job (not before `start`), moving its clock on.
+_FAIR_START_LUA = """
+local function fair_start(tenant, start)
+    local clock = ARGV[4] .. tenant
+    local ahead = tonumber(redis.call('GET', clock) or '0')
+    start = math.min(math.max(start, ahead), now + tonumber(ARGV[3]))
+    local next_start = start + tonumber(ARGV[2])
+    local ttl = math.max(next_start - now, 0) + 60000
+    redis.call('SET', clock, string.format('%d', next_start), 'PX', string.format('%d', ttl))
+    return start
+end
+"""
+
+# One wake token per job made due, so idle workers (worker.wakeup) start it at once; capped,
+# and short-lived, since a token nobody takes only costs a worker one extra poll.
+_WAKE_LUA = f"""
+local woken = {{}}
+local function note_due(queue)
+    woken[queue] = (woken[queue] or 0) + 1
+end
+local function wake_workers()
+    for queue, count in pairs(woken) do
+        local wake = '{WAKE_PREFIX}' .. string.sub(queue, {len(QUEUE_PREFIX) + 1})
+        for _ = 1, math.min(count, 64) do
+            redis.call('LPUSH', wake, '1')
+        end
+        redis.call('LTRIM', wake, 0, 255)
+        redis.call('PEXPIRE', wake, 60000)
+    end
+end
+"""
+
+_ENQUEUE_LUA = (
+    "local now = tonumber(ARGV[1])\n"
+    + _FAIR_START_LUA
+    + _WAKE_LUA
+    + """
 local added = 0
-for i = 0, #KEYS / 3 - 1 do
+for i = 0, (#KEYS - 1) / 3 - 1 do
     local queue, job, result = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
-    local base = 1 + i * 5
-    local id, due, offset = ARGV[base + 1], tonumber(ARGV[base + 2]), ARGV[base + 3]
+    local base = 4 + i * 7
+    local id, due, offset = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
     local ttl, payload = ARGV[base + 4], ARGV[base + 5]
+    local member, tenant = ARGV[base + 6], ARGV[base + 7]
     if redis.call('EXISTS', job, result) == 0 then
         redis.call('PSETEX', job, ttl, payload)
         if due > now then
-            redis.call('ZADD', KEYS[#KEYS], due, queue .. '|' .. offset .. '|' .. id)
+            redis.call('ZADD', KEYS[#KEYS], due, member)
+        elseif tenant == '' then
+            redis.call('ZADD', queue, due + offset, id)
+            note_due(queue)
         else
-            redis.call('ZADD', queue, due + tonumber(offset), id)
+            redis.call('ZADD', queue, fair_start(tenant, now) + offset, id)
+            note_due(queue)
         end
         added = added + 1
     end
 end
+wake_workers()
 return added
 """
+)
 
-_PROMOTE_LUA = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[2])
+# Members are `queue|offset|id|tenant` (charge the tenant's clock) or `queue|offset|id` (a job
+# put back at its former score: offset = that score - due time).
+_PROMOTE_LUA = (
+    "local now = tonumber(ARGV[1])\n"
+    + _FAIR_START_LUA
+    + _WAKE_LUA
+    + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, ARGV[5])
 for i = 1, #due, 2 do
-    local queue, offset, id = string.match(due[i], '^(.*)|(-?%d+)|([^|]+)$')
-    redis.call('ZADD', queue, tonumber(due[i + 1]) + tonumber(offset), id)
+    local at = tonumber(due[i + 1])
+    local queue, offset, id, tenant = string.match(due[i], '^(.-)|(-?%d+)|([^|]+)|([^|]+)$')
+    local score
+    if queue then
+        score = fair_start(tenant, at) + tonumber(offset)
+    else
+        queue, offset, id = string.match(due[i], '^(.*)|(-?%d+)|([^|]+)$')
+        score = at + tonumber(offset)
+    end
+    redis.call('ZADD', queue, score, id)
     redis.call('ZREM', KEYS[1], due[i])
+    note_due(queue)
 end
+wake_workers()
 return #due / 2
 """
+)
 
 _WITHDRAW_LUA = """
 for i = 0, (#KEYS - 1) / 2 - 1 do
@@ -88,10 +173,24 @@ class Delivery:
     queue: str
     priority: Priority = "default"
     run_at: datetime | None = None
+    score_ms: int | None = None
+    """Set when a worker puts a job back: its former queue score, restored as is once due."""
 
-    def scheduled_member(self) -> str:
-        """This job's entry in the scheduled set (queue, priority offset and id)."""
-        return f"{queue_key(self.queue)}|{PRIORITY_OFFSET_MS[self.priority]}|{self.job_id}"
+    def due_ms(self, now_ms: int) -> int:
+        """When the job may start (epoch ms)."""
+        return int(self.run_at.timestamp() * 1000) if self.run_at else now_ms
+
+    def placement(self, now_ms: int) -> tuple[int, str]:
+        """The score offset added to the start time, and whose clock it charges ('': none)."""
+        if self.score_ms is not None:
+            return self.score_ms - self.due_ms(now_ms), ""
+        return PRIORITY_OFFSET_MS[self.priority], str(self.tenant_id)
+
+    def scheduled_member(self, now_ms: int | None = None) -> str:
+        """This job's entry in the scheduled set (see `_PROMOTE_LUA`)."""
+        offset, tenant = self.placement(_now_ms() if now_ms is None else now_ms)
+        member = f"{queue_key(self.queue)}|{offset}|{self.job_id}"
+        return f"{member}|{tenant}" if tenant else member
 
 
 def _now_ms() -> int:
@@ -104,10 +203,11 @@ async def enqueue(redis: ArqRedis, deliveries: Sequence[Delivery]) -> int:
         return 0
     now_ms = _now_ms()
     keys: list[str] = []
-    argv: list[str] = [str(now_ms)]
+    argv: list[str] = [str(now_ms), str(FAIR_SHARE_COST_MS), str(FAIR_SHARE_MAX_LEAD_MS)]
+    argv.append(VCLOCK_PREFIX)
     for delivery in deliveries:
         job_id = str(delivery.job_id)
-        due_ms = int(delivery.run_at.timestamp() * 1000) if delivery.run_at else now_ms
+        due_ms = delivery.due_ms(now_ms)
         # ARQ expires a payload a day after its due time; the reconciler restores lost ones.
         ttl_ms = max(due_ms - now_ms, 0) + expires_extra_ms
         # The payload carries only identity; the worker reads args from PostgreSQL.
@@ -120,8 +220,9 @@ async def enqueue(redis: ArqRedis, deliveries: Sequence[Delivery]) -> int:
             serializer=serialize_payload,
         )
         keys += [queue_key(delivery.queue), job_key(job_id), result_key(job_id)]
-        offset = PRIORITY_OFFSET_MS[delivery.priority]
-        argv += [job_id, str(due_ms), str(offset), str(ttl_ms), payload.decode()]
+        offset, tenant = delivery.placement(now_ms)
+        member = delivery.scheduled_member(now_ms)
+        argv += [job_id, str(due_ms), str(offset), str(ttl_ms), payload.decode(), member, tenant]
     keys.append(SCHEDULED_SET)
     try:
         added = await redis.eval(_ENQUEUE_LUA, len(keys), *keys, *argv)  # type: ignore[misc,unused-ignore]
@@ -132,7 +233,16 @@ async def enqueue(redis: ArqRedis, deliveries: Sequence[Delivery]) -> int:
 
 async def promote_due(redis: ArqRedis, *, limit: int = 1000) -> int:
     """Move scheduled jobs whose time has come onto their queues; returns how many moved."""
-    moved = await redis.eval(_PROMOTE_LUA, 1, SCHEDULED_SET, str(_now_ms()), str(limit))  # type: ignore[misc,unused-ignore]
+    moved = await redis.eval(  # type: ignore[misc,unused-ignore]
+        _PROMOTE_LUA,
+        1,
+        SCHEDULED_SET,
+        str(_now_ms()),
+        str(FAIR_SHARE_COST_MS),
+        str(FAIR_SHARE_MAX_LEAD_MS),
+        VCLOCK_PREFIX,
+        str(limit),
+    )
     return int(moved)
 
 

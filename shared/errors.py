@@ -17,11 +17,13 @@
     │   ├── PayloadTooLarge
     │   ├── UnsupportedMediaType
     │   └── InvalidCursor
+    ├── RateLimited               the tenant submitted faster than its rate limit allows
     ├── DependencyUnavailable
     │   ├── DatabaseUnavailable
     │   └── QueueUnavailable
     └── JobError                  raised by job code, turned into status changes by the worker
         ├── RetryableJobError
+        │   └── CircuitOpenError  a circuit breaker refused the call (`worker.circuit`)
         └── PermanentJobError
 
 The gateway maps each class to an HTTP status in one table (`gateway/problems.py`).
@@ -136,6 +138,27 @@ class InvalidCursor(BadRequest):
     code = "invalid-cursor"
 
 
+class RateLimited(JobgateError):
+    """This tenant submits faster than its rate limit allows; retry after `Retry-After` seconds."""
+
+    code = "rate-limited"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        limit: int,
+        remaining: int,
+        reset_seconds: int,
+        retry_after_seconds: int,
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit  # the bucket's size (burst)
+        self.remaining = remaining
+        self.reset_seconds = reset_seconds  # until the bucket is full again
+        self.retry_after_seconds = retry_after_seconds
+
+
 class DependencyUnavailable(JobgateError):
     """A service jobgate depends on is unavailable; try again shortly."""
 
@@ -164,6 +187,16 @@ class RetryableJobError(JobError):
     """The job failed in a way that may succeed if tried again."""
 
     code = "retryable"
+
+
+class CircuitOpenError(RetryableJobError):
+    """A circuit breaker is open: its dependency failed too often, so the call was not made."""
+
+    code = "circuit-open"
+
+    def __init__(self, message: str | None = None, *, retry_after_seconds: float = 0) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds  # until a trial call may pass
 
 
 class PermanentJobError(JobError):

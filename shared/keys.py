@@ -14,11 +14,25 @@ SCHEDULED_SET = "jobgate:scheduled"
 ABORT_SET = abort_jobs_ss
 RECONCILER_LOCK = "jobgate:reconciler-lock"
 """Held for one interval by the worker whose turn it is to reconcile (see worker.reconciler)."""
+VCLOCK_PREFIX = "jobgate:vclock:"
+"""Per tenant: the virtual start time of its next job (fair queuing; see `shared.enqueue`)."""
+RATE_LIMIT_PREFIX = "jobgate:ratelimit:"
+RUNNING_PREFIX = "jobgate:running:"
+CIRCUIT_PREFIX = "jobgate:circuit:"
+CIRCUIT_FAILURES_PREFIX = "jobgate:circuit-failures:"
 
 
 def queue_key(queue: str) -> str:
     """The ARQ queue (sorted set of job ids by run time) for a named jobgate queue."""
     return QUEUE_PREFIX + queue
+
+
+WAKE_PREFIX = "jobgate:wake:"
+
+
+def wake_key(queue: str) -> str:
+    """Tokens announcing newly due jobs on a queue; idle workers block on it (worker.wakeup)."""
+    return WAKE_PREFIX + queue
 
 
 def job_key(job_id: str) -> str:
@@ -34,3 +48,28 @@ def result_key(job_id: str) -> str:
 def in_progress_key(job_id: str) -> str:
     """ARQ's lock on a job a worker is running."""
     return in_progress_key_prefix + job_id
+
+
+def circuit_key(name: str) -> str:
+    """A circuit breaker's state (hash: state, until, trials), shared by every worker."""
+    return CIRCUIT_PREFIX + name
+
+
+def circuit_failures_key(name: str) -> str:
+    """A closed circuit breaker's recent failures (sorted set, scored by time in ms)."""
+    return CIRCUIT_FAILURES_PREFIX + name
+
+
+def vclock_key(tenant_id: str) -> str:
+    """A tenant's virtual clock (ms): where its next job starts in fair-queuing order."""
+    return VCLOCK_PREFIX + tenant_id
+
+
+def rate_limit_key(tenant_id: str) -> str:
+    """A tenant's submit token bucket (hash: tokens, at), see `shared.ratelimit`."""
+    return RATE_LIMIT_PREFIX + tenant_id
+
+
+def running_key(tenant_id: str) -> str:
+    """A tenant's running jobs (sorted set of job ids), for its concurrency quota."""
+    return RUNNING_PREFIX + tenant_id

@@ -62,6 +62,19 @@ class Tenant(Base):
         Text, default=new_webhook_secret, server_default=text(RANDOM_HEX_SQL)
     )
     """Signs the tenant's webhooks (HMAC-SHA256). Kept as is: signing needs the secret itself."""
+    rate_limit_per_second: Mapped[float | None] = mapped_column(Float)
+    """Submits per second, sustained; null: the configured default (`shared.ratelimit`)."""
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer)
+    """Submits at once; null: the configured default."""
+    max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer)
+    """Jobs running at once over all workers; null: the configured default (`worker.quota`)."""
+
+    __table_args__ = (
+        CheckConstraint(
+            "rate_limit_per_second > 0 AND rate_limit_burst >= 1 AND max_concurrent_jobs >= 1",
+            name="limits",
+        ),
+    )
 
 
 class ApiKey(Base):

@@ -33,6 +33,26 @@ class WebhookSettings(BaseModel):
     )
 
 
+class CircuitPolicy(BaseModel):
+    """When a circuit breaker opens and when it lets a call try again (see `worker.circuit`)."""
+
+    failure_threshold: int = Field(5, ge=1, description="Failures within the window that open it.")
+    window_seconds: float = Field(60.0, gt=0, description="How far back failures are counted.")
+    recovery_seconds: float = Field(
+        30.0, gt=0, description="How long it stays open before a trial call may pass (half-open)."
+    )
+    half_open_trials: int = Field(1, ge=1, description="Trial calls let through when half-open.")
+
+
+class CircuitSettings(CircuitPolicy):
+    """Circuit breakers: `JOBGATE_CIRCUITS__<FIELD>` sets what code leaves untuned."""
+
+    overrides: dict[str, CircuitPolicy] = Field(
+        default_factory=dict,
+        description='What wins over code, per breaker, as JSON: `{"smtp": {"window_seconds": 9}}`',
+    )
+
+
 class Settings(BaseSettings):
     """jobgate configuration; `JOBGATE_<FIELD>` in the environment sets each field."""
 
@@ -71,13 +91,24 @@ class Settings(BaseSettings):
     retry_after_seconds: int = Field(5, ge=1, description="`Retry-After` sent with 503 answers.")
     list_default_limit: int = Field(50, ge=1, le=200)
 
+    # Tenant limits: defaults for tenants without their own (`PUT /admin/tenants/{t}/limits`).
+    rate_limit_per_second: float | None = Field(
+        None, gt=0, description="Jobs a tenant may submit per second, sustained. Unset: no limit."
+    )
+    rate_limit_burst: int | None = Field(
+        None, ge=1, description="Jobs a tenant may submit at once. Unset: one second's worth."
+    )
+    tenant_max_concurrent_jobs: int | None = Field(
+        None, ge=1, description="Jobs of one tenant running at once, over all workers. Unset: any."
+    )
+
     # Jobs
     result_ttl_seconds: int = Field(
         3600, ge=0, description="How long a terminal job stays readable, unless its type says."
     )
 
     # Connections: every call out has a bound, so a hung dependency cannot hang every request.
-    db_pool_size: int = Field(10, ge=1)
+    db_pool_size: int = Field(20, ge=1)
     db_max_overflow: int = Field(10, ge=0)
     db_pool_timeout_seconds: float = Field(5.0, gt=0)
     db_connect_timeout_seconds: float = Field(5.0, gt=0)
@@ -107,8 +138,46 @@ class Settings(BaseSettings):
     worker_run_schedules: bool = Field(
         True, description="Run the cron schedules (every worker may; each tick runs once)."
     )
+    worker_read_ahead_rounds: int = Field(
+        5,
+        ge=1,
+        description=(
+            "Each poll reads this many rounds of max_jobs job ids. Fewer: a job that lands at the"
+            " front (another tenant's, a critical one) starts sooner; more: short jobs keep"
+            " flowing at a long poll delay."
+        ),
+    )
+    worker_quota_defer_seconds: float = Field(
+        0.5, gt=0, description="A job over its tenant's concurrency quota waits this long."
+    )
+    worker_tenant_limits_cache_seconds: float = Field(
+        5.0, ge=0, description="How long a worker trusts a tenant's quota it has read."
+    )
     worker_shutdown_grace_seconds: float = Field(
         30.0, ge=0, description="On SIGTERM, running jobs get this long to finish."
+    )
+    worker_max_jobs_per_process: int | None = Field(
+        None,
+        ge=1,
+        description="After starting this many jobs, drain and exit 0 for the supervisor to "
+        "restart the process (like Celery's max_tasks_per_child). Unset: never.",
+    )
+    worker_max_rss_mb: float | None = Field(
+        None,
+        gt=0,
+        description="Above this resident memory, drain and exit 0 likewise. Unset: never.",
+    )
+    worker_lost_attempts_allowed: int = Field(
+        2,
+        ge=0,
+        description="Attempts beyond `max_tries` a job may get when its worker dies mid-attempt "
+        "(killed, or cut off at shutdown); past them it fails as `worker_lost`.",
+    )
+    worker_health_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often a worker checks PostgreSQL (each check bounded by this too); "
+        "it takes no jobs while PostgreSQL does not answer.",
     )
     worker_metrics_port: int | None = Field(
         None, description="Serve the worker's Prometheus metrics on this port."
@@ -137,6 +206,9 @@ class Settings(BaseSettings):
     # Webhooks
     webhooks: WebhookSettings = Field(
         default_factory=WebhookSettings, description="Delivery of `webhook_url` calls."
+    )
+    circuits: CircuitSettings = Field(
+        default_factory=CircuitSettings, description="Circuit breakers job code calls through."
     )
 
     # Logging

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -158,9 +158,10 @@ async def _transition(
     job_id: uuid.UUID,
     to: JobStatus,
     from_: frozenset[JobStatus] | None = None,
+    when: ColumnElement[bool] | None = None,
     **values: Any,
 ) -> Job | None:
-    """Move a job to `to` if its status allows it; None when it does not (or no such job).
+    """Move a job to `to` if its status (and `when`) allows it; None when not (or no such job).
 
     A move to a terminal status also records the job's webhook delivery, in this transaction.
     """
@@ -171,6 +172,7 @@ async def _transition(
             Job.tenant_id == tenant_id,
             Job.id == job_id,
             Job.status.in_([status.value for status in allowed]),
+            *(() if when is None else (when,)),
         )
         .values(status=to.value, **values)
         .returning(Job)
@@ -183,18 +185,62 @@ async def _transition(
 
 
 async def claim_job(
-    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    lost_attempts_allowed: int | None = None,
 ) -> Job | None:
-    """Mark a waiting (or re-delivered running) job as running and count the attempt."""
+    """Mark a waiting (or re-delivered running) job as running and count the attempt.
+
+    A `running` job is re-delivered when its worker died mid-attempt. With
+    `lost_attempts_allowed`, that is accepted only while its attempts stay below
+    `max_tries + lost_attempts_allowed`, so a job that kills every worker cannot loop forever
+    (`fail_lost_job` ends it).
+    """
     return await _transition(
         session,
         tenant_id=tenant_id,
         job_id=job_id,
         to=JobStatus.RUNNING,
         from_=CLAIMABLE,
+        when=(
+            None
+            if lost_attempts_allowed is None
+            else or_(
+                Job.status != JobStatus.RUNNING.value,
+                Job.attempts < Job.max_tries + lost_attempts_allowed,
+            )
+        ),
         attempts=Job.attempts + 1,
         started_at=func.now(),
         progress=None,
+    )
+
+
+async def fail_lost_job(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    lost_attempts_allowed: int,
+    expires_at: datetime,
+) -> Job | None:
+    """Fail a re-delivered `running` job whose workers died once too often (see `claim_job`)."""
+    return await _transition(
+        session,
+        tenant_id=tenant_id,
+        job_id=job_id,
+        to=JobStatus.FAILED,
+        from_=frozenset({JobStatus.RUNNING}),
+        when=Job.attempts >= Job.max_tries + lost_attempts_allowed,
+        error={
+            "type": "worker_lost",
+            "message": "its worker stopped mid-attempt (killed, crashed or cut off at shutdown)"
+            " more often than allowed",
+        },
+        finished_at=func.now(),
+        expires_at=expires_at,
     )
 
 

@@ -19,6 +19,7 @@ from pydantic import (
     AnyUrl,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -43,6 +44,13 @@ WebhookUrl = Annotated[
 ]
 
 
+def _rfc3339_text_only(value: object) -> object:
+    """Refuse numbers: pydantic would read them as Unix times, the contract says RFC 3339."""
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 date-time string")
+    return value
+
+
 class SubmitOptions(BaseModel):
     """How to run one job; every field defaults to the job type's declaration."""
 
@@ -52,7 +60,7 @@ class SubmitOptions(BaseModel):
     delay_seconds: float | None = Field(
         None, ge=0, le=MAX_DELAY_SECONDS, description="Run no sooner than this many seconds."
     )
-    run_at: AwareDatetime | None = Field(
+    run_at: Annotated[AwareDatetime | None, BeforeValidator(_rfc3339_text_only)] = Field(
         None, description="Run no sooner than this time (RFC 3339 with offset)."
     )
     max_tries: int | None = Field(None, ge=1, le=100, description="Attempts before `failed`.")

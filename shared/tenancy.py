@@ -1,10 +1,10 @@
-"""Tenants, their API keys and webhook secrets: create, issue, revoke, rotate, authenticate."""
+"""Tenants, their API keys, webhook secrets and limits: create, issue, revoke, rotate, limit."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -18,12 +18,31 @@ from shared.models import ApiKey, Tenant, new_webhook_secret
 
 
 @dataclass(frozen=True)
+class TenantLimits:
+    """A tenant's own limits; None means the configured default for that limit."""
+
+    rate_limit_per_second: float | None = None
+    rate_limit_burst: int | None = None
+    max_concurrent_jobs: int | None = None
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantLimits:
+        return cls(
+            rate_limit_per_second=tenant.rate_limit_per_second,
+            rate_limit_burst=tenant.rate_limit_burst,
+            max_concurrent_jobs=tenant.max_concurrent_jobs,
+        )
+
+
+@dataclass(frozen=True)
 class Principal:
     """Who is calling: a tenant, through one of its keys, with that key's scopes."""
 
     tenant_id: uuid.UUID
     key_id: uuid.UUID
     scopes: frozenset[str]
+    limits: TenantLimits = field(default_factory=TenantLimits)
+    """The tenant's limits, read with the key (no extra query per request)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,8 @@ async def rotate_webhook_secret(session: AsyncSession, *, tenant_id: uuid.UUID) 
 
 async def find_tenant(session: AsyncSession, *, tenant: str) -> Tenant:
     """A tenant by id or by name."""
+    if "\x00" in tenant:  # no name holds it, and PostgreSQL text refuses it (a 503, not a 404)
+        raise TenantNotFound(f"No tenant {tenant!r}.")
     try:
         condition = Tenant.id == uuid.UUID(tenant)
     except ValueError:
@@ -136,14 +157,59 @@ async def authenticate(session: AsyncSession, token: str) -> Principal | None:
     key_id, secret = parsed
     row = (
         await session.execute(
-            select(ApiKey.tenant_id, ApiKey.secret_hash, ApiKey.scopes).where(
-                ApiKey.id == key_id, ApiKey.revoked_at.is_(None)
+            select(
+                ApiKey.tenant_id,
+                ApiKey.secret_hash,
+                ApiKey.scopes,
+                Tenant.rate_limit_per_second,
+                Tenant.rate_limit_burst,
+                Tenant.max_concurrent_jobs,
             )
+            .join(Tenant, Tenant.id == ApiKey.tenant_id)
+            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
         )
     ).one_or_none()
     if row is None or not secret_matches(secret, row.secret_hash):
         return None
-    return Principal(tenant_id=row.tenant_id, key_id=key_id, scopes=frozenset(row.scopes))
+    limits = TenantLimits(
+        rate_limit_per_second=row.rate_limit_per_second,
+        rate_limit_burst=row.rate_limit_burst,
+        max_concurrent_jobs=row.max_concurrent_jobs,
+    )
+    return Principal(
+        tenant_id=row.tenant_id, key_id=key_id, scopes=frozenset(row.scopes), limits=limits
+    )
+
+
+async def set_limits(
+    session: AsyncSession, *, tenant_id: uuid.UUID, limits: TenantLimits
+) -> Tenant:
+    """Replace a tenant's limits (None: the configured default); commits.
+
+    Submits see them on the next request; workers within `worker_tenant_limits_cache_seconds`.
+    """
+    result = await session.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(
+            rate_limit_per_second=limits.rate_limit_per_second,
+            rate_limit_burst=limits.rate_limit_burst,
+            max_concurrent_jobs=limits.max_concurrent_jobs,
+        )
+        .returning(Tenant)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    tenant = result.scalar_one_or_none()
+    if tenant is None:
+        raise TenantNotFound()
+    await session.commit()
+    return tenant
+
+
+async def max_concurrent_jobs(session: AsyncSession, *, tenant_id: uuid.UUID) -> int | None:
+    """The tenant's own concurrency quota (None: the default, or no such tenant)."""
+    result = await session.execute(select(Tenant.max_concurrent_jobs).where(Tenant.id == tenant_id))
+    return result.scalar_one_or_none()
 
 
 async def ensure_tenant(session: AsyncSession, *, name: str) -> uuid.UUID:

@@ -31,6 +31,7 @@ from shared.redis import create_redis
 from shared.settings import Settings
 from worker.process import stop_worker
 from worker.settings import worker_options
+from worker.wakeup import WakeableWorker
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 
@@ -161,7 +162,7 @@ async def start_worker(settings: Settings) -> AsyncIterator[WorkerFactory]:
     ) -> Worker:
         """`settings` replaces the test settings for this worker (e.g. another SMTP server)."""
         options = {**worker_options(settings or base_settings, queue=queue), **overrides}
-        worker = Worker(**options, handle_signals=False)
+        worker = WakeableWorker(**options, handle_signals=False)
         running.append((worker, asyncio.create_task(worker.main())))
         return worker
 

@@ -31,6 +31,15 @@ async def make_api_key(
     return new_key.token
 
 
+async def set_tenant_limits(
+    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: str, **limits: Any
+) -> None:
+    """Give a tenant its own limits (`TenantLimits` fields; the others: the defaults)."""
+    async with sessionmaker() as session:
+        found = await tenancy.find_tenant(session, tenant=tenant_id)
+        await tenancy.set_limits(session, tenant_id=found.id, limits=tenancy.TenantLimits(**limits))
+
+
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -17,8 +17,10 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from worker.binding import Binding
+    from worker.circuit import CircuitBreaker, Circuits
     from worker.mail import Mailer
     from worker.maintenance import Maintenance
+    from worker.quota import TenantQuotas
     from worker.tenant_data import TenantData
 
 
@@ -32,6 +34,7 @@ class WorkerContext(TypedDict):
     bindings: dict[str, Binding]
     worker_name: str
     system_tenant_id: uuid.UUID
+    quotas: TenantQuotas
     job_id: str
     job_try: int
 
@@ -57,6 +60,14 @@ class JobContext:
     """Cross-tenant housekeeping; only for jobs of jobgate's own schedules (system tenant)."""
     soft_deadline: float | None = None
     """Event-loop time of the soft time limit, if the job type declares one."""
+    circuits: Circuits | None = None
+    """The circuit breakers shared by every worker; job code asks with `circuit(name)`."""
+
+    def circuit(self, name: str) -> CircuitBreaker:
+        """Breaker `name`: `async with job.circuit("smtp"): ...` refuses calls while it is open."""
+        if self.circuits is None:
+            raise RuntimeError("this job context has no circuit breakers")
+        return self.circuits.get(name)
 
     @contextlib.asynccontextmanager
     async def soft_limit(self) -> AsyncIterator[None]:

@@ -20,8 +20,13 @@ from pydantic import SecretStr
 
 from shared.errors import PermanentJobError, RetryableJobError
 from shared.settings import Settings
+from worker.circuit import circuit_breaker
 
 log = structlog.get_logger("jobgate.mail")
+
+SMTP_CIRCUIT = circuit_breaker("smtp", failure_threshold=5, window_seconds=60, recovery_seconds=30)
+"""Guards the SMTP server: refusals (5xx, `PermanentJobError`) show it is up, so only the
+retryable failures (unreachable, timeouts, 4xx) count."""
 
 _ENHANCED_STATUS = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 

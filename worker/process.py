@@ -1,30 +1,87 @@
-"""`jobgate worker`: one process serving several queues, one ARQ worker per queue."""
+"""`jobgate worker`: one process serving several queues, one ARQ worker per queue.
+
+Besides the workers, the process runs two monitors: one pauses taking jobs while PostgreSQL
+does not answer (`worker.health`), one drains and exits after N jobs or above an RSS limit
+(`worker.recycling`). SIGTERM, SIGINT and recycling all stop the same way: no new jobs,
+running ones get the grace period, exit 0.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from typing import Any
 
 import structlog
 from arq.worker import Worker
 from prometheus_client import start_http_server
+from redis.exceptions import RedisError
 
 from shared.contracts import load_contracts
+from shared.db import libpq_url
+from shared.errors import DependencyUnavailable
+from shared.redis import create_redis
 from shared.settings import Settings
+from worker.health import DatabaseProbe, pause_while_database_down
+from worker.recycling import JobBudget, recycle_when_due
 from worker.settings import worker_options
+from worker.wakeup import WakeableWorker
 
 log = structlog.get_logger("jobgate.worker")
 
+REDIS_RETRY_SECONDS = 0.5
 
-def build_workers(settings: Settings, queues: list[str] | None = None) -> list[Worker]:
+
+class JobgateWorker(WakeableWorker):
+    """ARQ's worker, woken on submit, within the process's job budget, alive through outages."""
+
+    def __init__(self, *, budget: JobBudget, **options: Any) -> None:
+        super().__init__(**options)
+        self.budget = budget
+        self.is_redis_down = False
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """Start at most the jobs the budget has left (ARQ may skip some ids: count tasks)."""
+        async with self.budget.lock:
+            remaining = self.budget.remaining
+            before = set(self.tasks.values())
+            await super().start_jobs(job_ids if remaining is None else job_ids[:remaining])
+            self.budget.started += sum(task not in before for task in self.tasks.values())
+
+    async def _poll_iteration(self) -> None:
+        # ARQ's poll loop ends at the first Redis error (and so would this worker, its process
+        # idling on); instead keep polling until Redis answers again.
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError, DependencyUnavailable) as exc:
+            if not self.is_redis_down:
+                log.warning("worker.redis_unavailable", queue=self.queue_name, error=repr(exc))
+            self.is_redis_down = True
+            await asyncio.sleep(REDIS_RETRY_SECONDS)
+        else:
+            if self.is_redis_down:
+                log.info("worker.redis_back", queue=self.queue_name)
+            self.is_redis_down = False
+
+
+def build_workers(
+    settings: Settings, queues: list[str] | None = None, *, budget: JobBudget | None = None
+) -> list[JobgateWorker]:
     """ARQ workers for `queues` (default: the configured ones, else every registered queue).
 
     Call it inside the running event loop: an ARQ worker binds to the loop it is built in.
     """
     registry = load_contracts(settings.contract_modules)
     chosen = queues or settings.worker_queues or registry.queues()
+    shared_budget = budget or JobBudget(settings.worker_max_jobs_per_process)
     return [
-        Worker(**worker_options(settings, queue=queue, registry=registry), handle_signals=False)
+        JobgateWorker(
+            **worker_options(settings, queue=queue, registry=registry),
+            # Our client, not ARQ's: it bounds every read (ARQ's has no socket timeout).
+            redis_pool=create_redis(settings),
+            handle_signals=False,
+            budget=shared_budget,
+        )
         for queue in chosen
     ]
 
@@ -47,12 +104,61 @@ async def stop_worker(worker: Worker, main: asyncio.Task[None], grace_seconds: f
     await asyncio.gather(main, *worker.tasks.values(), return_exceptions=True)
     # ARQ's close() gathers its tasks again and would re-raise their cancellation.
     worker.tasks.clear()
-    await worker.close()
+    try:
+        await worker.close()
+    except (RedisError, OSError) as exc:
+        # Redis is down: ARQ could not delete its health key (it expires by itself) and
+        # skipped the rest of close(); do that rest, so the process still exits cleanly.
+        log.warning("worker.close_failed", queue=worker.queue_name, error=type(exc).__name__)
+        if worker.on_shutdown is not None:
+            await worker.on_shutdown(worker.ctx)
+        await worker.pool.aclose(close_connection_pool=True)
 
 
-async def run_workers(settings: Settings, queues: list[str] | None = None) -> None:
-    """Run workers for `queues` until SIGINT or SIGTERM, then stop them."""
-    workers = build_workers(settings, queues)
+def _start_monitors(
+    settings: Settings, workers: list[JobgateWorker], budget: JobBudget, stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    probe = DatabaseProbe(
+        libpq_url(settings.require_database_url()),
+        timeout_seconds=settings.worker_health_interval_seconds,
+    )
+    return [
+        asyncio.create_task(
+            pause_while_database_down(
+                workers, probe, interval_seconds=settings.worker_health_interval_seconds
+            ),
+            name="jobgate-database-health",
+        ),
+        asyncio.create_task(
+            recycle_when_due(
+                budget,
+                max_rss_mb=settings.worker_max_rss_mb,
+                interval_seconds=settings.worker_poll_delay_seconds,
+                stop=stop,
+            ),
+            name="jobgate-recycling",
+        ),
+    ]
+
+
+async def _until_stop_or_crash(stop: asyncio.Event, mains: list[asyncio.Task[None]]) -> bool:
+    """Wait for a stop request (True) or for a worker to die by itself (False)."""
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopping, *mains], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    for main in mains:
+        if main.done() and not main.cancelled() and main.exception() is not None:
+            log.error("worker.crashed", exc_info=main.exception())
+    return not any(main.done() for main in mains)
+
+
+async def run_workers(settings: Settings, queues: list[str] | None = None) -> bool:
+    """Run workers for `queues` until SIGINT, SIGTERM or recycling is due, then drain them.
+
+    Returns False if a worker died by itself (the process should exit non-zero).
+    """
+    budget = JobBudget(settings.worker_max_jobs_per_process)
+    workers = build_workers(settings, queues, budget=budget)
     if settings.worker_metrics_port is not None:
         start_http_server(settings.worker_metrics_port)
     loop = asyncio.get_running_loop()
@@ -60,8 +166,12 @@ async def run_workers(settings: Settings, queues: list[str] | None = None) -> No
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     mains = [asyncio.create_task(worker.main()) for worker in workers]
+    monitors = _start_monitors(settings, workers, budget, stop)
     log.info("worker.started", queues=[worker.queue_name for worker in workers])
-    await stop.wait()
+    is_clean = await _until_stop_or_crash(stop, mains)
+    for monitor in monitors:
+        monitor.cancel()
+    await asyncio.gather(*monitors, return_exceptions=True)
     log.info("worker.stopping", grace_seconds=settings.worker_shutdown_grace_seconds)
     await asyncio.gather(
         *(
@@ -69,4 +179,5 @@ async def run_workers(settings: Settings, queues: list[str] | None = None) -> No
             for worker, main in zip(workers, mains, strict=True)
         )
     )
-    log.info("worker.stopped")
+    log.info("worker.stopped", jobs_started=budget.started)
+    return is_clean

@@ -6,6 +6,10 @@ retryable); only this module turns outcomes into status changes and retries.
 A retry is not ARQ's `Retry`: that would put the job back on its queue with a score that
 ignores its priority. The runner records `retrying`, ARQ finishes the attempt, and then
 `after_job_end` hands the job to the scheduled set (see `shared.enqueue`) for its next try.
+
+Before the claim comes the tenant's concurrency quota (`worker.quota`): a job that finds no
+free slot is not claimed (no attempt counted, its row still waiting) and goes back the same
+way, shortly, at its former place in line.
 """
 
 from __future__ import annotations
@@ -19,21 +23,24 @@ from typing import Any, cast
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from redis.exceptions import RedisError
 
 from shared import store
 from shared.contracts import Contract
 from shared.enqueue import Delivery, enqueue
-from shared.errors import PermanentJobError
+from shared.errors import CircuitOpenError, PermanentJobError
 from shared.models import Job
 from shared.retention import expires_at
+from shared.status import CLAIMABLE, JobStatus
 from shared.submit import delivery_of
 from worker.binding import Binding
+from worker.circuit import Circuits
 from worker.context import JobContext, JobOutcome, WorkerContext
 from worker.lease import held_lease
 from worker.mail import Mailer
 from worker.maintenance import Maintenance
-from worker.metrics import JOB_DURATION, JOBS_FINISHED
+from worker.metrics import JOB_DURATION, JOBS_FINISHED, QUOTA_DEFERRALS
+from worker.quota import give_back_slot, take_slot
 from worker.tenant_data import TenantData
 
 log = structlog.get_logger("jobgate.worker")
@@ -41,15 +48,20 @@ log = structlog.get_logger("jobgate.worker")
 HOOK_TIMEOUT_SECONDS = 30.0
 RESCHEDULE_KEY = "jobgate_reschedule"
 """Per-job ctx entry: the delivery of the job's next try, enqueued by `after_job_end`."""
+SLOT_KEY = "jobgate_quota_slot"
+"""Per-job ctx entry: the tenant whose concurrency slot the job holds, freed by `after_job_end`."""
 
 
 class JobFailure(Exception):
     """An attempt failed; `error` is what the job row records, `is_retryable` what happens next."""
 
-    def __init__(self, error_type: str, message: str, *, is_retryable: bool) -> None:
+    def __init__(
+        self, error_type: str, message: str, *, is_retryable: bool, retry_after_seconds: float = 0
+    ) -> None:
         super().__init__(message)
         self.error = {"type": error_type, "message": message}
         self.is_retryable = is_retryable
+        self.retry_after_seconds = retry_after_seconds
 
 
 async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
@@ -57,9 +69,12 @@ async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
     worker = cast(WorkerContext, ctx)
     job_id, tenant = uuid.UUID(worker["job_id"]), uuid.UUID(tenant_id)
     with structlog.contextvars.bound_contextvars(job_id=str(job_id), tenant_id=tenant_id):
-        job = await _claim(worker["sessionmaker"], tenant, job_id)
+        if not await _admit(ctx, worker, tenant):
+            return
+        job = await _claim(worker, tenant, job_id)
         if job is None:
-            log.info("job.skipped", reason="not waiting (finished, cancelled or unknown)")
+            if not await _fail_if_lost_too_often(worker, tenant, job_id):
+                log.info("job.skipped", reason="not waiting (finished, cancelled or unknown)")
             return
         binding = worker["bindings"][job.name]
         context = _job_context(worker, job)
@@ -87,13 +102,46 @@ async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
         await _run_hook(binding, context, outcome)
 
 
-async def _claim(
-    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, job_id: uuid.UUID
-) -> Job | None:
-    async with sessionmaker() as session:
-        job = await store.claim_job(session, tenant_id=tenant_id, job_id=job_id)
+async def _claim(worker: WorkerContext, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+    async with worker["sessionmaker"]() as session:
+        job = await store.claim_job(
+            session,
+            tenant_id=tenant_id,
+            job_id=job_id,
+            lost_attempts_allowed=worker["settings"].worker_lost_attempts_allowed,
+        )
         await session.commit()
     return job
+
+
+async def _fail_if_lost_too_often(
+    worker: WorkerContext, tenant_id: uuid.UUID, job_id: uuid.UUID
+) -> bool:
+    """End a re-delivered job whose workers keep dying (`worker_lost`); False if not that case.
+
+    Only re-deliveries of `running` jobs get here: the claim refused them once attempts reached
+    `max_tries` plus the allowance. Without this, a job that crashes its worker (OOM, segfault)
+    would be re-delivered and crash the next one forever.
+    """
+    async with worker["sessionmaker"]() as session:
+        found = await store.find_job(session, tenant_id=tenant_id, job_id=job_id)
+        if found is None or found.status != JobStatus.RUNNING:
+            return False
+        binding = worker["bindings"][found.name]
+        job = await store.fail_lost_job(
+            session,
+            tenant_id=tenant_id,
+            job_id=job_id,
+            lost_attempts_allowed=worker["settings"].worker_lost_attempts_allowed,
+            expires_at=_expires_at(worker, binding),
+        )
+        await session.commit()
+    if job is None:
+        return False
+    JOBS_FINISHED.labels(job.name, "failed").inc()
+    log.warning("job.failed", job_type=job.name, attempt=job.attempts, error_type="worker_lost")
+    await _run_hook(binding, _job_context(worker, job), JobOutcome("failed", error=job.error))
+    return True
 
 
 async def _run_hook(binding: Binding, context: JobContext, outcome: JobOutcome) -> None:
@@ -124,6 +172,14 @@ async def _attempt(binding: Binding, job: Job, context: JobContext) -> dict[str,
         ) from None
     except PermanentJobError as exc:
         raise JobFailure("permanent", exc.message, is_retryable=False) from None
+    except CircuitOpenError as exc:
+        # No retry before the breaker lets a trial through: it would only be refused again.
+        raise JobFailure(
+            type(exc).__name__,
+            exc.message,
+            is_retryable=True,
+            retry_after_seconds=exc.retry_after_seconds,
+        ) from None
     except Exception as exc:
         # Job code may raise anything; it is recorded by class name and retried.
         raise JobFailure(type(exc).__name__, str(exc) or repr(exc), is_retryable=True) from None
@@ -174,6 +230,7 @@ def _job_context(worker: WorkerContext, job: Job) -> JobContext:
         report=report,
         data=TenantData(sessionmaker, tenant_id=job.tenant_id),
         mail=Mailer(worker["settings"]),
+        circuits=Circuits(worker["redis"], worker["settings"].circuits),
         soft_deadline=_soft_deadline(job, worker["bindings"][job.name]),
         maintenance=(
             Maintenance(sessionmaker) if job.tenant_id == worker["system_tenant_id"] else None
@@ -209,8 +266,45 @@ async def _record_if_aborted(worker: WorkerContext, binding: Binding, job: Job) 
             log.info("job.cancelled", job_type=job.name, attempt=job.attempts)
 
 
+async def _admit(ctx: dict[str, Any], worker: WorkerContext, tenant_id: uuid.UUID) -> bool:
+    """Take a slot of the tenant's concurrency quota; if none is free, put the job back.
+
+    Before the claim, so a job put back keeps its row (`queued`, attempts unchanged); the slot
+    is given back by `after_job_end`, or frees itself once the lease lapses (see `worker.quota`).
+    """
+    limit = await worker["quotas"].limit_of(tenant_id)
+    if limit is None:
+        return True
+    job_id = worker["job_id"]
+    if await take_slot(worker["redis"], tenant_id=tenant_id, job_id=job_id, limit=limit):
+        ctx[SLOT_KEY] = tenant_id
+        return True
+    ctx[RESCHEDULE_KEY] = await _put_back(worker, tenant_id, ctx.get("score"))
+    return False
+
+
+async def _put_back(
+    worker: WorkerContext, tenant_id: uuid.UUID, score: int | None
+) -> Delivery | None:
+    """The job again, shortly and at its former place in line (None: it no longer waits)."""
+    async with worker["sessionmaker"]() as session:
+        job = await store.find_job(session, tenant_id=tenant_id, job_id=uuid.UUID(worker["job_id"]))
+    if job is None or JobStatus(job.status) not in CLAIMABLE:
+        return None
+    QUOTA_DEFERRALS.inc()
+    log.info("job.deferred", reason="tenant concurrency quota")
+    delay = timedelta(seconds=worker["settings"].worker_quota_defer_seconds)
+    return replace(delivery_of(job), run_at=datetime.now(UTC) + delay, score_ms=score)
+
+
 async def reschedule_after_attempt(ctx: dict[str, Any]) -> None:
-    """ARQ's `after_job_end`: enqueue the next try once ARQ has let go of this one."""
+    """ARQ's `after_job_end`: free the quota slot, and enqueue the next try, if any."""
+    tenant_id = ctx.pop(SLOT_KEY, None)
+    if tenant_id is not None:
+        try:
+            await give_back_slot(ctx["redis"], tenant_id=tenant_id, job_id=ctx["job_id"])
+        except (RedisError, OSError) as exc:  # the next taker drops it: its lease is gone
+            log.warning("quota.release_failed", error=type(exc).__name__)
     retry = ctx.pop(RESCHEDULE_KEY, None)
     if retry is not None:
         await enqueue(ctx["redis"], [retry])
@@ -237,8 +331,9 @@ async def _record_failure(
 ) -> Delivery | None:
     """Record a retry if one is allowed (returning its delivery), else fail the job for good."""
     will_retry = failure.is_retryable and job.attempts < job.max_tries
+    delay_seconds = binding.job_type.backoff.delay_seconds(job.attempts)
     retry_at = datetime.now(UTC) + timedelta(
-        seconds=binding.job_type.backoff.delay_seconds(job.attempts)
+        seconds=max(delay_seconds, failure.retry_after_seconds)
     )
     async with worker["sessionmaker"]() as session:
         if will_retry:

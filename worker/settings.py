@@ -25,6 +25,7 @@ from shared.settings import Settings, get_settings
 from shared.tenancy import ensure_tenant
 from worker.binding import Binding, load_bindings
 from worker.cron import schedule_forever
+from worker.quota import TenantQuotas
 from worker.reconciler import reconcile_forever
 from worker.runner import reschedule_after_attempt, run_job
 from worker.scheduling import promote_forever
@@ -82,6 +83,11 @@ def _on_startup(settings: Settings, bindings: dict[str, Binding]) -> Any:
             worker_name=worker_name(),
             system_tenant_id=system_tenant_id,
             background=background,
+            quotas=TenantQuotas(
+                sessionmaker,
+                default=settings.tenant_max_concurrent_jobs,
+                ttl_seconds=settings.worker_tenant_limits_cache_seconds,
+            ),
         )
 
     return on_startup
@@ -114,6 +120,7 @@ def worker_options(
         for job_type in registry
         if job_type.queue == queue
     ]
+    max_jobs = settings.worker_queue_concurrency.get(queue, settings.worker_max_jobs)
     return {
         "functions": functions,
         "queue_name": queue_key(queue),
@@ -123,7 +130,10 @@ def worker_options(
         "after_job_end": reschedule_after_attempt,
         "job_serializer": serialize_payload,
         "job_deserializer": deserialize_payload,
-        "max_jobs": settings.worker_queue_concurrency.get(queue, settings.worker_max_jobs),
+        "max_jobs": max_jobs,
+        # ARQ starts every id it read before it reads again: a job that lands at the front of
+        # the queue (another tenant's, a critical one) waits for at most these rounds.
+        "queue_read_limit": settings.worker_read_ahead_rounds * max_jobs,
         "poll_delay": settings.worker_poll_delay_seconds,
         "keep_result": 0,
         "allow_abort_jobs": True,

@@ -15,8 +15,11 @@ from gateway.schemas import (
     CreatedTenant,
     KeyIn,
     TenantIn,
+    TenantLimitsIn,
+    TenantLimitsOut,
     WebhookSecretOut,
     key_out,
+    limits_out,
     tenant_out,
 )
 from shared import tenancy
@@ -48,6 +51,26 @@ async def rotate_webhook_secret(tenant: str, session: SessionDep) -> WebhookSecr
     found = await tenancy.find_tenant(session, tenant=tenant)
     rotated = await tenancy.rotate_webhook_secret(session, tenant_id=found.id)
     return WebhookSecretOut(tenant=tenant_out(rotated), webhook_secret=rotated.webhook_secret)
+
+
+@router.put(
+    "/tenants/{tenant}/limits",
+    operation_id="set_tenant_limits",
+    responses=problems(401, 404, 422),
+)
+async def set_tenant_limits(
+    tenant: str, body: TenantLimitsIn, session: SessionDep
+) -> TenantLimitsOut:
+    """Replace a tenant's (by id or name) rate limit and concurrency quota.
+
+    The body replaces all three: a field left out or null falls back to the configured default
+    (`JOBGATE_RATE_LIMIT_PER_SECOND`, `JOBGATE_RATE_LIMIT_BURST`,
+    `JOBGATE_TENANT_MAX_CONCURRENT_JOBS`; unset: unlimited). The rate limit applies from the
+    tenant's next submit; workers apply a new quota within a few seconds.
+    """
+    found = await tenancy.find_tenant(session, tenant=tenant)
+    updated = await tenancy.set_limits(session, tenant_id=found.id, limits=body.limits())
+    return limits_out(updated)
 
 
 @router.post(

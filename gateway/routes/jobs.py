@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator, StringConstraints
 
 from gateway.auth import OwnedJob, ReadAuth
 from gateway.deps import EventsDep, SessionDep, SettingsDep
@@ -19,6 +20,23 @@ from shared.job_view import job_view, job_views
 from shared.status import JobStatus
 
 AUTH_PROBLEMS = (401, 403)
+MAX_FILTER_VALUES = 50
+# Filters go to PostgreSQL as query parameters: keep out what it cannot hold (U+0000 in text)
+# and bound how many there are, so bad input is a 422 and not a database error.
+FilterText = Annotated[str, StringConstraints(max_length=512, pattern=r"^[^\x00]*$")]
+
+
+def _utc(value: datetime) -> datetime:
+    """A filter time in UTC; one outside years 1..9999 there is refused, not sent to asyncpg."""
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time must lie between years 1 and 9999 in UTC") from None
+
+
+FilterTime = Annotated[datetime, AfterValidator(_utc)]
 
 
 async def read_job(
@@ -59,13 +77,20 @@ async def list_jobs(
     principal: ReadAuth,
     session: SessionDep,
     settings: SettingsDep,
-    status: Annotated[list[JobStatus] | None, Query(description="Repeat to match any.")] = None,
-    name: Annotated[list[str] | None, Query(description="Job type; repeat to match any.")] = None,
-    label: Annotated[
-        list[str] | None, Query(description="`key:value`; repeat to match all.")
+    status: Annotated[
+        list[JobStatus] | None,
+        Query(max_length=MAX_FILTER_VALUES, description="Repeat to match any."),
     ] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    name: Annotated[
+        list[FilterText] | None,
+        Query(max_length=MAX_FILTER_VALUES, description="Job type; repeat to match any."),
+    ] = None,
+    label: Annotated[
+        list[FilterText] | None,
+        Query(max_length=MAX_FILTER_VALUES, description="`key:value`; repeat to match all."),
+    ] = None,
+    created_after: FilterTime | None = None,
+    created_before: FilterTime | None = None,
     limit: Annotated[int | None, Query(ge=1, le=200)] = None,
     cursor: Annotated[str | None, Query(max_length=64, description="From `next_cursor`.")] = None,
 ) -> JobPage:

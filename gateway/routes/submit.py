@@ -5,20 +5,48 @@
 
 from typing import Annotated, Any
 
+from arq.connections import ArqRedis
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from gateway.auth import SubmitAuth
-from gateway.deps import RedisDep, ResourcesDep, SessionDep
-from gateway.problems import problems
+from gateway.deps import RedisDep, Resources, ResourcesDep, SessionDep
+from gateway.problems import problems, rate_limit_headers
 from gateway.schemas import JobOut
 from shared.contracts import JobType, Registry
 from shared.errors import PayloadTooLarge, UnknownJobType
 from shared.job_view import job_view
+from shared.ratelimit import rate_limit_for, take_tokens
 from shared.submit import SubmitOptions, submit_jobs, submit_once
+from shared.tenancy import Principal
 
 MAX_BATCH = 1000
-SUBMIT_PROBLEMS = problems(401, 403, 404, 409, 413, 415, 422, 503)
+RATE_LIMIT_HEADERS: dict[str, Any] = {
+    "RateLimit-Limit": {
+        "description": "The tenant's burst: jobs it may submit at once (rate-limited tenants).",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Remaining": {
+        "description": "Jobs it may still submit at once right now.",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until the full burst is available again.",
+        "schema": {"type": "integer"},
+    },
+}
+SUBMIT_PROBLEMS = problems(401, 403, 404, 409, 413, 415, 422, 429, 503)
+SUBMIT_PROBLEMS[429]["description"] = (
+    "The tenant submits faster than its rate limit (a batch counts each job); nothing was"
+    " stored. Retry after `Retry-After` seconds."
+)
+SUBMIT_PROBLEMS[429]["headers"] = RATE_LIMIT_HEADERS | {
+    "Retry-After": {
+        "description": "Seconds until this request would be let through.",
+        "schema": {"type": "integer"},
+    }
+}
+ACCEPTED_HEADERS = {"headers": RATE_LIMIT_HEADERS}
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -57,6 +85,21 @@ def _batch_model(job_type: JobType[Any, Any], item: type[BaseModel]) -> type[Bas
     return model
 
 
+async def _take_tokens(
+    resources: Resources, redis: ArqRedis, principal: Principal, cost: int, response: Response
+) -> None:
+    """Charge the tenant's rate limit before anything is stored (no Redis trip if unlimited)."""
+    rate = rate_limit_for(principal.limits, resources.settings)
+    if rate is None:
+        return
+    state = await take_tokens(redis, tenant_id=principal.tenant_id, rate=rate, cost=cost)
+    response.headers.update(
+        rate_limit_headers(
+            limit=state.limit, remaining=state.remaining, reset_seconds=state.reset_seconds
+        )
+    )
+
+
 def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
     submission = _submission_model(job_type)
     batch = _batch_model(job_type, submission)
@@ -70,6 +113,7 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
         response: Response,
         idempotency_key: IdempotencyKey = None,
     ) -> JobOut:
+        await _take_tokens(resources, redis, principal, 1, response)
         submitted = await submit_once(
             session,
             redis,
@@ -94,10 +138,12 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
         session: SessionDep,
         redis: RedisDep,
         resources: ResourcesDep,
+        response: Response,
     ) -> JobBatch:
         items = body.jobs  # type: ignore[attr-defined]
         if len(items) > MAX_BATCH:
             raise PayloadTooLarge(f"A batch holds at most {MAX_BATCH} jobs, not {len(items)}.")
+        await _take_tokens(resources, redis, principal, len(items), response)
         jobs = await submit_jobs(
             session,
             redis,
@@ -111,7 +157,11 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
     common: dict[str, Any] = {
         "methods": ["POST"],
         "status_code": 202,
-        "responses": {200: {"model": JobOut, "description": "Idempotent replay"}} | SUBMIT_PROBLEMS,
+        "responses": {
+            200: {"model": JobOut, "description": "Idempotent replay"} | ACCEPTED_HEADERS,
+            202: ACCEPTED_HEADERS,
+        }
+        | SUBMIT_PROBLEMS,
         "tags": ["jobs"],
         "description": job_type.description,
     }
@@ -123,7 +173,7 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
         response_model=JobOut,
         **common,
     )
-    common["responses"] = SUBMIT_PROBLEMS
+    common["responses"] = {202: ACCEPTED_HEADERS} | SUBMIT_PROBLEMS
     router.add_api_route(
         f"/jobs/{job_type.name}/batch",
         submit_batch,

@@ -13,13 +13,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.app import create_app
 from shared.models import Job
 from shared.settings import Settings
 from tests.factories import auth, make_tenant
@@ -51,6 +52,20 @@ def worker_processes(settings: Settings) -> Iterator[list[subprocess.Popen[bytes
         process.send_signal(signal.SIGTERM)
     for process in processes:
         assert process.wait(timeout=30) == 0
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway sized for 50 concurrent clients (the suite's default pool is small)."""
+    app = create_app(
+        settings.model_copy(update={"db_pool_size": 20, "db_pool_timeout_seconds": 30})
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://jobgate.test") as http,
+    ):
+        yield http
 
 
 @pytest.mark.timeout(240)

@@ -1,0 +1,19 @@
+"""The implementation of `bench_stamp` (see `bench.contracts`), for the bench's workers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.contracts import STAMP, StampArgs, StampResult
+from worker.binding import implements
+from worker.context import JobContext
+
+
+@implements(STAMP)
+async def stamp(job: JobContext, args: StampArgs) -> StampResult:
+    """Note the wall-clock time first thing, optionally sleep, and return both times."""
+    started = time.time()
+    if args.sleep_ms:
+        await asyncio.sleep(args.sleep_ms / 1000)
+    return StampResult(started_unix=started, finished_unix=time.time())

@@ -1,0 +1,130 @@
+"""Chaos fixtures: `jobgate worker` subprocesses, and dependencies to take away and give back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from shared.migrate import upgrade
+from shared.settings import Settings
+from tests.chaos.outages import EmbeddedPostgres, RedisServer
+from tests.polling import poll_until
+
+FAST_WORKER_ENV = {
+    "JOBGATE_WORKER_LEASE_SECONDS": "1",
+    "JOBGATE_WORKER_POLL_DELAY_SECONDS": "0.05",
+    "JOBGATE_WORKER_RUN_SCHEDULES": "false",
+    "JOBGATE_WORKER_HEALTH_INTERVAL_SECONDS": "0.5",
+}
+
+
+@dataclass
+class WorkerProcess:
+    """A running `jobgate worker` and the file it logs to."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    async def exit_code(self, timeout: float) -> int:
+        """Wait for the process to end (without blocking the event loop); its exit code."""
+        return await asyncio.to_thread(self.process.wait, timeout)
+
+    def is_running(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_for_log(self, text: str, *, timeout: float = 10) -> None:
+        """Wait until the worker has logged `text` (e.g. the event name of a state change)."""
+        await poll_until(lambda: text in self.log(), timeout=timeout, what=f"worker logs {text!r}")
+
+
+SpawnWorker = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
+    """Start `jobgate worker --queue default` processes on the test database and Redis.
+
+    Keyword arguments become `JOBGATE_<NAME>` variables (`database_url=...` points one
+    elsewhere). Each process logs to its own file under `tmp_path`; any still running at
+    teardown is killed.
+    """
+    started: list[WorkerProcess] = []
+
+    def spawn(**overrides: object) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "JOBGATE_DATABASE_URL": settings.require_database_url(),
+            "JOBGATE_REDIS_URL": settings.require_redis_url(),
+            **FAST_WORKER_ENV,
+            **{f"JOBGATE_{name.upper()}": str(value) for name, value in overrides.items()},
+        }
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", "worker", "--queue", "default"],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        started.append(WorkerProcess(process, log_path))
+        return started[-1]
+
+    yield spawn
+    for worker in started:
+        if worker.is_running():
+            worker.signal(signal.SIGKILL)
+        worker.process.wait(timeout=10)
+
+
+GatewayFactory = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def make_gateway(settings: Settings) -> AsyncIterator[GatewayFactory]:
+    """A gateway built from `settings` with some fields replaced, lifespan running."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(**overrides: object) -> httpx.AsyncClient:
+            app = create_app(settings.model_copy(update=overrides))
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            return await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url="http://jobgate.test")
+            )
+
+        yield make
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private Redis on its own port, running; the test may stop and restart it."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def embedded_postgres(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
+    """A migrated PostgreSQL of the test's own, running; the test may stop and restart it."""
+    server = await asyncio.to_thread(EmbeddedPostgres, tmp_path)
+    await asyncio.to_thread(upgrade, server.url)
+    yield server
+    await asyncio.to_thread(server.cleanup)
