@@ -14,7 +14,7 @@ sync: $(UV)
 	$(UV) sync --frozen --quiet
 
 dev: sync
-	$(UV) run --frozen jobgate dev
+	$(UV) run --frozen jobgate dev $(DEV_ARGS)
 
 lint: sync
 	$(UV) run --frozen ruff check .
