@@ -7,18 +7,35 @@ illegal transition changes nothing instead of corrupting the row.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from shared import webhooks
 from shared.errors import JobNotFound
+from shared.ids import new_id
 from shared.models import Job
 from shared.status import ALLOWED_FROM, CLAIMABLE, WAITING, JobStatus
 
@@ -43,13 +60,23 @@ def _owned(tenant_id: uuid.UUID) -> Select[Job]:
     return select(Job).where(Job.tenant_id == tenant_id)
 
 
+_JOB_COLUMNS = tuple(column.key for column in Job.__table__.columns)
+_INSERT_JOB = pg_insert(Job)
+
+
 async def insert_jobs(session: AsyncSession, *, tenant_id: uuid.UUID, jobs: Sequence[Job]) -> None:
-    """Add new jobs of this tenant to the session (the caller commits)."""
+    """Insert new jobs of this tenant in the session's transaction (the caller commits).
+
+    One Core `INSERT` (several jobs: one executemany, batched into multi-row statements): the
+    rows are complete as built, so the ORM unit of work (identity map, flush bookkeeping) would
+    only add cost to the submit path. The `Job` objects stay transient, with every value set.
+    """
     for job in jobs:
         if job.tenant_id != tenant_id:
             raise ValueError("job belongs to another tenant")
-    session.add_all(jobs)
-    await session.flush()
+    rows = [{key: getattr(job, key) for key in _JOB_COLUMNS} for job in jobs]
+    connection = await session.connection()
+    await connection.execute(_INSERT_JOB, rows)
 
 
 async def insert_job_once(session: AsyncSession, *, tenant_id: uuid.UUID, job: Job) -> Job | None:
@@ -151,37 +178,83 @@ async def count_jobs(
     return [JobCount(name=name, status=status, count=count) for name, status, count in result]
 
 
-async def _transition(
-    session: AsyncSession,
-    *,
-    tenant_id: uuid.UUID,
-    job_id: uuid.UUID,
+def _transition_statement(
     to: JobStatus,
+    *,
     from_: frozenset[JobStatus] | None = None,
     when: ColumnElement[bool] | None = None,
     **values: Any,
-) -> Job | None:
-    """Move a job to `to` if its status (and `when`) allows it; None when not (or no such job).
+) -> Select[Job]:
+    """The one statement that moves a job to `to` if its status (and `when`) allows it.
 
-    A move to a terminal status also records the job's webhook delivery, in this transaction.
+    Built once per kind of change (callers cache it): the job's `tenant_id` and `job_id`, and
+    any `bindparam` in `when` or `values`, are bound at execution. A move to a terminal status
+    also records the job's webhook delivery in the same statement (`WITH moved AS (UPDATE ...
+    RETURNING ...) INSERT INTO webhook_delivery ... FROM moved`), so it stays atomic without a
+    transaction of its own (the worker runs these in autocommit).
     """
     allowed = ALLOWED_FROM[to] if from_ is None else from_
-    stmt = (
-        update(Job)
+    table = cast(Table, Job.__table__)
+    moved = (
+        update(table)
         .where(
-            Job.tenant_id == tenant_id,
-            Job.id == job_id,
-            Job.status.in_([status.value for status in allowed]),
+            table.c.tenant_id == bindparam("p_tenant_id"),
+            table.c.id == bindparam("p_job_id"),
+            table.c.status.in_([_sql_constant(status.value) for status in sorted(allowed)]),
             *(() if when is None else (when,)),
         )
-        .values(status=to.value, **values)
-        .returning(Job)
-        .execution_options(synchronize_session=False, populate_existing=True)
+        .values(status=_sql_constant(to.value), **values)
+        .returning(*table.c)
+        .cte("moved")
     )
-    job = (await session.execute(stmt)).scalar_one_or_none()
-    if job is not None and to.is_terminal:
-        await webhooks.record_deliveries(session, tenant_id=tenant_id, jobs=[job])
-    return job
+    stmt = select(aliased(Job, moved))
+    if to.is_terminal:
+        stmt = stmt.add_cte(webhooks.deliveries_of_moved(moved))
+    return stmt.execution_options(populate_existing=True)
+
+
+async def _transition(
+    session: AsyncSession,
+    stmt: Select[Job],
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    **params: Any,
+) -> Job | None:
+    """Run a `_transition_statement`; the moved job, or None when not allowed (or no such job)."""
+    params = {f"p_{name}": value for name, value in params.items()}
+    params.update(p_tenant_id=tenant_id, p_job_id=job_id, delivery_id=new_id())
+    return (await session.execute(stmt, params)).scalar_one_or_none()
+
+
+def _bound(name: str) -> BindParameter[Any]:
+    # Not a column's name: SQLAlchemy would take a parameter named like a column as a SET value.
+    return bindparam(f"p_{name}")
+
+
+def _sql_constant(value: str) -> ColumnElement[Any]:
+    """One of our own status names written into the SQL: a cached statement holds no anonymous
+    parameter (SQLAlchemy's cache could not fill those in inside a DML CTE)."""
+    return literal_column(f"'{value}'")
+
+
+@functools.cache
+def _claim_statement(*, limits_lost_attempts: bool) -> Select[Job]:
+    return _transition_statement(
+        JobStatus.RUNNING,
+        from_=CLAIMABLE,
+        when=(
+            or_(
+                Job.status != _sql_constant(JobStatus.RUNNING.value),
+                Job.attempts < Job.max_tries + bindparam("p_lost_attempts_allowed", type_=Integer),
+            )
+            if limits_lost_attempts
+            else None
+        ),
+        attempts=Job.attempts + literal_column("1"),
+        started_at=func.now(),
+        progress=null(),
+    )
 
 
 async def claim_job(
@@ -198,23 +271,27 @@ async def claim_job(
     `max_tries + lost_attempts_allowed`, so a job that kills every worker cannot loop forever
     (`fail_lost_job` ends it).
     """
+    if lost_attempts_allowed is None:
+        stmt = _claim_statement(limits_lost_attempts=False)
+        return await _transition(session, stmt, tenant_id=tenant_id, job_id=job_id)
     return await _transition(
         session,
+        _claim_statement(limits_lost_attempts=True),
         tenant_id=tenant_id,
         job_id=job_id,
-        to=JobStatus.RUNNING,
-        from_=CLAIMABLE,
-        when=(
-            None
-            if lost_attempts_allowed is None
-            else or_(
-                Job.status != JobStatus.RUNNING.value,
-                Job.attempts < Job.max_tries + lost_attempts_allowed,
-            )
-        ),
-        attempts=Job.attempts + 1,
-        started_at=func.now(),
-        progress=None,
+        lost_attempts_allowed=lost_attempts_allowed,
+    )
+
+
+@functools.cache
+def _fail_lost_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.FAILED,
+        from_=frozenset({JobStatus.RUNNING}),
+        when=Job.attempts >= Job.max_tries + bindparam("p_lost_attempts_allowed", type_=Integer),
+        error=_bound("error"),
+        finished_at=func.now(),
+        expires_at=_bound("expires_at"),
     )
 
 
@@ -229,17 +306,15 @@ async def fail_lost_job(
     """Fail a re-delivered `running` job whose workers died once too often (see `claim_job`)."""
     return await _transition(
         session,
+        _fail_lost_statement(),
         tenant_id=tenant_id,
         job_id=job_id,
-        to=JobStatus.FAILED,
-        from_=frozenset({JobStatus.RUNNING}),
-        when=Job.attempts >= Job.max_tries + lost_attempts_allowed,
+        lost_attempts_allowed=lost_attempts_allowed,
         error={
             "type": "worker_lost",
             "message": "its worker stopped mid-attempt (killed, crashed or cut off at shutdown)"
             " more often than allowed",
         },
-        finished_at=func.now(),
         expires_at=expires_at,
     )
 
@@ -261,6 +336,17 @@ async def record_progress(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+@functools.cache
+def _success_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.SUCCEEDED,
+        result=_bound("result"),
+        error=null(),
+        finished_at=func.now(),
+        expires_at=_bound("expires_at"),
+    )
+
+
 async def record_success(
     session: AsyncSession,
     *,
@@ -272,13 +358,18 @@ async def record_success(
     """The running job succeeded with `result`."""
     return await _transition(
         session,
+        _success_statement(),
         tenant_id=tenant_id,
         job_id=job_id,
-        to=JobStatus.SUCCEEDED,
         result=result,
-        error=None,
-        finished_at=func.now(),
         expires_at=expires_at,
+    )
+
+
+@functools.cache
+def _retry_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.RETRYING, error=_bound("error"), scheduled_at=_bound("retry_at")
     )
 
 
@@ -293,11 +384,21 @@ async def record_retry(
     """The running job failed an attempt and will run again at `retry_at`."""
     return await _transition(
         session,
+        _retry_statement(),
         tenant_id=tenant_id,
         job_id=job_id,
-        to=JobStatus.RETRYING,
         error=error,
-        scheduled_at=retry_at,
+        retry_at=retry_at,
+    )
+
+
+@functools.cache
+def _failure_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.FAILED,
+        error=_bound("error"),
+        finished_at=func.now(),
+        expires_at=_bound("expires_at"),
     )
 
 
@@ -312,12 +413,21 @@ async def record_failure(
     """The job failed for good (it is now in the dead-letter view)."""
     return await _transition(
         session,
+        _failure_statement(),
         tenant_id=tenant_id,
         job_id=job_id,
-        to=JobStatus.FAILED,
         error=error,
-        finished_at=func.now(),
         expires_at=expires_at,
+    )
+
+
+@functools.cache
+def _cancel_waiting_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.CANCELLED,
+        from_=WAITING,
+        finished_at=func.now(),
+        expires_at=_bound("expires_at"),
     )
 
 
@@ -327,11 +437,9 @@ async def cancel_waiting(
     """Cancel a job that has not started; None if it is not waiting."""
     return await _transition(
         session,
+        _cancel_waiting_statement(),
         tenant_id=tenant_id,
         job_id=job_id,
-        to=JobStatus.CANCELLED,
-        from_=WAITING,
-        finished_at=func.now(),
         expires_at=expires_at,
     )
 
@@ -354,18 +462,27 @@ async def request_cancel(
     return result.scalar_one_or_none()
 
 
+@functools.cache
+def _cancelled_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.CANCELLED,
+        from_=frozenset({JobStatus.RUNNING}),
+        error=_bound("error"),
+        finished_at=func.now(),
+        expires_at=_bound("expires_at"),
+    )
+
+
 async def record_cancelled(
     session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, expires_at: datetime
 ) -> Job | None:
     """A running job stopped because it was asked to."""
     return await _transition(
         session,
+        _cancelled_statement(),
         tenant_id=tenant_id,
         job_id=job_id,
-        to=JobStatus.CANCELLED,
-        from_=frozenset({JobStatus.RUNNING}),
         error={"type": "cancelled", "message": "cancelled while running"},
-        finished_at=func.now(),
         expires_at=expires_at,
     )
 

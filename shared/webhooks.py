@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import CTE, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.ids import new_id
@@ -56,6 +57,22 @@ async def record_deliveries(
     ]
     if rows:  # status and next_attempt_at default to pending, due now
         await session.execute(insert(WebhookDelivery), rows)
+
+
+def deliveries_of_moved(moved: CTE) -> CTE:
+    """`record_deliveries` inside a status change's own statement (see `store._transition`).
+
+    `moved` is the CTE of one job's `UPDATE ... RETURNING`: the delivery row (its id bound as
+    `delivery_id`) is inserted only if that update moved the job and it has a `webhook_url`.
+    """
+    owed = select(
+        bindparam("delivery_id", type_=UUID()), moved.c.tenant_id, moved.c.id, moved.c.webhook_url
+    ).where(moved.c.webhook_url.is_not(None))
+    return (
+        insert(WebhookDelivery)
+        .from_select(["id", "tenant_id", "job_id", "url"], owed)
+        .cte("owed_delivery")
+    )
 
 
 async def deliveries_by_job(

@@ -31,6 +31,8 @@ class WorkerContext(TypedDict):
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    autocommit_sessionmaker: async_sessionmaker[AsyncSession]
+    """Sessions without BEGIN/COMMIT, for the runner's single-statement status changes."""
     bindings: dict[str, Binding]
     worker_name: str
     system_tenant_id: uuid.UUID

@@ -44,9 +44,8 @@ class JobgateWorker(WakeableWorker):
         """Start at most the jobs the budget has left (ARQ may skip some ids: count tasks)."""
         async with self.budget.lock:
             remaining = self.budget.remaining
-            before = set(self.tasks.values())
             await super().start_jobs(job_ids if remaining is None else job_ids[:remaining])
-            self.budget.started += sum(task not in before for task in self.tasks.values())
+            self.budget.started += self.started_in_last_poll
 
     async def _poll_iteration(self) -> None:
         # ARQ's poll loop ends at the first Redis error (and so would this worker, its process

@@ -103,7 +103,8 @@ async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
 
 
 async def _claim(worker: WorkerContext, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
-    async with worker["sessionmaker"]() as session:
+    # One statement in autocommit: no BEGIN/COMMIT round trips (the commit below is a no-op).
+    async with worker["autocommit_sessionmaker"]() as session:
         job = await store.claim_job(
             session,
             tenant_id=tenant_id,
@@ -313,7 +314,7 @@ async def reschedule_after_attempt(ctx: dict[str, Any]) -> None:
 async def _record_success(
     worker: WorkerContext, binding: Binding, job: Job, result: dict[str, Any]
 ) -> None:
-    async with worker["sessionmaker"]() as session:
+    async with worker["autocommit_sessionmaker"]() as session:  # one statement, see _claim
         await store.record_success(
             session,
             tenant_id=job.tenant_id,
@@ -335,7 +336,7 @@ async def _record_failure(
     retry_at = datetime.now(UTC) + timedelta(
         seconds=max(delay_seconds, failure.retry_after_seconds)
     )
-    async with worker["sessionmaker"]() as session:
+    async with worker["autocommit_sessionmaker"]() as session:  # one statement, see _claim
         if will_retry:
             await store.record_retry(
                 session,

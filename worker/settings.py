@@ -79,6 +79,10 @@ def _on_startup(settings: Settings, bindings: dict[str, Binding]) -> Any:
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
+            # The same pool; each status change is one statement, so it needs no BEGIN/COMMIT.
+            autocommit_sessionmaker=create_sessionmaker(
+                engine.execution_options(isolation_level="AUTOCOMMIT")
+            ),
             bindings=bindings,
             worker_name=worker_name(),
             system_tenant_id=system_tenant_id,

@@ -6,6 +6,11 @@ an interval late on average. The enqueue script (shared/enqueue.py) pushes a tok
 BLPOP, for at most `poll_delay`, between polls. A job reaches an idle worker within a few
 milliseconds, and the periodic poll still finds anything a lost token would have announced.
 
+Between polls it never waits when waiting cannot help: after a poll that started jobs it
+polls again at once (more may be due than one read returned), and a full worker polls again as
+soon as one of its jobs ends rather than sleeping a whole `poll_delay`. Ids of jobs this worker
+is running (ARQ leaves them on their queue until they end) are skipped without asking Redis.
+
 `arq worker.WorkerSettings` runs ARQ's own `Worker` (plain polling); `jobgate worker` and the
 test suite run this one.
 """
@@ -16,6 +21,8 @@ import asyncio
 import logging
 
 from arq.connections import create_pool, log_redis_info
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
@@ -23,9 +30,68 @@ from shared.keys import QUEUE_PREFIX, wake_key
 
 logger = logging.getLogger("arq.worker")
 
+# ARQ's check before starting a job, as one atomic step: not in progress anywhere, still on
+# the queue and due; then mark it in progress. Returns its score, or nil.
+_TAKE_JOB_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return false
+end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then
+    return false
+end
+redis.call('PSETEX', KEYS[1], ARGV[3], '1')
+return score
+"""
+
 
 class WakeableWorker(Worker):
     """ARQ's `Worker`, with its sleep between polls replaced by a wait for a wake token."""
+
+    started_in_last_poll = 0
+    """Jobs the last `start_jobs` call started (0: nothing new was due)."""
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """ARQ's `start_jobs` in one Redis round trip per job, minus jobs running here already.
+
+        ARQ checks and takes each job with WATCH, EXISTS, ZSCORE and MULTI/EXEC (four round
+        trips); `_TAKE_JOB_LUA` makes the same check-and-set atomically inside Redis. Ids of
+        jobs this worker is running (still on their queue until they end) are skipped at once.
+        """
+        self.started_in_last_poll = 0
+        for job_id_b in job_ids:
+            job_id = job_id_b.decode()
+            running = self.tasks.get(job_id)
+            if running is not None and not running.done():
+                continue
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            self.job_counter += 1
+            try:
+                score = await self.pool.eval(  # type: ignore[misc,unused-ignore]
+                    _TAKE_JOB_LUA,
+                    2,
+                    in_progress_key_prefix + job_id,
+                    self.queue_name,
+                    job_id,
+                    str(timestamp_ms()),
+                    str(int(self.in_progress_timeout_s * 1000)),
+                )
+            except BaseException:  # Redis down (or cancelled): give the slot back, not leak it
+                score = None
+                raise
+            finally:
+                if score is None:
+                    self.job_counter -= 1
+                    self.sem.release()
+            if score is None:  # running elsewhere, finished, or not due (re-enqueued later)
+                continue
+            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
+            self.started_in_last_poll += 1
 
     async def main(self) -> None:
         # Mirrors arq.worker.Worker.main (0.28) except for the wait between polls.
@@ -55,13 +121,27 @@ class WakeableWorker(Worker):
             await self._wait_for_work(wake)
 
     async def _wait_for_work(self, wake: str) -> None:
-        """Return when a wake token arrives or after `poll_delay`, whichever is first."""
-        if self.job_counter >= self.max_jobs or not self.allow_pick_jobs:
-            # Full (or draining): a token taken now would be wasted on this worker.
+        """Return when there may be work to start, or after `poll_delay` at the latest."""
+        if not self.allow_pick_jobs:
             await asyncio.sleep(self.poll_delay_s)
             return
+        if self.job_counter >= self.max_jobs:
+            # Full: a token taken now would be wasted on this worker; poll once a slot frees.
+            await self._wait_for_free_slot()
+            return
+        if self.started_in_last_poll:
+            return  # the last poll found work: more may be due, look again at once
         try:
             # Redis >= 6 takes fractional BLPOP timeouts; redis-py's annotation says int.
             await self.pool.blpop([wake], timeout=self.poll_delay_s)  # type: ignore[misc,arg-type]
         except (RedisError, OSError):
             await asyncio.sleep(self.poll_delay_s)
+
+    async def _wait_for_free_slot(self) -> None:
+        """Return once one of this worker's `max_jobs` slots is free, or after `poll_delay`."""
+        try:
+            async with asyncio.timeout(self.poll_delay_s):
+                await self.sem.acquire()
+        except TimeoutError:
+            return
+        self.sem.release()

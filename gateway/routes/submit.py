@@ -5,12 +5,10 @@
 
 from typing import Annotated, Any
 
-from arq.connections import ArqRedis
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from gateway.auth import SubmitAuth
-from gateway.deps import RedisDep, Resources, ResourcesDep, SessionDep
+from gateway.auth import SubmitAccess, SubmitAccessDep, SubmitAuth
 from gateway.problems import problems, rate_limit_headers
 from gateway.schemas import JobOut
 from shared.contracts import JobType, Registry
@@ -18,7 +16,6 @@ from shared.errors import PayloadTooLarge, UnknownJobType
 from shared.job_view import job_view
 from shared.ratelimit import rate_limit_for, take_tokens
 from shared.submit import SubmitOptions, submit_jobs, submit_once
-from shared.tenancy import Principal
 
 MAX_BATCH = 1000
 RATE_LIMIT_HEADERS: dict[str, Any] = {
@@ -85,19 +82,27 @@ def _batch_model(job_type: JobType[Any, Any], item: type[BaseModel]) -> type[Bas
     return model
 
 
-async def _take_tokens(
-    resources: Resources, redis: ArqRedis, principal: Principal, cost: int, response: Response
-) -> None:
-    """Charge the tenant's rate limit before anything is stored (no Redis trip if unlimited)."""
+async def _take_tokens(access: SubmitAccess, cost: int) -> dict[str, str]:
+    """Charge the tenant's rate limit before anything is stored (no Redis trip if unlimited).
+
+    Returns the `RateLimit-*` headers of the answer (none if the tenant is unlimited).
+    """
+    principal, resources = access.principal, access.resources
     rate = rate_limit_for(principal.limits, resources.settings)
     if rate is None:
-        return
-    state = await take_tokens(redis, tenant_id=principal.tenant_id, rate=rate, cost=cost)
-    response.headers.update(
-        rate_limit_headers(
-            limit=state.limit, remaining=state.remaining, reset_seconds=state.reset_seconds
-        )
+        return {}
+    state = await take_tokens(resources.redis, tenant_id=principal.tenant_id, rate=rate, cost=cost)
+    return rate_limit_headers(
+        limit=state.limit, remaining=state.remaining, reset_seconds=state.reset_seconds
     )
+
+
+def _json(model: BaseModel, status_code: int, headers: dict[str, str]) -> Response:
+    """The answer, serialised once by pydantic (the route's `response_model` documents it).
+
+    Returning a `Response` spares FastAPI validating and serialising the model again.
+    """
+    return Response(model.model_dump_json(), status_code, headers, media_type="application/json")
 
 
 def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
@@ -106,53 +111,43 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
 
     async def submit(
         body: submission,  # type: ignore[valid-type]
-        principal: SubmitAuth,
-        session: SessionDep,
-        redis: RedisDep,
-        resources: ResourcesDep,
-        response: Response,
+        access: SubmitAccessDep,
         idempotency_key: IdempotencyKey = None,
-    ) -> JobOut:
-        await _take_tokens(resources, redis, principal, 1, response)
+    ) -> Response:
+        headers = await _take_tokens(access, 1)
+        session = access.session
         submitted = await submit_once(
             session,
-            redis,
-            tenant_id=principal.tenant_id,
+            access.resources.redis,
+            tenant_id=access.principal.tenant_id,
             job_type=job_type,
             args=body.args,  # type: ignore[attr-defined]
             options=body.options,  # type: ignore[attr-defined]
             idempotency_key=idempotency_key,
         )
-        if submitted.is_new:
-            resources.jobs_submitted.labels(job_type.name).inc()
-        else:
-            response.status_code = 200
-        response.headers["Location"] = f"/jobs/{submitted.job.id}"
+        headers["Location"] = f"/jobs/{submitted.job.id}"
         if not submitted.is_new:  # a replay of a job that may have finished: show its webhook
-            return await job_view(session, submitted.job)
-        return JobOut.of(submitted.job)
+            return _json(await job_view(session, submitted.job), 200, headers)
+        access.resources.jobs_submitted.labels(job_type.name).inc()
+        return _json(JobOut.of(submitted.job), 202, headers)
 
     async def submit_batch(
         body: batch,  # type: ignore[valid-type]
-        principal: SubmitAuth,
-        session: SessionDep,
-        redis: RedisDep,
-        resources: ResourcesDep,
-        response: Response,
-    ) -> JobBatch:
+        access: SubmitAccessDep,
+    ) -> Response:
         items = body.jobs  # type: ignore[attr-defined]
         if len(items) > MAX_BATCH:
             raise PayloadTooLarge(f"A batch holds at most {MAX_BATCH} jobs, not {len(items)}.")
-        await _take_tokens(resources, redis, principal, len(items), response)
+        headers = await _take_tokens(access, len(items))
         jobs = await submit_jobs(
-            session,
-            redis,
-            tenant_id=principal.tenant_id,
+            access.session,
+            access.resources.redis,
+            tenant_id=access.principal.tenant_id,
             job_type=job_type,
             requests=[(item.args, item.options) for item in items],
         )
-        resources.jobs_submitted.labels(job_type.name).inc(len(jobs))
-        return JobBatch(jobs=[JobOut.of(job) for job in jobs])
+        access.resources.jobs_submitted.labels(job_type.name).inc(len(jobs))
+        return _json(JobBatch(jobs=[JobOut.of(job) for job in jobs]), 202, headers)
 
     common: dict[str, Any] = {
         "methods": ["POST"],
