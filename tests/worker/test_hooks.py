@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.settings import Settings
+from tests.bindings import start_worker_with_binding
 from tests.conftest import WorkerFactory
 from tests.factories import make_tenant, submit, wait_for_status
 from tests.polling import poll_until
 from worker.binding import Hooks
 from worker.context import JobContext, JobOutcome
-from worker.settings import worker_options
 
 
 async def _start_with_hooks(settings: Settings, start_worker: WorkerFactory, hooks: Hooks) -> None:
     """A real worker whose `flaky` binding carries `hooks`."""
-    startup = worker_options(settings)["on_startup"]
-
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        await startup(ctx)
-        bindings = dict(ctx["bindings"])
-        bindings["flaky"] = replace(bindings["flaky"], hooks=hooks)
-        ctx["bindings"] = bindings
-
-    await start_worker(on_startup=on_startup)
+    await start_worker_with_binding(
+        settings, start_worker, "flaky", lambda binding: replace(binding, hooks=hooks)
+    )
 
 
 class TestHooks:

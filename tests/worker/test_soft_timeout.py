@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import SleepArgs, SleepResult
 from shared.settings import Settings
+from tests.bindings import start_worker_with_binding
 from tests.conftest import WorkerFactory
 from tests.factories import make_tenant, submit, wait_for_status
+from worker.binding import Binding
 from worker.context import JobContext, SoftTimeLimitExceeded
-from worker.settings import worker_options
 
 GRACE_SECONDS = 0.4
 
@@ -38,21 +39,13 @@ async def stubborn_sleep(job: JobContext, args: SleepArgs) -> SleepResult:
 
 
 async def _start_with_sleep(settings: Settings, start_worker: WorkerFactory, function: Any) -> None:
-    startup = worker_options(settings)["on_startup"]
+    def with_soft_limit(binding: Binding) -> Binding:
+        # `sleep` as a type declaring soft = hard - GRACE_SECONDS, run by `function`.
+        hard = binding.job_type.timeout_seconds
+        soft_type = replace(binding.job_type, soft_timeout_seconds=hard - GRACE_SECONDS)
+        return replace(binding, job_type=soft_type, function=function)
 
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        await startup(ctx)
-        binding = ctx["bindings"]["sleep"]
-        # `sleep` as a type declaring soft = hard - GRACE_SECONDS.
-        soft_type = replace(
-            binding.job_type, soft_timeout_seconds=binding.job_type.timeout_seconds - GRACE_SECONDS
-        )
-        ctx["bindings"] = {
-            **ctx["bindings"],
-            "sleep": replace(binding, job_type=soft_type, function=function),
-        }
-
-    await start_worker(on_startup=on_startup)
+    await start_worker_with_binding(settings, start_worker, "sleep", with_soft_limit)
 
 
 async def test_job_cleans_up_at_the_soft_limit_and_succeeds(
