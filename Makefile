@@ -4,7 +4,7 @@
 UV := .tools/bin/uv
 PYTEST_ARGS ?= -n 2
 
-.PHONY: dev test lint sync openapi
+.PHONY: dev test lint sync openapi browser
 
 $(UV):
 	python3 -m venv .tools
@@ -21,8 +21,19 @@ lint: sync
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
 
-test: lint
+test: lint browser
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
+# Debian's Chromium for the dashboard's browser tests (tests/ui), installed once (~30 s) when
+# running as root; otherwise, or if apt cannot reach its mirror, those tests skip and say why.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@[ -x $(CHROMIUM) ] || [ "$$(id -u)" != 0 ] || { apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+		>/dev/null; } || echo "could not install chromium: the browser tests will skip"
+
+# The document, then the TypeScript client's types generated from it (Node.js and npm).
 openapi: sync
 	$(UV) run --frozen jobgate openapi
+	cd clients/typescript && { [ -d node_modules ] || npm ci --ignore-scripts --no-audit --no-fund; } \
+		&& npm run --silent generate

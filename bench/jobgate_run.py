@@ -42,6 +42,7 @@ FIGURES = (
     Figure.PICKUP_P99_MS,
     Figure.LONGPOLL_P50_MS,
     Figure.DRAIN_JOBS_S,
+    Figure.DRAIN_2PROC_JOBS_S,
     Figure.GATEWAY_RSS_MB,
     Figure.WORKER_RSS_MB,
 )
@@ -167,13 +168,29 @@ async def _pending(redis: Redis) -> int:
     return queued + scheduled
 
 
+def _worker(context: Context, processes: int) -> Child:
+    env = context.jobgate_env(JOBGATE_WORKER_RUN_SCHEDULES="false")
+    argv = [sys.executable, "-m", "shared.cli", "worker", "--processes", str(processes)]
+    return spawn(f"jobgate-worker-{processes}p", argv, env=env, log_dir=context.log_dir)
+
+
+async def _timed_drain(context: Context, port: int, results: Results, figure: Figure) -> None:
+    await reset_jobs(context.database_url, context.redis_url)
+    seconds, succeeded, submitted = await drain(context, port)
+    results.record(figure, succeeded / seconds)
+    if succeeded < submitted:
+        results.note(
+            f"jobgate drain ({figure.value}): only {succeeded:,} of {submitted:,} jobs succeeded"
+            f" within {seconds:.1f} s (deadline {context.sizes.drain_deadline_seconds:g} s)."
+        )
+
+
 async def measure_run_path(context: Context, gateway: Child, results: Results) -> None:
-    """Pickup, long-poll, drain and footprint with one worker process."""
+    """Pickup, long-poll, drain and footprint with one worker process; then a drain with two
+    (`jobgate worker --processes 2`, as Celery's prefork baseline runs two)."""
     assert gateway.port is not None  # noqa: S101
     await reset_jobs(context.database_url, context.redis_url)
-    env = context.jobgate_env(JOBGATE_WORKER_RUN_SCHEDULES="false")
-    argv = [sys.executable, "-m", "shared.cli", "worker"]
-    worker = spawn("jobgate-worker", argv, env=env, log_dir=context.log_dir)
+    worker = _worker(context, 1)
     prober = Prober(context, gateway.port)
     async with running(worker):
         try:
@@ -187,13 +204,15 @@ async def measure_run_path(context: Context, gateway: Child, results: Results) -
                 results.note(f"Long-poll: {late} samples dropped (GET sent after the job ended).")
         finally:
             await prober.close()
-        await reset_jobs(context.database_url, context.redis_url)
-        seconds, succeeded, submitted = await drain(context, gateway.port)
-        results.record(Figure.DRAIN_JOBS_S, succeeded / seconds)
+        await _timed_drain(context, gateway.port, results, Figure.DRAIN_JOBS_S)
         results.record(Figure.GATEWAY_RSS_MB, gateway.rss_mb())
         results.record(Figure.WORKER_RSS_MB, worker.rss_mb())
-        if succeeded < submitted:
-            results.note(
-                f"jobgate drain: only {succeeded:,} of {submitted:,} jobs succeeded within "
-                f"{seconds:.1f} s (deadline {context.sizes.drain_deadline_seconds:g} s)."
-            )
+    await reset_jobs(context.database_url, context.redis_url)
+    workers = _worker(context, 2)
+    prober = Prober(context, gateway.port)
+    async with running(workers):
+        try:
+            await _wait_ready(prober, workers)
+        finally:
+            await prober.close()
+        await _timed_drain(context, gateway.port, results, Figure.DRAIN_2PROC_JOBS_S)

@@ -22,6 +22,7 @@ class Figure(StrEnum):
     SCALE_LARGE_COST_MS = "scale_large_cost_ms"
     LIST_P50_MS = "list_p50_ms"
     DRAIN_JOBS_S = "drain_jobs_s"
+    DRAIN_2PROC_JOBS_S = "drain_2proc_jobs_s"
     PICKUP_P50_MS = "pickup_p50_ms"
     PICKUP_P99_MS = "pickup_p99_ms"
     LONGPOLL_P50_MS = "longpoll_p50_ms"

@@ -7,19 +7,24 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter
-from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.types import ASGIApp
 
 from gateway.deps import Resources
 from gateway.job_events import JobEvents
+from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from gateway.problems import Problem, install_problem_handlers, problems
 from gateway.routes import admin, control, events, health, job_types, jobs, schedules, submit
+from gateway.routes import workflows as workflow_routes
+from gateway.tracing import telemetry_config
+from gateway.ui import PREFIX as UI_PREFIX
+from gateway.ui import install_ui
 from shared.contracts import load_contracts
 from shared.db import create_engine, create_sessionmaker, libpq_url
 from shared.logs import configure_logging
 from shared.redis import create_redis
 from shared.settings import Settings, get_settings
+from shared.tracing import configure_tracing
 
 DESCRIPTION = """\
 A typed HTTP API in front of ARQ workers. Submit a job with `POST /jobs/{name}`, read it
@@ -34,19 +39,23 @@ that is not UTF-8, not JSON, or nested too deeply to parse is a 400 (`/problems/
 Unknown query parameters are ignored; a repeated single-valued one takes its last value.
 """
 
+OPENAPI_TAGS = [
+    {"name": "jobs", "description": "Submit, read, list, follow, cancel and re-run jobs."},
+    {"name": "job types", "description": "The catalogue of job types and their contracts."},
+    {"name": "workflows", "description": "Chains, groups and chords of jobs, nestable."},
+    {"name": "schedules", "description": "The cron schedules the workers run."},
+    {"name": "health", "description": "Liveness and readiness probes (no auth)."},
+    {"name": "admin", "description": "Tenants and API keys; the operator token only."},
+]
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The gateway ASGI app. Nothing connects until the lifespan starts."""
     settings = settings or get_settings()
     configure_logging(settings)
+    configure_tracing(settings, service_name="jobgate-gateway")
     registry = load_contracts(settings.contract_modules)
-    metrics = CollectorRegistry()
-    jobs_submitted = Counter(
-        "jobgate_jobs_submitted_total",
-        "Jobs accepted, by job type.",
-        ["job_type"],
-        registry=metrics,
-    )
+    metrics = GatewayMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sessionmaker=create_sessionmaker(engine),
             redis=redis,
             events=job_events,
-            jobs_submitted=jobs_submitted,
+            jobs_submitted=metrics.jobs_submitted,
+            jobs_cancelled=metrics.jobs_cancelled,
         )
         app.state.resources = resources
         try:
@@ -79,25 +89,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
-        openapi_tags=[{"name": "jobs", "description": "Submit, read and list jobs."}],
+        telemetry=telemetry_config(),
+        openapi_tags=OPENAPI_TAGS,
     )
     install_problem_handlers(app, settings)
     app.include_router(submit.build_router(registry))
     app.include_router(jobs.build_router())
     app.include_router(events.router)
     app.include_router(control.router)
+    app.include_router(workflow_routes.router)
     app.include_router(job_types.build_router(registry))
     app.include_router(schedules.router)
     app.include_router(health.router)
     app.include_router(admin.router)
-    Instrumentator(registry=metrics, excluded_handlers=["/metrics"]).instrument(app).expose(
-        app, include_in_schema=False
+    install_ui(app)
+    metrics.install(app, registry.queues())
+    # Added last so it runs first; around it all, even a 413 or a 500, the request id.
+    app.add_middleware(
+        BodyGuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        form_path_prefix=f"{UI_PREFIX}/",  # the dashboard's HTML forms
     )
-    # Added last so they run first: every response, even a 413, carries its request id.
-    app.add_middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
+    _bind_request_ids_outermost(app)
     _register_problem_schema(app)
     return app
+
+
+def _bind_request_ids_outermost(app: FastAPI) -> None:
+    """Put `RequestIdMiddleware` around Starlette's whole stack, not inside its 500 layer.
+
+    `add_middleware` would place it within `ServerErrorMiddleware`, where the last-resort 500
+    handler runs after the id is unbound: its `request.crashed` line and its response would
+    carry no request id.
+    """
+    build_stack = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        return RequestIdMiddleware(build_stack())
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 
 
 def _register_problem_schema(app: FastAPI) -> None:
@@ -112,6 +142,7 @@ def _register_problem_schema(app: FastAPI) -> None:
             components.update(defs.pop("$defs", {}))
             components["Problem"] = defs
             _document_malformed_bodies(schema)
+            _document_internal_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -128,3 +159,14 @@ def _document_malformed_bodies(schema: dict[str, Any]) -> None:
         for operation in path_item.values():
             if "requestBody" in operation:
                 operation["responses"].setdefault("400", malformed)
+
+
+def _document_internal_errors(schema: dict[str, Any]) -> None:
+    """Every operation may answer 500 `internal-error`: the last-resort handler covers them all."""
+    (internal,) = problems(500).values()
+    internal["description"] = (
+        "An unexpected error; the body names no internals, the log has it under `X-Request-ID`."
+    )
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            operation["responses"].setdefault("500", internal)

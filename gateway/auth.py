@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -15,11 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.deps import Resources, SessionDep, SettingsDep
 from shared import store
 from shared.apikeys import Scope
-from shared.errors import Forbidden, Unauthenticated
+from shared.errors import Unauthenticated
 from shared.models import Job
-from shared.tenancy import Principal, authenticate
+from shared.tenancy import UNKNOWN_KEY, Principal, authenticate, check_scope
 
-_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer jg_...`")
+_bearer = HTTPBearer(
+    auto_error=False, scheme_name="ApiKey", description="An API key: `Authorization: Bearer jg_...`"
+)
 _admin_bearer = HTTPBearer(
     auto_error=False, scheme_name="AdminToken", description="The operator token."
 )
@@ -43,9 +46,8 @@ async def _principal(
         raise Unauthenticated()
     found = await authenticate(session, credentials.credentials)
     if found is None:
-        raise Unauthenticated("The API key is unknown or revoked.")
-    if scope.value not in found.scopes:
-        raise Forbidden(f"This API key lacks the `{scope.value}` scope.")
+        raise Unauthenticated(UNKNOWN_KEY)
+    check_scope(found.scopes, scope)
     return found
 
 
@@ -63,17 +65,25 @@ class SubmitAccess:
     resources: Resources
 
 
-async def submit_access(request: Request, credentials: Credentials) -> AsyncIterator[SubmitAccess]:
-    """`SubmitAuth` + `SessionDep` + `ResourcesDep` as one dependency, for the submit routes.
-
-    FastAPI solves every dependency of every request anew, at a cost per node; the submit
-    routes are the hot path, so they take one node instead of five. The key is still checked
-    in the request's own session (no caching: a revoked key fails on its next request).
-    """
-    resources: Resources = request.app.state.resources
+@asynccontextmanager
+async def open_submit_access(
+    resources: Resources, credentials: HTTPAuthorizationCredentials | None
+) -> AsyncIterator[SubmitAccess]:
+    """A session with the caller checked for the submit scope (no caching: a revoked key
+    fails on its next request)."""
     async with resources.sessionmaker() as session:  # closing returns the connection
         principal = await _principal(session, credentials, Scope.SUBMIT)
         yield SubmitAccess(principal=principal, session=session, resources=resources)
+
+
+async def submit_access(request: Request, credentials: Credentials) -> AsyncIterator[SubmitAccess]:
+    """`SubmitAuth` + `SessionDep` + `ResourcesDep` as one dependency, for the batch route.
+
+    FastAPI solves every dependency of every request anew, at a cost per node; one node
+    instead of five.
+    """
+    async with open_submit_access(request.app.state.resources, credentials) as access:
+        yield access
 
 
 SubmitAccessDep = Annotated[SubmitAccess, Depends(submit_access)]

@@ -27,6 +27,7 @@ class Resources:
     redis: ArqRedis
     events: JobEvents
     jobs_submitted: Counter
+    jobs_cancelled: Counter
 
 
 async def get_resources(request: Request) -> Resources:

@@ -44,18 +44,24 @@ class RequestIdMiddleware:
 
 
 class BodyGuardMiddleware:
-    """Refuse bodies over the limit (413) and bodies that are not JSON (415), before parsing."""
+    """Refuse bodies over the limit (413) and bodies that are not JSON (415), before parsing.
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    Under `form_path_prefix` (the dashboard's HTML forms) URL-encoded form bodies pass too.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, form_path_prefix: str | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.form_path_prefix = form_path_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        problem = self._precheck(headers)
+        problem = self._precheck(headers, scope["path"])
         if problem is not None:
             status, error = problem
             response = problem_response(
@@ -66,7 +72,7 @@ class BodyGuardMiddleware:
         await self.app(scope, self._counting(receive), send)
 
     def _precheck(
-        self, headers: Headers
+        self, headers: Headers, path: str
     ) -> tuple[int, PayloadTooLarge | UnsupportedMediaType] | None:
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
@@ -74,7 +80,12 @@ class BodyGuardMiddleware:
         has_body = (length is not None and length != "0") or "transfer-encoding" in headers
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
         is_json = media_type == "application/json" or media_type.endswith("+json")
-        if has_body and not is_json:
+        is_form = (
+            self.form_path_prefix is not None
+            and path.startswith(self.form_path_prefix)
+            and media_type == "application/x-www-form-urlencoded"
+        )
+        if has_body and not (is_json or is_form):
             return 415, UnsupportedMediaType()
         return None
 

@@ -32,6 +32,7 @@ STATUS_OF: dict[type[errors.JobgateError], int] = {
     errors.JobgateError: 500,
     errors.NotFound: 404,
     errors.JobNotFound: 404,
+    errors.WorkflowNotFound: 404,
     errors.UnknownJobType: 404,
     errors.TenantNotFound: 404,
     errors.ApiKeyNotFound: 404,
@@ -42,10 +43,12 @@ STATUS_OF: dict[type[errors.JobgateError], int] = {
     errors.TenantExists: 409,
     errors.IdempotencyConflict: 409,
     errors.JobStateConflict: 409,
+    errors.WorkflowStateConflict: 409,
     errors.BadRequest: 400,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
     errors.InvalidCursor: 422,
+    errors.InvalidWorkflow: 422,
     errors.RateLimited: 429,
     errors.DependencyUnavailable: 503,
     errors.DatabaseUnavailable: 503,
@@ -181,8 +184,14 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
         assert isinstance(exc, errors.JobgateError)  # noqa: S101 (registered for this class)
         status = _status_of(exc)
         headers = _headers_of(exc) or {503: retry_after, 401: BEARER_CHALLENGE}.get(status)
+        issues = exc.issues if isinstance(exc, errors.InvalidWorkflow) else None
         return problem_response(
-            request, status=status, code=exc.code, detail=exc.message, headers=headers
+            request,
+            status=status,
+            code=exc.code,
+            detail=exc.message,
+            headers=headers,
+            issues=issues,
         )
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -38,6 +38,7 @@ class JobTypeOut(BaseModel):
     defaults: JobTypeDefaults
     args_schema: dict[str, Any]
     result_schema: dict[str, Any]
+    examples: list[dict[str, Any]] = Field(description="Valid `args`, as a caller sends them.")
 
     @classmethod
     def of(cls, job_type: JobType[Any, Any]) -> JobTypeOut:
@@ -55,6 +56,7 @@ class JobTypeOut(BaseModel):
             ),
             args_schema=job_type.args.model_json_schema(),
             result_schema=job_type.result.model_json_schema(),
+            examples=list(job_type.examples),
         )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tenancy
 from shared.apikeys import ALL_SCOPES, Scope
+from shared.cli_inspect import inspect
 from shared.cli_jobs import dlq, jobs
 from shared.db import create_engine, create_sessionmaker
 from shared.embedded import embedded_services
@@ -37,6 +38,7 @@ app.add_typer(tenants, name="tenants")
 app.add_typer(keys, name="keys")
 app.add_typer(jobs, name="jobs")
 app.add_typer(dlq, name="dlq")
+app.command("inspect")(inspect)
 
 
 def _with_session(settings: Settings, action: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -163,15 +165,40 @@ def openapi(
 @app.command()
 def worker(
     queue: Annotated[list[str] | None, typer.Option(help="Queue to serve; repeatable.")] = None,
+    processes: Annotated[
+        int,
+        typer.Option(min=1, help="Worker processes under one supervisor (one per core)."),
+    ] = 1,
 ) -> None:
     """Run workers for the given queues (default: JOBGATE_WORKER_QUEUES, else all)."""
     from worker.process import run_workers
+    from worker.supervisor import supervise
 
     settings = get_settings()
     configure_logging(settings)
+    if processes > 1:
+        if not asyncio.run(supervise(settings, queue, processes)):
+            raise typer.Exit(1)
+        return
     # uvloop, as uvicorn uses for the gateway: the worker's event loop is its hot path.
     if not uvloop.run(run_workers(settings, queue)):
         raise typer.Exit(1)  # a worker died by itself: let the supervisor restart us
+
+
+@app.command("worker-health")
+def worker_health() -> None:
+    """Exit 0 if this machine's worker is alive (JOBGATE_WORKER_HEARTBEAT_FILE is fresh)."""
+    from worker.heartbeat import check
+
+    path = get_settings().worker_heartbeat_file
+    if path is None:
+        typer.echo("error: JOBGATE_WORKER_HEARTBEAT_FILE is not set", err=True)
+        raise typer.Exit(2)
+    problem = check(path)
+    if problem is not None:
+        typer.echo(problem, err=True)
+        raise typer.Exit(1)
+    typer.echo("worker is alive")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

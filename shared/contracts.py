@@ -11,12 +11,15 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from shared.errors import UnknownJobType
 from shared.status import JobStatus
+
+if TYPE_CHECKING:
+    from shared.python_api import JobHandle, SyncJobHandle
 
 Priority = Literal["critical", "default", "low"]
 DEFAULT_QUEUE = "default"
@@ -90,6 +93,26 @@ class JobType(Generic[A, R]):
     """How long a finished job stays readable; None: the `result_ttl_seconds` setting."""
     is_internal: bool = False
     """Run only by jobgate itself (schedules): no submit route, not in `GET /job-types`."""
+    examples: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    """Args as a caller would send them (JSON), shown in the OpenAPI document and
+    `GET /job-types`; each must be valid for `args`, which declaring the type checks."""
+
+    async def submit(self, args: A | dict[str, Any], **options: Any) -> JobHandle[R]:
+        """Submit from Python, as `POST /jobs/{name}` would (`shared.python_api.configure`)."""
+        from shared.python_api import default_client  # it imports this module
+
+        return await default_client().submit(self, args, **options)
+
+    def submit_sync(self, args: A | dict[str, Any], **options: Any) -> SyncJobHandle[R]:
+        """`submit` for code without an event loop (Flask): blocks until the job is stored."""
+        from shared.python_api import default_sync_client
+
+        return default_sync_client().submit(self, args, **options)
+
+    def __post_init__(self) -> None:
+        for example in self.examples:
+            # A wrong example is a programming error: fail at import, not in a caller's hands.
+            self.args.model_validate(example)
 
 
 class Registry:
@@ -118,6 +141,10 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._types
+
+    def unregister(self, name: str) -> None:
+        """Forget a job type (test suites that declare types of their own for a while)."""
+        self._types.pop(name, None)
 
     def public(self) -> list[JobType[Any, Any]]:
         """The job types callers may submit."""
@@ -194,6 +221,7 @@ ECHO = job_type(
     result=EchoResult,
     description="Return the message, repeated. Answers at once; for smoke tests.",
     timeout_seconds=30.0,
+    examples=({"message": "hello", "repeat": 2},),
 )
 SLEEP = job_type(
     "sleep",
@@ -202,6 +230,7 @@ SLEEP = job_type(
     description="Sleep, reporting progress each step; stops promptly when cancelled.",
     timeout_seconds=3700.0,
     max_tries=1,
+    examples=({"seconds": 2.0, "steps": 4},),
 )
 FLAKY = job_type(
     "flaky",
@@ -211,6 +240,7 @@ FLAKY = job_type(
     max_tries=3,
     timeout_seconds=30.0,
     backoff=Backoff(base_seconds=1.0, factor=2.0, max_seconds=10.0),
+    examples=({"fail_times": 2}, {"fail_times": 1, "permanent": True}),
 )
 HEALTH_CHECK = job_type(
     "health_check",
@@ -219,6 +249,7 @@ HEALTH_CHECK = job_type(
     description="Prove that a worker is consuming jobs.",
     timeout_seconds=30.0,
     max_tries=1,
+    examples=({},),
 )
 
 
@@ -276,6 +307,13 @@ SEND_EMAIL = job_type(
     max_tries=3,
     timeout_seconds=60.0,
     backoff=Backoff(base_seconds=30.0, factor=2.0, max_seconds=600.0),
+    examples=(
+        {
+            "to": "ada@example.com",
+            "subject": "Your report is ready",
+            "body": "Hello Ada,\n\nthe report you asked for is attached to your account.",
+        },
+    ),
 )
 
 
@@ -308,4 +346,5 @@ TENANT_REPORT = job_type(
     ),
     queue="data_processing",
     timeout_seconds=60.0,
+    examples=({"days": 7},),
 )

@@ -3,6 +3,7 @@
     JobgateError
     ├── NotFound
     │   ├── JobNotFound
+    │   ├── WorkflowNotFound
     │   ├── UnknownJobType
     │   ├── TenantNotFound
     │   └── ApiKeyNotFound
@@ -12,11 +13,13 @@
     ├── Conflict
     │   ├── TenantExists
     │   ├── IdempotencyConflict
-    │   └── JobStateConflict
+    │   ├── JobStateConflict
+    │   └── WorkflowStateConflict
     ├── BadRequest
     │   ├── PayloadTooLarge
     │   ├── UnsupportedMediaType
-    │   └── InvalidCursor
+    │   ├── InvalidCursor
+    │   └── InvalidWorkflow       a workflow that cannot run (422, one issue per problem)
     ├── RateLimited               the tenant submitted faster than its rate limit allows
     ├── DependencyUnavailable
     │   ├── DatabaseUnavailable
@@ -52,6 +55,12 @@ class JobNotFound(NotFound):
     """No job with this id exists for this tenant."""
 
     code = "job-not-found"
+
+
+class WorkflowNotFound(NotFound):
+    """No workflow with this id exists for this tenant."""
+
+    code = "workflow-not-found"
 
 
 class UnknownJobType(NotFound):
@@ -114,6 +123,12 @@ class JobStateConflict(Conflict):
     code = "job-state-conflict"
 
 
+class WorkflowStateConflict(Conflict):
+    """The workflow's status does not allow this operation."""
+
+    code = "workflow-state-conflict"
+
+
 class BadRequest(JobgateError):
     """The request cannot be processed as sent."""
 
@@ -136,6 +151,16 @@ class InvalidCursor(BadRequest):
     """The pagination cursor is not one this service issued."""
 
     code = "invalid-cursor"
+
+
+class InvalidWorkflow(BadRequest):
+    """The workflow cannot run as submitted; see `errors`."""
+
+    code = "invalid-workflow"
+
+    def __init__(self, message: str | None = None, *, issues: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.issues = issues  # {loc, msg, type} each, as a 422's `errors`
 
 
 class RateLimited(JobgateError):

@@ -20,6 +20,9 @@ RATE_LIMIT_PREFIX = "jobgate:ratelimit:"
 RUNNING_PREFIX = "jobgate:running:"
 CIRCUIT_PREFIX = "jobgate:circuit:"
 CIRCUIT_FAILURES_PREFIX = "jobgate:circuit-failures:"
+WORKERS_SET = "jobgate:workers"
+"""Names of worker processes that announced themselves (see `shared.presence`)."""
+WORKER_PRESENCE_PREFIX = "jobgate:worker:"
 
 
 def queue_key(queue: str) -> str:
@@ -28,11 +31,17 @@ def queue_key(queue: str) -> str:
 
 
 WAKE_PREFIX = "jobgate:wake:"
+UI_SESSION_PREFIX = "jobgate:ui-session:"
 
 
 def wake_key(queue: str) -> str:
     """Tokens announcing newly due jobs on a queue; idle workers block on it (worker.wakeup)."""
     return WAKE_PREFIX + queue
+
+
+def ui_session_key(session_digest: str) -> str:
+    """A dashboard session, under the SHA-256 of its cookie (see `gateway.ui.sessions`)."""
+    return UI_SESSION_PREFIX + session_digest
 
 
 def job_key(job_id: str) -> str:
@@ -73,3 +82,8 @@ def rate_limit_key(tenant_id: str) -> str:
 def running_key(tenant_id: str) -> str:
     """A tenant's running jobs (sorted set of job ids), for its concurrency quota."""
     return RUNNING_PREFIX + tenant_id
+
+
+def worker_presence_key(name: str) -> str:
+    """A worker process's last announcement (JSON), expiring unless renewed: it is alive."""
+    return WORKER_PRESENCE_PREFIX + name

@@ -1,7 +1,10 @@
 """structlog set-up: console lines in development, JSON lines in production.
 
-Context (`request_id`, `job_id`, `tenant_id`) is bound with contextvars; job args, keys and
-tokens are never logged.
+Context is bound with structlog's contextvars, so it reaches every line, the standard library's
+too (job code using `logging`): `request_id` for the whole of a request (`gateway.middleware`),
+`job_id`, `tenant_id`, `job_name`, `attempt` for the whole of a job's run, hooks included
+(`worker.job_observation`); with tracing on, also the current span's `trace_id` and `span_id`.
+Job args, keys and tokens are never logged.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 import structlog
 
 from shared.settings import Settings
+from shared.tracing import add_trace_ids
 
 
 def configure_logging(settings: Settings) -> None:
@@ -39,15 +43,28 @@ def configure_logging(settings: Settings) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    # Trace ids are added at format time, in the emitting task (the span is current there), and
+    # in the formatter rather than the chain above, which loggers cache on first use.
+    trace_ids: list[structlog.types.Processor] = [add_trace_ids] if settings.tracing else []
     handler = logging.StreamHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared_processors,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *trace_ids,
+                *renderers,
+            ],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # uvicorn prints its own lines (start-up, an app's crash) through a handler of its own: send
+    # them through this one, so a JSON deployment writes only JSON. (Its access log is left as
+    # `--no-access-log` or `--access-log` set it.)
+    uvicorn = logging.getLogger("uvicorn")
+    uvicorn.handlers.clear()
+    uvicorn.propagate = True
     # ARQ logs each job's repr (its kwargs) at INFO; jobgate logs its own lines without args.
     logging.getLogger("arq").setLevel(max(level, logging.WARNING))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     ARRAY,
@@ -128,6 +128,14 @@ class Job(Base):
     """Set when a running job is asked to stop; the worker then records `cancelled`."""
     webhook_url: Mapped[str | None] = mapped_column(Text)
     """Called with the final job once it is terminal (see `WebhookDelivery`)."""
+    traceparent: Mapped[str | None] = mapped_column(Text)
+    """The W3C trace context the job was submitted under (set only while tracing is on)."""
+    workflow_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workflow.id", ondelete="SET NULL")
+    )
+    """The workflow this job is a step of (`shared.workflows`); null for a plain job."""
+    workflow_step: Mapped[str | None] = mapped_column(Text)
+    """Which step: its JSON pointer in the workflow's definition (e.g. `/steps/1`)."""
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUSES})", name="status"),
@@ -145,6 +153,15 @@ class Job(Base):
         # What the reconciler and the retention purge scan: waiting jobs, and finished ones.
         Index("ix_job_waiting", "status", postgresql_where=text(f"status IN ({_WAITING})")),
         Index(None, "expires_at", postgresql_where=text("expires_at IS NOT NULL")),
+        # One current job per workflow step (a retried step's old job points at its re-run);
+        # also how a workflow's steps are found.
+        Index(
+            "ix_job_workflow_step",
+            "workflow_id",
+            "workflow_step",
+            unique=True,
+            postgresql_where=text("workflow_id IS NOT NULL AND retried_by IS NULL"),
+        ),
     )
 
 
@@ -180,4 +197,35 @@ class WebhookDelivery(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
         ),
+    )
+
+
+WorkflowStatus = Literal["running", "succeeded", "failed", "cancelled"]
+WORKFLOW_STATUSES: tuple[str, ...] = get_args(WorkflowStatus)
+_WORKFLOW_STATUSES = ", ".join(f"'{status}'" for status in WORKFLOW_STATUSES)
+
+
+class Workflow(Base):
+    """A tree of steps (chain, group, chord) whose steps run as ordinary jobs.
+
+    The definition is stored as submitted; a step becomes a `Job` (with `workflow_id` and
+    `workflow_step`) when the steps it waits on have finished (see `shared.workflows`).
+    """
+
+    __tablename__ = "workflow"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(Text)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    result: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    """The root node's output once the workflow succeeded."""
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_WORKFLOW_STATUSES})", name="status"),
+        Index(None, "tenant_id", "id"),
+        # What the reconciler re-drives: running workflows whose advance may have been lost.
+        Index("ix_workflow_running", "id", postgresql_where=text("status = 'running'")),
     )

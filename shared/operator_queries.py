@@ -7,11 +7,12 @@ scoped to one tenant.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.models import Job, WebhookDelivery
+from shared.models import Job, Tenant, WebhookDelivery, Workflow
 from shared.status import WAITING, JobStatus
 
 
@@ -35,14 +36,16 @@ async def purge_expired(session: AsyncSession, *, batch_size: int) -> int:
     """Delete up to `batch_size` jobs whose retention has passed; returns how many (commits).
 
     A job whose webhook is still being tried stays until that delivery settles: its body is
-    rendered from the job row.
+    rendered from the job row. A step of a running workflow stays too: the steps after it are
+    planned from its result (`shared.workflows`).
     """
     webhook_pending = exists().where(
         WebhookDelivery.job_id == Job.id, WebhookDelivery.status == "pending"
     )
+    workflow_running = exists().where(Workflow.id == Job.workflow_id, Workflow.status == "running")
     expired = (
         select(Job.id)
-        .where(Job.expires_at < func.now(), ~webhook_pending)
+        .where(Job.expires_at < func.now(), ~webhook_pending, ~workflow_running)
         .limit(batch_size)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
@@ -70,3 +73,26 @@ async def failed_jobs(
         stmt = stmt.where(Job.retried_by.is_(None))
     result = await session.execute(stmt.order_by(Job.id.desc()).limit(limit))
     return list(result.scalars())
+
+
+async def running_jobs(session: AsyncSession, *, limit: int = 100) -> list[Job]:
+    """Jobs running now across tenants, longest-running first (`jobgate inspect`)."""
+    stmt = (
+        select(Job)
+        .where(Job.status == JobStatus.RUNNING.value)
+        .order_by(Job.started_at, Job.id)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def tenant_names(
+    session: AsyncSession, tenant_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The names of these tenants, to show operators who owns a job."""
+    if not tenant_ids:
+        return {}
+    result = await session.execute(
+        select(Tenant.id, Tenant.name).where(Tenant.id.in_(list(tenant_ids)))
+    )
+    return dict(result.all())

@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     worker_queues: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Queues this worker consumes; empty means all of them."
     )
-    worker_max_jobs: int = Field(50, ge=1, description="Jobs one worker runs at once, per queue.")
+    worker_max_jobs: int = Field(100, ge=1, description="Jobs one worker runs at once, per queue.")
     worker_queue_concurrency: dict[str, int] = Field(
         default_factory=dict,
         description='Per-queue override of worker_max_jobs, as JSON: `{"email": 5}`.',
@@ -179,8 +179,25 @@ class Settings(BaseSettings):
         description="How often a worker checks PostgreSQL (each check bounded by this too); "
         "it takes no jobs while PostgreSQL does not answer.",
     )
-    worker_metrics_port: int | None = Field(
-        None, description="Serve the worker's Prometheus metrics on this port."
+    worker_metrics_port: int = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="Port `jobgate worker` serves its Prometheus metrics on (`/metrics`); 0: none. "
+        "Not the gateway's 8000 nor node_exporter's 9100; a second worker on one host finds it "
+        "taken and runs without metrics (give each its own port).",
+    )
+    worker_announce_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often a worker process announces itself in Redis (workers alive, jobs "
+        "in flight, `jobgate inspect`); it counts as dead three intervals after its last one.",
+    )
+    worker_heartbeat_file: Path | None = Field(
+        None,
+        description="Touched every `worker_health_interval_seconds` while the worker runs, for "
+        "liveness probes (`jobgate worker-health`, `python -m worker.heartbeat PATH`). "
+        "Unset: no heartbeat.",
     )
 
     # Email (the `send_email` job type)
@@ -214,6 +231,18 @@ class Settings(BaseSettings):
     # Logging
     log_level: str = "INFO"
     log_json: bool = Field(False, description="Render logs as JSON lines instead of console text.")
+
+    # Tracing (OpenTelemetry; see `shared.tracing`)
+    tracing: bool = Field(
+        False,
+        description="Record OpenTelemetry spans: each request, submit and job attempt, one trace "
+        "from the caller's `traceparent` to the worker. Off: no tracing work at all.",
+    )
+    tracing_exporter: Literal["otlp", "console", "none"] = Field(
+        "otlp",
+        description="Where spans go: `otlp` (OTLP/HTTP, configured by the standard "
+        "`OTEL_EXPORTER_OTLP_*` variables), `console`, or `none` (ids in logs only).",
+    )
 
     @field_validator("contract_modules", "job_modules", "worker_queues", mode="before")
     @classmethod

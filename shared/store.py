@@ -137,7 +137,13 @@ async def get_job(session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.U
 
 async def list_jobs(session: AsyncSession, *, tenant_id: uuid.UUID, query: JobQuery) -> list[Job]:
     """One page of the tenant's jobs, newest first (one more than `limit`, to tell if more)."""
-    stmt = _owned(tenant_id)
+    stmt = filter_jobs(_owned(tenant_id), query)
+    result = await session.execute(stmt.order_by(Job.id.desc()).limit(query.limit + 1))
+    return list(result.scalars())
+
+
+def filter_jobs(stmt: Select[Job], query: JobQuery) -> Select[Job]:
+    """`stmt` narrowed by the query's filters and cursor (the page's order and size are not set)."""
     if query.statuses:
         stmt = stmt.where(Job.status.in_([status.value for status in query.statuses]))
     if query.names:
@@ -150,8 +156,7 @@ async def list_jobs(session: AsyncSession, *, tenant_id: uuid.UUID, query: JobQu
         stmt = stmt.where(Job.created_at < query.created_before)
     if query.before_id is not None:
         stmt = stmt.where(Job.id < query.before_id)
-    result = await session.execute(stmt.order_by(Job.id.desc()).limit(query.limit + 1))
-    return list(result.scalars())
+    return stmt
 
 
 @dataclass(frozen=True)

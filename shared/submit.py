@@ -26,15 +26,21 @@ from pydantic import (
     UrlConstraints,
     model_validator,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from shared.apikeys import Scope, hash_secret, parse_token, secret_matches
 from shared.contracts import Contract, JobType, Priority
 from shared.enqueue import Delivery, enqueue
-from shared.errors import IdempotencyConflict, QueueUnavailable
+from shared.errors import IdempotencyConflict, QueueUnavailable, Unauthenticated
 from shared.ids import new_id
 from shared.models import Job
+from shared.ratelimit import RateState, rate_limit_for, take_tokens
+from shared.settings import Settings
 from shared.status import JobStatus
 from shared.store import delete_jobs, find_by_idempotency_key, insert_job_once, insert_jobs
+from shared.submit_statement import check_key_and_store, delete_job, store_job
+from shared.tenancy import UNKNOWN_KEY, check_scope
+from shared.tracing import current_traceparent, submit_span
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w.\-/]+$")]
@@ -99,6 +105,30 @@ class SubmitOptions(BaseModel):
         return None
 
 
+def job_values(
+    job_type: JobType[Any, Any], *, args: Contract, options: SubmitOptions, now: datetime
+) -> dict[str, Any]:
+    """A new job's column values but its tenant, the gaps filled from the job type's defaults."""
+    start = options.start_time(now)
+    return {
+        "id": new_id(),
+        "name": job_type.name,
+        "queue": job_type.queue,
+        "priority": options.priority or job_type.priority,
+        "status": (JobStatus.SCHEDULED if start else JobStatus.QUEUED).value,
+        "args": args.model_dump(mode="json"),
+        "attempts": 0,
+        "max_tries": options.max_tries or job_type.max_tries,
+        "timeout_seconds": options.timeout_seconds or job_type.timeout_seconds,
+        "labels": dict(options.labels),
+        "webhook_url": None if options.webhook_url is None else str(options.webhook_url),
+        "created_at": now,
+        "scheduled_at": start,
+        # Inside `submit_span`: the job's run continues this submit's trace (None: tracing off).
+        "traceparent": current_traceparent(),
+    }
+
+
 def build_job(
     job_type: JobType[Any, Any],
     *,
@@ -107,24 +137,8 @@ def build_job(
     options: SubmitOptions,
     now: datetime,
 ) -> Job:
-    """The row for a new job, its gaps filled from the job type's defaults."""
-    start = options.start_time(now)
-    return Job(
-        id=new_id(),
-        tenant_id=tenant_id,
-        name=job_type.name,
-        queue=job_type.queue,
-        priority=options.priority or job_type.priority,
-        status=(JobStatus.SCHEDULED if start else JobStatus.QUEUED).value,
-        args=args.model_dump(mode="json"),
-        attempts=0,
-        max_tries=options.max_tries or job_type.max_tries,
-        timeout_seconds=options.timeout_seconds or job_type.timeout_seconds,
-        labels=dict(options.labels),
-        webhook_url=None if options.webhook_url is None else str(options.webhook_url),
-        created_at=now,
-        scheduled_at=start,
-    )
+    """The row for a new job of this tenant (see `job_values`)."""
+    return Job(tenant_id=tenant_id, **job_values(job_type, args=args, options=options, now=now))
 
 
 def delivery_of(job: Job) -> Delivery:
@@ -167,23 +181,81 @@ async def submit_once(
             session, redis, tenant_id=tenant_id, job_type=job_type, requests=[(args, options)]
         )
         return Submitted(job=job, is_new=True)
-    job = build_job(job_type, tenant_id=tenant_id, args=args, options=options, now=_now())
-    job.idempotency_key = idempotency_key
-    inserted = await insert_job_once(session, tenant_id=tenant_id, job=job)
-    if inserted is None:
-        existing = await find_by_idempotency_key(session, tenant_id=tenant_id, key=idempotency_key)
-        await session.commit()  # nothing was written; commit, unlike rollback, keeps `existing`
-        if existing is None:  # purged between the two statements: the key is free again
-            raise IdempotencyConflict("The idempotency key was just released; submit again.")
-        if existing.name != job.name or existing.args != job.args:
-            raise IdempotencyConflict()
-        return Submitted(job=existing, is_new=False)
-    await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=[inserted])
-    return Submitted(job=inserted, is_new=True)
+    with submit_span(job_type.name):
+        job = build_job(job_type, tenant_id=tenant_id, args=args, options=options, now=_now())
+        job.idempotency_key = idempotency_key
+        inserted = await insert_job_once(session, tenant_id=tenant_id, job=job)
+        if inserted is None:
+            existing = await find_by_idempotency_key(
+                session, tenant_id=tenant_id, key=idempotency_key
+            )
+            await session.commit()  # nothing was written; commit, unlike rollback, keeps `existing`
+            if existing is None:  # purged between the two statements: the key is free again
+                raise IdempotencyConflict("The idempotency key was just released; submit again.")
+            if existing.name != job.name or existing.args != job.args:
+                raise IdempotencyConflict()
+            return Submitted(job=existing, is_new=False)
+        await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=[inserted])
+        return Submitted(job=inserted, is_new=True)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SingleSubmitted:
+    """A job submitted by `submit_single`, and the caller's rate-limit state if limited."""
+
+    job: Job
+    rate: RateState | None
+
+
+async def submit_single(
+    engine: AsyncEngine,
+    redis: ArqRedis,
+    settings: Settings,
+    *,
+    token: str,
+    job_type: JobType[Any, Any],
+    args: Contract,
+    options: SubmitOptions,
+) -> SingleSubmitted:
+    """Authenticate `token` and submit one job: one PostgreSQL statement, one Redis script.
+
+    The same checks in the same order as a session-based submit (live key, secret, scope, rate
+    limit, store, hand-off), fused into one statement where the tenant has no rate limit; a
+    limited tenant's tokens are taken before its job is stored, as ever.
+    """
+    parsed = parse_token(token)
+    if parsed is None:
+        raise Unauthenticated(UNKNOWN_KEY)
+    key_id, secret = parsed
+    with submit_span(job_type.name):
+        values = job_values(job_type, args=args, options=options, now=_now())
+        presented = await check_key_and_store(
+            engine,
+            key_id=key_id,
+            secret_hash=hash_secret(secret),
+            job=values,
+            tenant_may_be_unlimited=settings.rate_limit_per_second is None,
+        )
+        if presented is None or not secret_matches(secret, presented.secret_hash):
+            raise Unauthenticated(UNKNOWN_KEY)
+        check_scope(presented.scopes, Scope.SUBMIT)
+        tenant_id, rate_state = presented.tenant_id, None
+        if not presented.stored:  # the tenant is rate-limited: charge its bucket, then store
+            rate = rate_limit_for(presented.limits, settings)
+            if rate is not None:
+                rate_state = await take_tokens(redis, tenant_id=tenant_id, rate=rate, cost=1)
+            await store_job(engine, tenant_id=tenant_id, job=values)
+        job = Job(tenant_id=tenant_id, **values)
+        try:
+            await enqueue(redis, [delivery_of(job)])
+        except QueueUnavailable:
+            await delete_job(engine, tenant_id=tenant_id, job_id=job.id)
+            raise
+        return SingleSubmitted(job=job, rate=rate_state)
 
 
 async def commit_and_enqueue(
@@ -208,11 +280,12 @@ async def submit_jobs(
     requests: Sequence[tuple[Contract, SubmitOptions]],
 ) -> list[Job]:
     """Store and enqueue jobs of one type, all or nothing."""
-    now = _now()
-    jobs = [
-        build_job(job_type, tenant_id=tenant_id, args=args, options=options, now=now)
-        for args, options in requests
-    ]
-    await insert_jobs(session, tenant_id=tenant_id, jobs=jobs)
-    await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=jobs)
-    return jobs
+    with submit_span(job_type.name, count=len(requests)):
+        now = _now()
+        jobs = [
+            build_job(job_type, tenant_id=tenant_id, args=args, options=options, now=now)
+            for args, options in requests
+        ]
+        await insert_jobs(session, tenant_id=tenant_id, jobs=jobs)
+        await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=jobs)
+        return jobs

@@ -6,13 +6,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.apikeys import ALL_SCOPES, Scope, issue_key, parse_token, secret_matches
-from shared.errors import ApiKeyNotFound, TenantExists, TenantNotFound
+from shared.errors import ApiKeyNotFound, Forbidden, TenantExists, TenantNotFound
 from shared.ids import new_id
 from shared.models import ApiKey, Tenant, new_webhook_secret
 
@@ -54,6 +54,14 @@ class NewKey:
 
 
 RESERVED_PREFIX = "_"
+UNKNOWN_KEY = "The API key is unknown or revoked."
+"""The 401's detail: an unknown key and a revoked one look the same to the caller."""
+
+
+def check_scope(scopes: frozenset[str], scope: Scope) -> None:
+    """Raise `Forbidden` unless a key with these scopes may do what `scope` names."""
+    if scope.value not in scopes:
+        raise Forbidden(f"This API key lacks the `{scope.value}` scope.")
 
 
 async def create_tenant(session: AsyncSession, *, name: str) -> tuple[Tenant, NewKey]:
@@ -149,6 +157,8 @@ async def revoke_api_key(session: AsyncSession, *, key_id: uuid.UUID) -> ApiKey:
     return key
 
 
+_KeyRow = Row[uuid.UUID, bytes, list[str], float | None, int | None, int | None]
+
 # Built once: every request runs it, and building a statement costs more than running it.
 _KEY_LOOKUP = (
     select(
@@ -175,6 +185,18 @@ async def authenticate(session: AsyncSession, token: str) -> Principal | None:
     row = (await connection.execute(_KEY_LOOKUP, {"key_id": key_id})).one_or_none()
     if row is None or not secret_matches(secret, row.secret_hash):
         return None
+    return _principal_of(row, key_id)
+
+
+async def active_key(session: AsyncSession, key_id: uuid.UUID) -> Principal | None:
+    """The principal of a key already proven (a dashboard session holds only its id), or None
+    once it is revoked: re-checked on every request, like `authenticate`."""
+    connection = await session.connection()
+    row = (await connection.execute(_KEY_LOOKUP, {"key_id": key_id})).one_or_none()
+    return None if row is None else _principal_of(row, key_id)
+
+
+def _principal_of(row: _KeyRow, key_id: uuid.UUID) -> Principal:
     limits = TenantLimits(
         rate_limit_per_second=row.rate_limit_per_second,
         rate_limit_burst=row.rate_limit_burst,

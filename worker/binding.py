@@ -63,6 +63,16 @@ def implements(
     return bind
 
 
+def bound_function(job_type: JobType[A, R]) -> JobFunction[A, R]:
+    """The function `@implements(job_type)` bound (a deployment's module must be imported)."""
+    for module in BUILTIN_JOB_MODULES:
+        importlib.import_module(module)
+    for binding in reversed(_BOUND):
+        if binding.job_type is job_type:
+            return binding.function
+    raise LookupError(f"no function implements job type {job_type.name!r}")
+
+
 def load_bindings(registry: Registry, modules: Sequence[str] = ()) -> dict[str, Binding]:
     """Import the job modules and pair every registered type with exactly one function."""
     for module in (*BUILTIN_JOB_MODULES, *modules):

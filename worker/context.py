@@ -18,6 +18,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from worker.binding import Binding
     from worker.circuit import CircuitBreaker, Circuits
+    from worker.lease import Leases
     from worker.mail import Mailer
     from worker.maintenance import Maintenance
     from worker.quota import TenantQuotas
@@ -37,6 +38,7 @@ class WorkerContext(TypedDict):
     worker_name: str
     system_tenant_id: uuid.UUID
     quotas: TenantQuotas
+    leases: Leases
     job_id: str
     job_try: int
 

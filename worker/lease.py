@@ -1,16 +1,19 @@
-"""A running job's lease: ARQ's in-progress key, kept short and renewed while the job runs.
+"""Running jobs' leases: ARQ's in-progress keys, kept short and renewed while the jobs run.
 
-ARQ sets the in-progress key once, for the longest timeout of any function (here days), so a
-worker killed mid-job would block its jobs for that long. The runner instead shortens the key
-to `lease_seconds` at start and renews it every third of that: if the worker dies, the key
-expires within one lease and another worker picks the job up (it is still on its queue).
+ARQ sets the in-progress key for the longest timeout of any function (here days), so a worker
+killed mid-job would block its jobs for that long. jobgate's take script (`worker.wakeup`)
+sets the key to `lease_seconds` instead, and one task per worker renews the keys of all its
+running jobs every third of that, in one pipeline: if the worker dies, its keys expire within
+one lease and other workers pick the jobs up (they are still on their queues). One renewer
+for all jobs, not one task and one round trip per job: the hot path only adds and removes a
+set member.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 
 import structlog
 from arq.connections import ArqRedis
@@ -21,26 +24,39 @@ from shared.keys import in_progress_key
 log = structlog.get_logger("jobgate.worker")
 
 
-async def _renew_forever(redis: ArqRedis, key: str, lease_ms: int) -> None:
-    while True:
+class Leases:
+    """The in-progress keys of this worker's running jobs, renewed together."""
+
+    def __init__(self, redis: ArqRedis, lease_seconds: float) -> None:
+        self._redis = redis
+        self.lease_ms = int(lease_seconds * 1000)
+        self._keys: set[str] = set()
+
+    @contextlib.contextmanager
+    def hold(self, job_id: str) -> Iterator[None]:
+        """Keep the job's in-progress key alive while the block runs."""
+        key = in_progress_key(job_id)
+        self._keys.add(key)
         try:
-            await redis.pexpire(key, lease_ms)
-        except (RedisError, OSError) as exc:
-            # Keep running: a short Redis outage must not kill a healthy job. If the lease
-            # lapses meanwhile, the job may run twice; its completion is recorded once.
-            log.warning("lease.renew_failed", error=type(exc).__name__)
-        await asyncio.sleep(lease_ms / 3000)
+            yield
+        finally:
+            self._keys.discard(key)
 
+    async def renew(self) -> None:
+        """Push every held key's expiry one lease ahead (PEXPIRE on a gone key does nothing)."""
+        if not self._keys:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in self._keys:
+                pipe.pexpire(key, self.lease_ms)
+            await pipe.execute()
 
-@contextlib.asynccontextmanager
-async def held_lease(redis: ArqRedis, job_id: str, lease_seconds: float) -> AsyncIterator[None]:
-    """Keep the job's in-progress key alive for `lease_seconds` at a time while the block runs."""
-    renewer = asyncio.create_task(
-        _renew_forever(redis, in_progress_key(job_id), int(lease_seconds * 1000))
-    )
-    try:
-        yield
-    finally:
-        renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
+    async def renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            try:
+                await self.renew()
+            except (RedisError, OSError) as exc:
+                # Keep running: a short Redis outage must not kill healthy jobs. If a lease
+                # lapses meanwhile, its job may run twice; its completion is recorded once.
+                log.warning("lease.renew_failed", error=type(exc).__name__)

@@ -1,19 +1,55 @@
-"""The worker's Prometheus metrics (served on `JOBGATE_WORKER_METRICS_PORT` when set)."""
+"""The worker's Prometheus metrics, served on `JOBGATE_WORKER_METRICS_PORT` (default 9464).
+
+Labels never name a tenant or a job: `job_type` and `queue` come from code, `error_type` is an
+exception's class name or one of jobgate's own slugs (`timeout`, `permanent`, `worker_lost`).
+The runner calls `record_start` once a job is claimed and `record_outcome` once its outcome is
+recorded: both work from the job row it already holds, so they cost no round trip.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import functools
+from datetime import datetime
 
-JOBS_FINISHED = Counter(
-    "jobgate_worker_jobs_finished_total",
-    "Attempts that ended, by job type and outcome (succeeded, failed, retrying).",
-    ["job_type", "outcome"],
+import structlog
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from shared.models import Job
+
+log = structlog.get_logger("jobgate.worker")
+
+# Milliseconds for quick jobs and short waits, up to an hour for long jobs and deep backlogs.
+_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+
+JOBS_SUCCEEDED = Counter(
+    "jobgate_jobs_succeeded_total", "Jobs that succeeded, by job type.", ["job_type", "queue"]
+)
+JOBS_FAILED = Counter(
+    "jobgate_jobs_failed_total",
+    "Jobs that failed for good (now in the dead-letter view), by job type and error type.",
+    ["job_type", "queue", "error_type"],
+)
+JOBS_RETRIED = Counter(
+    "jobgate_jobs_retried_total",
+    "Failed attempts that will be tried again, by job type and error type.",
+    ["job_type", "queue", "error_type"],
+)
+JOBS_CANCELLED = Counter(
+    "jobgate_jobs_cancelled_total",
+    "Jobs cancelled (the gateway counts waiting ones, workers running ones).",
+    ["job_type", "queue"],
 )
 JOB_DURATION = Histogram(
-    "jobgate_worker_job_duration_seconds",
-    "Time spent in job functions, by job type.",
+    "jobgate_job_run_seconds",
+    "Time an attempt spent in its job function, by job type.",
     ["job_type"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600),
+    buckets=_SECONDS_BUCKETS,
+)
+JOB_QUEUE_WAIT = Histogram(
+    "jobgate_job_queue_wait_seconds",
+    "From when a job was due (submitted, or its delay or retry time) to when it started.",
+    ["job_type"],
+    buckets=_SECONDS_BUCKETS,
 )
 CIRCUIT_STATE = Gauge(
     "jobgate_circuit_state",
@@ -29,3 +65,50 @@ QUOTA_DEFERRALS = Counter(
     "jobgate_worker_quota_deferrals_total",
     "Jobs put back in line, not run, because their tenant was at its concurrency quota.",
 )
+
+
+# Every job passes here: the labelled children are looked up once per type, not per job
+# (`labels()` takes a lock and validates its arguments each call).
+@functools.cache
+def _queue_wait(job_type: str) -> Histogram:
+    return JOB_QUEUE_WAIT.labels(job_type)
+
+
+@functools.cache
+def _succeeded(job_type: str, queue: str) -> Counter:
+    return JOBS_SUCCEEDED.labels(job_type, queue)
+
+
+def record_start(job: Job) -> None:
+    """A claimed job starts: how long it waited since it was due."""
+    due: datetime | None = job.scheduled_at or job.created_at
+    if job.started_at is not None and due is not None:
+        # Submit times come from the gateway's clock, start times from PostgreSQL's.
+        _queue_wait(job.name).observe(max((job.started_at - due).total_seconds(), 0.0))
+
+
+def record_outcome(job: Job, outcome: str, error_type: str | None = None) -> None:
+    """An attempt's outcome (`succeeded`, `retrying`, `failed`, `cancelled`) was recorded."""
+    if outcome == "succeeded":
+        _succeeded(job.name, job.queue).inc()
+    elif outcome == "cancelled":
+        JOBS_CANCELLED.labels(job.name, job.queue).inc()
+    else:
+        counter = JOBS_FAILED if outcome == "failed" else JOBS_RETRIED
+        counter.labels(job.name, job.queue, error_type or "unknown").inc()
+
+
+def serve_metrics(port: int) -> bool:
+    """Serve this process's metrics on `port` (0: not at all); False if the port is taken.
+
+    A taken port (another worker on the same host) costs this worker its metrics, not its jobs.
+    """
+    if port == 0:
+        return False
+    try:
+        start_http_server(port)
+    except OSError as exc:
+        log.warning("worker.metrics_unavailable", port=port, error=type(exc).__name__)
+        return False
+    log.info("worker.metrics_serving", port=port)
+    return True

@@ -2,8 +2,9 @@
 
 Besides the workers, the process runs two monitors: one pauses taking jobs while PostgreSQL
 does not answer (`worker.health`), one drains and exits after N jobs or above an RSS limit
-(`worker.recycling`). SIGTERM, SIGINT and recycling all stop the same way: no new jobs,
-running ones get the grace period, exit 0.
+(`worker.recycling`); with `JOBGATE_WORKER_HEARTBEAT_FILE` set, it also touches that file for
+liveness probes (`worker.heartbeat`). SIGTERM, SIGINT and recycling all stop the same way: no
+new jobs, running ones get the grace period, exit 0.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 
 import structlog
 from arq.worker import Worker
-from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
 from shared.contracts import load_contracts
@@ -22,7 +22,10 @@ from shared.db import libpq_url
 from shared.errors import DependencyUnavailable
 from shared.redis import create_redis
 from shared.settings import Settings
+from worker.announce import announce_while_running
 from worker.health import DatabaseProbe, pause_while_database_down
+from worker.heartbeat import beat_forever
+from worker.metrics import serve_metrics
 from worker.recycling import JobBudget, recycle_when_due
 from worker.settings import worker_options
 from worker.wakeup import WakeableWorker
@@ -140,6 +143,17 @@ def _start_monitors(
     ]
 
 
+def _start_heartbeat(settings: Settings) -> asyncio.Task[None] | None:
+    if settings.worker_heartbeat_file is None:
+        return None
+    return asyncio.create_task(
+        beat_forever(
+            settings.worker_heartbeat_file, interval_seconds=settings.worker_health_interval_seconds
+        ),
+        name="jobgate-heartbeat",
+    )
+
+
 async def _until_stop_or_crash(stop: asyncio.Event, mains: list[asyncio.Task[None]]) -> bool:
     """Wait for a stop request (True) or for a worker to die by itself (False)."""
     stopping = asyncio.create_task(stop.wait())
@@ -158,14 +172,16 @@ async def run_workers(settings: Settings, queues: list[str] | None = None) -> bo
     """
     budget = JobBudget(settings.worker_max_jobs_per_process)
     workers = build_workers(settings, queues, budget=budget)
-    if settings.worker_metrics_port is not None:
-        start_http_server(settings.worker_metrics_port)
+    serve_metrics(settings.worker_metrics_port)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     mains = [asyncio.create_task(worker.main()) for worker in workers]
+    # Ends by itself once every worker has stopped (after the drain): see worker.announce.
+    announcing = asyncio.create_task(announce_while_running(settings, workers, mains, budget))
     monitors = _start_monitors(settings, workers, budget, stop)
+    heartbeat = _start_heartbeat(settings)
     log.info("worker.started", queues=[worker.queue_name for worker in workers])
     is_clean = await _until_stop_or_crash(stop, mains)
     for monitor in monitors:
@@ -178,5 +194,10 @@ async def run_workers(settings: Settings, queues: list[str] | None = None) -> bo
             for worker, main in zip(workers, mains, strict=True)
         )
     )
+    if heartbeat is not None:
+        # Only now: a worker draining its jobs is still alive for a liveness probe.
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+    await announcing
     log.info("worker.stopped", jobs_started=budget.started)
     return is_clean

@@ -6,7 +6,8 @@ enqueue. A `running` row with neither payload nor in-progress key lost its worke
 queue entry together. Both are enqueued again; the job id is ARQ's id and the enqueue script
 skips jobs that exist, so running this concurrently or twice is harmless. Only one worker
 runs a pass per interval (a Redis lock), and rows younger than the grace period are left to
-the submit that is still enqueueing them.
+the submit that is still enqueueing them. The same pass advances workflows whose last advance
+was lost (`worker.workflow_advance.redrive_workflows`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from shared.keys import RECONCILER_LOCK, in_progress_key, job_key
 from shared.models import Job
 from shared.status import WAITING, JobStatus
 from shared.submit import delivery_of
+from worker.workflow_advance import redrive_workflows
 
 log = structlog.get_logger("jobgate.worker")
 
@@ -97,6 +99,7 @@ async def reconcile_forever(
         try:
             if await redis.set(RECONCILER_LOCK, "1", nx=True, px=int(interval_seconds * 1000)):
                 restored = await reconcile_once(sessionmaker, redis, grace_seconds=grace_seconds)
+                restored += await redrive_workflows(sessionmaker, redis)
                 if restored:
                     log.warning("reconciler.restored", jobs=restored)
         except (RedisError, OSError, DBAPIError) as exc:

@@ -36,12 +36,13 @@ from shared.submit import delivery_of
 from worker.binding import Binding
 from worker.circuit import Circuits
 from worker.context import JobContext, JobOutcome, WorkerContext
-from worker.lease import held_lease
+from worker.job_observation import JobObservation
 from worker.mail import Mailer
 from worker.maintenance import Maintenance
-from worker.metrics import JOB_DURATION, JOBS_FINISHED, QUOTA_DEFERRALS
+from worker.metrics import JOB_DURATION, QUOTA_DEFERRALS, record_outcome, record_start
 from worker.quota import give_back_slot, take_slot
 from worker.tenant_data import TenantData
+from worker.workflow_advance import advance_after_step
 
 log = structlog.get_logger("jobgate.worker")
 
@@ -68,7 +69,7 @@ async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
     """The coroutine ARQ calls for every jobgate job (the payload carries only the tenant)."""
     worker = cast(WorkerContext, ctx)
     job_id, tenant = uuid.UUID(worker["job_id"]), uuid.UUID(tenant_id)
-    with structlog.contextvars.bound_contextvars(job_id=str(job_id), tenant_id=tenant_id):
+    with JobObservation(job_id=str(job_id), tenant_id=tenant_id) as observed:
         if not await _admit(ctx, worker, tenant):
             return
         job = await _claim(worker, tenant, job_id)
@@ -76,12 +77,13 @@ async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
             if not await _fail_if_lost_too_often(worker, tenant, job_id):
                 log.info("job.skipped", reason="not waiting (finished, cancelled or unknown)")
             return
+        observed.claimed(job)
         binding = worker["bindings"][job.name]
+        record_start(job)
         context = _job_context(worker, job)
         started = time.monotonic()
-        lease_seconds = worker["settings"].worker_lease_seconds
         try:
-            async with held_lease(worker["redis"], worker["job_id"], lease_seconds):
+            with worker["leases"].hold(worker["job_id"]):
                 result = await _attempt(binding, job, context)
         except asyncio.CancelledError:
             # Either an abort (someone cancelled the job) or a shutdown; only the row knows.
@@ -99,6 +101,9 @@ async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
             outcome = JobOutcome("succeeded", result=result)
         finally:
             JOB_DURATION.labels(job.name).observe(time.monotonic() - started)
+        observed.finished(outcome)
+        if outcome.status != "retrying":  # a step's final outcome moves its workflow on
+            await advance_after_step(worker, job)
         await _run_hook(binding, context, outcome)
 
 
@@ -139,7 +144,7 @@ async def _fail_if_lost_too_often(
         await session.commit()
     if job is None:
         return False
-    JOBS_FINISHED.labels(job.name, "failed").inc()
+    record_outcome(job, "failed", "worker_lost")
     log.warning("job.failed", job_type=job.name, attempt=job.attempts, error_type="worker_lost")
     await _run_hook(binding, _job_context(worker, job), JobOutcome("failed", error=job.error))
     return True
@@ -263,7 +268,7 @@ async def _record_if_aborted(worker: WorkerContext, binding: Binding, job: Job) 
                 expires_at=_expires_at(worker, binding),
             )
             await session.commit()
-            JOBS_FINISHED.labels(job.name, "cancelled").inc()
+            record_outcome(job, "cancelled")
             log.info("job.cancelled", job_type=job.name, attempt=job.attempts)
 
 
@@ -323,7 +328,7 @@ async def _record_success(
             expires_at=_expires_at(worker, binding),
         )
         await session.commit()
-    JOBS_FINISHED.labels(job.name, "succeeded").inc()
+    record_outcome(job, "succeeded")
     log.info("job.succeeded", job_type=job.name, attempt=job.attempts)
 
 
@@ -355,7 +360,7 @@ async def _record_failure(
             )
         await session.commit()
     outcome = "retrying" if will_retry else "failed"
-    JOBS_FINISHED.labels(job.name, outcome).inc()
+    record_outcome(job, outcome, failure.error["type"])
     log.warning(
         f"job.{outcome}", job_type=job.name, attempt=job.attempts, error_type=failure.error["type"]
     )

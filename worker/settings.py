@@ -23,8 +23,10 @@ from shared.redis import arq_redis_settings, deserialize_payload, serialize_payl
 from shared.schedules import SCHEDULES, SYSTEM_TENANT
 from shared.settings import Settings, get_settings
 from shared.tenancy import ensure_tenant
+from shared.tracing import configure_tracing
 from worker.binding import Binding, load_bindings
 from worker.cron import schedule_forever
+from worker.lease import Leases
 from worker.quota import TenantQuotas
 from worker.reconciler import reconcile_forever
 from worker.runner import reschedule_after_attempt, run_job
@@ -44,11 +46,14 @@ def worker_name() -> str:
 
 def _on_startup(settings: Settings, bindings: dict[str, Binding]) -> Any:
     async def on_startup(ctx: dict[str, Any]) -> None:
+        configure_tracing(settings, service_name="jobgate-worker")
         engine = create_engine(settings, application_name="jobgate-worker")
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
             system_tenant_id = await ensure_tenant(session, name=SYSTEM_TENANT)
+        leases = Leases(ctx["redis"], settings.worker_lease_seconds)
         background = [
+            asyncio.create_task(leases.renew_forever(), name="jobgate-leases"),
             asyncio.create_task(
                 promote_forever(ctx["redis"], settings.worker_poll_delay_seconds),
                 name="jobgate-promote-due",
@@ -84,6 +89,7 @@ def _on_startup(settings: Settings, bindings: dict[str, Binding]) -> Any:
                 engine.execution_options(isolation_level="AUTOCOMMIT")
             ),
             bindings=bindings,
+            leases=leases,
             worker_name=worker_name(),
             system_tenant_id=system_tenant_id,
             background=background,

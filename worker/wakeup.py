@@ -18,7 +18,10 @@ test suite run this one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from typing import Any
 
 from arq.connections import create_pool, log_redis_info
 from arq.constants import in_progress_key_prefix
@@ -45,11 +48,34 @@ return score
 """
 
 
+ABORT_CHECK_INTERVAL_SECONDS = 0.1
+"""How often a busy worker reads ARQ's abort set (an idle one reads it once per poll)."""
+
+
 class WakeableWorker(Worker):
     """ARQ's `Worker`, with its sleep between polls replaced by a wait for a wake token."""
 
     started_in_last_poll = 0
     """Jobs the last `start_jobs` call started (0: nothing new was due)."""
+    _next_abort_check = 0.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slot_freed = asyncio.Event()
+        """Set whenever a job of this worker ends and frees its slot."""
+
+    async def _cancel_aborted_jobs(self) -> None:
+        """ARQ's abort check (a MULTI/EXEC), only when it can matter and at most every 100 ms.
+
+        ARQ runs it on every poll, and this worker polls again as soon as a slot frees, so
+        under load it would cost a round trip per job. With no job running here there is
+        nothing to cancel (a waiting job is cancelled in PostgreSQL and never claimed).
+        """
+        now = time.monotonic()
+        if not self.job_tasks or now < self._next_abort_check:
+            return
+        self._next_abort_check = now + ABORT_CHECK_INTERVAL_SECONDS
+        await super()._cancel_aborted_jobs()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """ARQ's `start_jobs` in one Redis round trip per job, minus jobs running here already.
@@ -77,7 +103,7 @@ class WakeableWorker(Worker):
                     self.queue_name,
                     job_id,
                     str(timestamp_ms()),
-                    str(int(self.in_progress_timeout_s * 1000)),
+                    str(self._lease_ms()),
                 )
             except BaseException:  # Redis down (or cancelled): give the slot back, not leak it
                 score = None
@@ -92,6 +118,17 @@ class WakeableWorker(Worker):
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
             self.started_in_last_poll += 1
+
+    def _lease_ms(self) -> int:
+        """How long a taken job's in-progress key lives unless renewed (`worker.lease`).
+
+        The lease comes from the settings `on_startup` put in ctx; without them (a bare ARQ
+        setup), ARQ's own in-progress timeout.
+        """
+        settings = self.ctx.get("settings")
+        if settings is None:
+            return int(self.in_progress_timeout_s * 1000)
+        return int(settings.worker_lease_seconds * 1000)
 
     async def main(self) -> None:
         # Mirrors arq.worker.Worker.main (0.28) except for the wait between polls.
@@ -137,11 +174,19 @@ class WakeableWorker(Worker):
         except (RedisError, OSError):
             await asyncio.sleep(self.poll_delay_s)
 
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._slot_freed.set()
+
     async def _wait_for_free_slot(self) -> None:
-        """Return once one of this worker's `max_jobs` slots is free, or after `poll_delay`."""
-        try:
-            async with asyncio.timeout(self.poll_delay_s):
-                await self.sem.acquire()
-        except TimeoutError:
+        """Return once one of this worker's `max_jobs` slots is free, or after `poll_delay`.
+
+        Not by acquiring ARQ's semaphore: it holds `max_jobs + 1` permits, so acquiring it
+        succeeds while the worker is full and the poll loop would spin without yielding.
+        """
+        self._slot_freed.clear()
+        if self.job_counter < self.max_jobs:
             return
-        self.sem.release()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.poll_delay_s):
+                await self._slot_freed.wait()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 import structlog
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,6 +21,7 @@ from shared import webhooks
 from shared.job_view import JobOut
 from shared.settings import WebhookSettings
 from shared.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
+from shared.tracing import TRACEPARENT, continue_trace, current_traceparent
 from shared.webhooks import Outgoing
 
 log = structlog.get_logger("jobgate.worker")
@@ -52,7 +54,29 @@ def render(outgoing: Outgoing) -> tuple[bytes, dict[str, str]]:
 
 async def post(http: httpx.AsyncClient, outgoing: Outgoing, timeout_seconds: float) -> Attempt:
     """POST one delivery; never raises for the receiver's failures."""
+    job = outgoing.job
+    with (
+        structlog.contextvars.bound_contextvars(
+            job_id=str(job.id), job_name=job.name, tenant_id=str(job.tenant_id)
+        ),
+        continue_trace(
+            f"webhook {job.name}",
+            job.traceparent,
+            kind=SpanKind.CLIENT,
+            attributes={"jobgate.job.id": str(job.id), "jobgate.job.name": job.name},
+        ) as span,
+    ):
+        attempt = await _post(http, outgoing, timeout_seconds)
+        if span is not None:
+            _annotate(span, attempt)
+        return attempt
+
+
+async def _post(http: httpx.AsyncClient, outgoing: Outgoing, timeout_seconds: float) -> Attempt:
     body, headers = render(outgoing)
+    traceparent = current_traceparent()
+    if traceparent is not None:  # the receiver may continue the job's trace
+        headers[TRACEPARENT] = traceparent
     try:
         async with (
             asyncio.timeout(timeout_seconds),
@@ -62,6 +86,13 @@ async def post(http: httpx.AsyncClient, outgoing: Outgoing, timeout_seconds: flo
     except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
         return _failed(exc)
     return Attempt(status_code=code, error=None if 200 <= code < 300 else f"HTTP {code}")
+
+
+def _annotate(span: Span, attempt: Attempt) -> None:
+    if attempt.status_code is not None:
+        span.set_attribute("http.response.status_code", attempt.status_code)
+    if attempt.error is not None:
+        span.set_status(StatusCode.ERROR, attempt.error)
 
 
 def _failed(exc: BaseException) -> Attempt:
@@ -107,6 +138,7 @@ async def deliver_due(
                 "webhook.attempted",
                 delivery_id=str(outgoing.delivery.id),
                 job_id=str(outgoing.job.id),
+                job_name=outgoing.job.name,
                 tenant_id=str(outgoing.job.tenant_id),
                 status_code=attempt.status_code,
                 outcome=status,

@@ -28,7 +28,11 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
 
 
 @router.post(
-    "/tenants", status_code=201, operation_id="create_tenant", responses=problems(401, 409, 422)
+    "/tenants",
+    status_code=201,
+    operation_id="create_tenant",
+    summary="Create a tenant and its first API key",
+    responses=problems(401, 409, 422),
 )
 async def create_tenant(body: TenantIn, session: SessionDep) -> CreatedTenant:
     """Create a tenant; its first API key and its webhook secret are in the answer only."""
@@ -41,6 +45,7 @@ async def create_tenant(body: TenantIn, session: SessionDep) -> CreatedTenant:
 @router.post(
     "/tenants/{tenant}/webhook-secret",
     operation_id="rotate_webhook_secret",
+    summary="Rotate a tenant's webhook signing secret",
     responses=problems(401, 404, 422),
 )
 async def rotate_webhook_secret(tenant: str, session: SessionDep) -> WebhookSecretOut:
@@ -56,6 +61,7 @@ async def rotate_webhook_secret(tenant: str, session: SessionDep) -> WebhookSecr
 @router.put(
     "/tenants/{tenant}/limits",
     operation_id="set_tenant_limits",
+    summary="Set a tenant's rate limit and concurrency quota",
     responses=problems(401, 404, 422),
 )
 async def set_tenant_limits(
@@ -77,6 +83,7 @@ async def set_tenant_limits(
     "/tenants/{tenant}/keys",
     status_code=201,
     operation_id="create_api_key",
+    summary="Issue another API key for a tenant",
     responses=problems(401, 404, 422),
 )
 async def create_api_key(tenant: str, body: KeyIn, session: SessionDep) -> CreatedKey:
@@ -89,7 +96,10 @@ async def create_api_key(tenant: str, body: KeyIn, session: SessionDep) -> Creat
 
 
 @router.post(
-    "/keys/{key_id}/revoke", operation_id="revoke_api_key", responses=problems(401, 404, 422)
+    "/keys/{key_id}/revoke",
+    operation_id="revoke_api_key",
+    summary="Revoke an API key",
+    responses=problems(401, 404, 422),
 )
 async def revoke_api_key(key_id: uuid.UUID, session: SessionDep) -> ApiKeyOut:
     """Revoke a key; requests with it fail from now on."""

@@ -19,6 +19,7 @@ router = APIRouter(tags=["jobs"])
 @router.post(
     "/jobs/{job_id}/cancel",
     operation_id="cancel_job",
+    summary="Cancel a job",
     responses={
         202: {"model": JobOut, "description": "Abort requested; the job is still `running`."},
         **problems(401, 403, 404, 409, 422, 503),
@@ -41,6 +42,8 @@ async def cancel_job(
         registry=resources.registry,
         settings=resources.settings,
     )
+    if outcome.is_done:  # a running job is counted by the worker that stops it
+        resources.jobs_cancelled.labels(outcome.job.name, outcome.job.queue).inc()
     response.status_code = 200 if outcome.is_done else 202
     return await job_view(session, outcome.job)
 
@@ -49,6 +52,7 @@ async def cancel_job(
     "/jobs/{job_id}/retry",
     status_code=201,
     operation_id="retry_job",
+    summary="Re-run a failed or cancelled job",
     responses=problems(401, 403, 404, 409, 422, 503),
 )
 async def retry_job(

@@ -55,6 +55,7 @@ router = APIRouter(tags=["jobs"])
 @router.get(
     "/jobs/{job_id}/events",
     operation_id="stream_job_events",
+    summary="Follow a job as Server-Sent Events",
     response_class=EventSourceResponse,
     responses={200: STREAM_RESPONSE, **problems(401, 403, 404, 422)},
 )

@@ -18,7 +18,7 @@ router = APIRouter(tags=["health"])
 READINESS_TIMEOUT_SECONDS = 2.0
 
 
-@router.get("/healthz", operation_id="healthz")
+@router.get("/healthz", operation_id="healthz", summary="Liveness probe")
 async def healthz() -> Health:
     """The process is alive (no dependency is checked)."""
     return Health()
@@ -36,6 +36,7 @@ async def _check(name: str, probe: Awaitable[object]) -> tuple[str, str]:
 @router.get(
     "/readyz",
     operation_id="readyz",
+    summary="Readiness probe: PostgreSQL and Redis",
     response_model=Readiness,
     responses={
         503: {

@@ -12,7 +12,7 @@ def build_router(registry: Registry) -> APIRouter:
     router = APIRouter(tags=["job types"])
     catalogue = [JobTypeOut.of(job_type) for job_type in registry.public()]
 
-    @router.get("/job-types", operation_id="list_job_types")
+    @router.get("/job-types", operation_id="list_job_types", summary="List the job types")
     async def list_job_types() -> list[JobTypeOut]:
         """Each job type's name, description, queue, defaults and JSON Schemas."""
         return catalogue

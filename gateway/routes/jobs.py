@@ -120,6 +120,7 @@ def build_router() -> APIRouter:
         list_jobs,
         methods=["GET"],
         operation_id="list_jobs",
+        summary="List your jobs, newest first",
         tags=["jobs"],
         responses=problems(*AUTH_PROBLEMS, 422),
     )
@@ -128,6 +129,7 @@ def build_router() -> APIRouter:
         read_job,
         methods=["GET"],
         operation_id="get_job",
+        summary="Read a job; `wait` long-polls for its result",
         tags=["jobs"],
         responses=problems(*AUTH_PROBLEMS, 404, 422),
     )

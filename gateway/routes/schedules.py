@@ -23,7 +23,7 @@ class ScheduleOut(BaseModel):
     next_run_at: datetime
 
 
-@router.get("/schedules", operation_id="list_schedules")
+@router.get("/schedules", operation_id="list_schedules", summary="List the cron schedules")
 async def list_schedules() -> list[ScheduleOut]:
     """Every schedule, with the time of its next run (UTC).
 

@@ -61,13 +61,13 @@ SpawnWorker = Callable[..., WorkerProcess]
 def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
     """Start `jobgate worker --queue default` processes on the test database and Redis.
 
-    Keyword arguments become `JOBGATE_<NAME>` variables (`database_url=...` points one
-    elsewhere). Each process logs to its own file under `tmp_path`; any still running at
-    teardown is killed.
+    Positional arguments are more command-line options; keyword arguments become
+    `JOBGATE_<NAME>` variables (`database_url=...` points one elsewhere). Each process logs to
+    its own file under `tmp_path`; any still running at teardown is killed.
     """
     started: list[WorkerProcess] = []
 
-    def spawn(**overrides: object) -> WorkerProcess:
+    def spawn(*options: str, **overrides: object) -> WorkerProcess:
         env = {
             **os.environ,
             "JOBGATE_DATABASE_URL": settings.require_database_url(),
@@ -77,8 +77,8 @@ def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
         }
         log_path = tmp_path / f"worker-{len(started)}.log"
         with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", "worker", "--queue", "default"],
+            process = subprocess.Popen(  # noqa: S603 (our interpreter; options from the test)
+                [sys.executable, "-m", "shared.cli", "worker", "--queue", "default", *options],
                 env=env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

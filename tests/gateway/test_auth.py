@@ -7,10 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import tenancy
 from shared.apikeys import Scope, issue_key, parse_token
+from shared.models import Job
 from tests.factories import auth, make_api_key, make_tenant, submit
 from tests.gateway.problem_checks import assert_problem
 
@@ -139,3 +141,55 @@ class TestScopes:
         for job_id in [job["id"], str(uuid.uuid4())]:
             response = await client.get(f"/jobs/{job_id}", headers=auth(submit_only))
             assert_problem(response, 403, "forbidden")
+
+
+class TestSubmitWithoutAccessStoresNothing:
+    """The single submit checks the key and stores the job in one statement: a refused submit
+    must leave no row behind, whichever check refused it."""
+
+    async def _job_count(
+        self, sessionmaker: async_sessionmaker[AsyncSession], tenant_id: str
+    ) -> int:
+        async with sessionmaker() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(Job).where(Job.tenant_id == uuid.UUID(tenant_id))
+            )
+        return int(count or 0)
+
+    @pytest.mark.parametrize("refusal", ["forged-secret", "revoked", "read-only-scope"])
+    async def test_refused_submit_stores_no_job(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        refusal: str,
+    ) -> None:
+        tenant_id, token = await make_tenant(sessionmaker)
+        parsed = parse_token(token)
+        assert parsed is not None
+        if refusal == "forged-secret":
+            presented, status, code = issue_key(parsed[0]).token, 401, "unauthenticated"
+        elif refusal == "revoked":
+            async with sessionmaker() as session:
+                await tenancy.revoke_api_key(session, key_id=parsed[0])
+            presented, status, code = token, 401, "unauthenticated"
+        else:
+            presented = await make_api_key(sessionmaker, tenant_id, Scope.READ)
+            status, code = 403, "forbidden"
+        response = await client.post("/jobs/echo", json=ECHO_BODY, headers=auth(presented))
+        assert_problem(response, status, code)
+        assert await self._job_count(sessionmaker, tenant_id) == 0
+
+    async def test_accepted_submit_stores_exactly_one_job(
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        tenant_id, token = await make_tenant(sessionmaker)
+        job = await submit(client, token, "echo", {"message": "hi"})
+        assert await self._job_count(sessionmaker, tenant_id) == 1
+        async with sessionmaker() as session:
+            stored = await session.get(Job, uuid.UUID(job["id"]))
+        assert stored is not None
+        assert (str(stored.tenant_id), stored.name, stored.args) == (
+            tenant_id,
+            "echo",
+            job["args"],
+        )

@@ -69,8 +69,8 @@ class TestMetrics:
         assert response.headers["content-type"].startswith("text/plain")
         submitted = _samples(response.text, "jobgate_jobs_submitted_total")
         assert submitted == {
-            (("job_type", "echo"),): 3.0,
-            (("job_type", "health_check"),): 1.0,
+            (("job_type", "echo"), ("queue", "default")): 3.0,
+            (("job_type", "health_check"), ("queue", "default")): 1.0,
         }
 
     async def test_exposes_http_metrics(self, client: httpx.AsyncClient, token: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import jsonschema
 
 BUILT_IN = {"echo", "sleep", "flaky", "health_check"}
 
@@ -27,6 +28,7 @@ class TestListJobTypes:
                 "defaults",
                 "args_schema",
                 "result_schema",
+                "examples",
             }
             assert entry["description"]
             assert entry["args_schema"]["type"] == "object"
@@ -65,3 +67,13 @@ class TestListJobTypes:
     async def test_needs_no_key(self, client: httpx.AsyncClient) -> None:
         """The catalogue is public documentation, like the OpenAPI document."""
         assert (await client.get("/job-types")).status_code == 200
+
+    async def test_every_type_shows_examples_its_args_schema_accepts(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        catalogue = await _catalogue(client)
+        for entry in catalogue.values():
+            for example in entry["examples"]:
+                jsonschema.validate(example, entry["args_schema"])
+        assert all(catalogue[name]["examples"] for name in BUILT_IN)
+        assert catalogue["echo"]["examples"] == [{"message": "hello", "repeat": 2}]

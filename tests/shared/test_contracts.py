@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from pydantic import ValidationError
 
 from shared.contracts import (
     ECHO,
+    FLAKY,
+    HEALTH_CHECK,
     REGISTRY,
+    SEND_EMAIL,
+    SLEEP,
+    TENANT_REPORT,
     Backoff,
     EchoArgs,
     EchoResult,
@@ -108,3 +114,19 @@ class TestRegistry:
     def test_builtin_types_are_registered(self) -> None:
         assert REGISTRY.get("echo") is ECHO
         assert {"echo", "sleep", "flaky", "health_check"} <= {t.name for t in REGISTRY}
+
+
+class TestExamples:
+    def test_an_example_the_args_refuse_is_refused_at_declaration(self) -> None:
+        with pytest.raises(ValidationError):
+            JobType(
+                name="bad_example",
+                args=EchoArgs,
+                result=EchoResult,
+                description="d",
+                examples=({"message": "hi", "repeat": 0},),
+            )
+
+    def test_every_public_built_in_type_has_an_example(self) -> None:
+        built_in = (ECHO, SLEEP, FLAKY, HEALTH_CHECK, SEND_EMAIL, TENANT_REPORT)
+        assert [job_type.name for job_type in built_in if not job_type.examples] == []

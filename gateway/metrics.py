@@ -1,0 +1,149 @@
+"""The gateway's `/metrics`: HTTP metrics, job counters, and the job system's state at scrape time.
+
+Counted here: jobs accepted (`jobgate_jobs_submitted_total`) and waiting jobs cancelled through
+the API (`jobgate_jobs_cancelled_total`; workers count the running jobs they stop, under the
+same name, so the sum over both is every cancellation, each once). Read from Redis at each
+scrape, in two round trips and never per job: queue depths by priority and the age of each
+line's head (`shared.queue_stats`), and the workers alive with their jobs in flight
+(`shared.presence`). The gateway exposes these because it is the one process Prometheus always
+scrapes; workers expose only what happens inside them.
+
+Labels name job types, queues and priorities, never tenants or jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import structlog
+from arq.connections import ArqRedis
+from fastapi import FastAPI, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Metric,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_fastapi_instrumentator import Instrumentator
+from redis.exceptions import RedisError
+
+from gateway.deps import ResourcesDep
+from shared.presence import WorkerPresence, alive_workers
+from shared.queue_stats import QueueStats, read_queue_stats
+
+log = structlog.get_logger("jobgate.gateway")
+
+
+class GatewayMetrics:
+    """The app's own registry (one per app, so several apps can live in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.jobs_submitted = Counter(
+            "jobgate_jobs_submitted_total",
+            "Jobs accepted, by job type.",
+            ["job_type", "queue"],
+            registry=self.registry,
+        )
+        self.jobs_cancelled = Counter(
+            "jobgate_jobs_cancelled_total",
+            "Jobs cancelled (the gateway counts waiting ones, workers running ones).",
+            ["job_type", "queue"],
+            registry=self.registry,
+        )
+
+    def install(self, app: FastAPI, queues: Sequence[str]) -> None:
+        """Instrument every route and serve `/metrics` (not in the OpenAPI document)."""
+        Instrumentator(registry=self.registry, excluded_handlers=["/metrics"]).instrument(app)
+        registry = self.registry
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics(resources: ResourcesDep) -> Response:
+            state = await _read_state(resources.redis, queues)
+            body = generate_latest(registry) + generate_latest(state)
+            return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def _read_state(redis: ArqRedis, queues: Sequence[str]) -> CollectorRegistry:
+    """The job system's state as a throwaway registry; `jobgate_redis_up 0` if Redis failed."""
+    state = CollectorRegistry(auto_describe=False)
+    try:
+        workers = await alive_workers(redis)
+        served = {queue for worker in workers for queue in worker.queues}
+        stats = await read_queue_stats(redis, sorted(set(queues) | served))
+    except (RedisError, OSError) as exc:
+        log.warning("metrics.redis_unavailable", error=type(exc).__name__)
+        state.register(_Families([_gauge("jobgate_redis_up", _REDIS_UP_HELP, 0)]))
+        return state
+    families = [
+        _gauge("jobgate_redis_up", _REDIS_UP_HELP, 1),
+        *_queue_families(stats),
+        *_worker_families(workers, [depth.queue for depth in stats.depths]),
+    ]
+    state.register(_Families(families))
+    return state
+
+
+_REDIS_UP_HELP = "1 if this scrape read queues and workers from Redis, else 0."
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _queue_families(stats: QueueStats) -> list[Metric]:
+    depth = GaugeMetricFamily(
+        "jobgate_queue_depth",
+        "Jobs due and waiting on a queue, by priority (delayed jobs and retries not included).",
+        labels=["queue", "priority"],
+    )
+    oldest = GaugeMetricFamily(
+        "jobgate_queue_oldest_job_age_seconds",
+        "How long the first job in line (queue, priority) has been due; 0 when empty.",
+        labels=["queue", "priority"],
+    )
+    for line in stats.depths:
+        depth.add_metric([line.queue, line.priority], line.depth)
+        oldest.add_metric([line.queue, line.priority], line.oldest_age_seconds or 0.0)
+    scheduled = GaugeMetricFamily(
+        "jobgate_scheduled_jobs",
+        "Delayed jobs and retries: `waiting` for their time, or `overdue` (due, not yet moved "
+        "onto their queue; lasting only while no worker runs).",
+        labels=["state"],
+    )
+    scheduled.add_metric(["waiting"], stats.scheduled_waiting)
+    scheduled.add_metric(["overdue"], stats.scheduled_overdue)
+    return [depth, oldest, scheduled]
+
+
+def _worker_families(workers: list[WorkerPresence], queues: list[str]) -> list[Metric]:
+    consumers = GaugeMetricFamily(
+        "jobgate_queue_workers",
+        "Live worker processes serving a queue.",
+        labels=["queue"],
+    )
+    in_flight = GaugeMetricFamily(
+        "jobgate_jobs_in_flight",
+        "Jobs running now, by queue, as the live workers last announced.",
+        labels=["queue"],
+    )
+    for queue in dict.fromkeys(queues):
+        consumers.add_metric([queue], sum(queue in worker.queues for worker in workers))
+        in_flight.add_metric([queue], sum(worker.in_flight.get(queue, 0) for worker in workers))
+    alive = _gauge(
+        "jobgate_workers_alive",
+        "Worker processes whose announcement has not expired (see JOBGATE_WORKER_ANNOUNCE_*).",
+        len(workers),
+    )
+    return [alive, consumers, in_flight]

@@ -1,0 +1,28 @@
+"""One-line notices shown after an action, named in the redirect's query string.
+
+Only these fixed texts (and a count) are ever shown: a crafted link cannot make the
+dashboard display words of its choosing.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import QueryParams
+
+NOTICES = {
+    "cancelled": "Cancelled: the job will not run.",
+    "cancel-requested": "Cancel requested: the worker stops the job within a moment.",
+    "retried": "Re-run submitted as a new job.",
+    "retried-many": "Re-runs submitted: {count}.",
+    "conflict": "Nothing done: the job changed meanwhile (see its status).",
+    "forbidden": "Your key lacks the scope this needs.",
+    "submitted": "Submitted.",
+}
+
+
+def notice_of(params: QueryParams) -> str | None:
+    """The notice a redirect asked for, if any."""
+    template = NOTICES.get(params.get("notice", ""))
+    if template is None:
+        return None
+    count = params.get("count", "0")
+    return template.format(count=int(count) if count.isdigit() else 0)

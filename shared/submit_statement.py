@@ -1,0 +1,176 @@
+"""A single submit's SQL, run straight on asyncpg: check the key and store the job in one trip.
+
+`POST /jobs/{name}` is the API's hot path. Through a SQLAlchemy session it cost BEGIN, the key
+lookup, the INSERT and COMMIT: four round trips and the ORM's greenlet hops. Here one
+autocommitted statement looks the key up and, only if the key is live, its secret's hash
+matches, it holds the submit scope and its tenant is not rate-limited, inserts the job. The
+statement returns the key's row either way, so the caller can tell 401 from 403 from "take
+rate-limit tokens first, then `store_job`".
+
+Comparing hashes in SQL leaks nothing through timing (an attacker cannot steer SHA-256
+outputs); the caller still checks the secret in constant time before trusting the answer.
+Every statement names the tenant, as `shared.store` does.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy import JSON
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.apikeys import Scope
+from shared.errors import DatabaseUnavailable
+from shared.models import ApiKey, Job, Tenant
+from shared.tenancy import TenantLimits
+
+# What "the database did not answer" looks like from asyncpg; mapped to a 503 like the
+# engine's errors. A statement that breaks a constraint is a bug, not an outage: it propagates.
+_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.QueryCanceledError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+    TimeoutError,
+)
+_JOB = Job.__table__
+_JOB_TABLE, _KEY_TABLE, _TENANT_TABLE = (
+    Job.__tablename__,
+    ApiKey.__tablename__,
+    Tenant.__tablename__,
+)
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+_JSON_COLUMNS = frozenset(column.key for column in _JOB.c if isinstance(column.type, JSON))
+
+
+@dataclass(frozen=True)
+class PresentedKey:
+    """The presented key's row (live keys only) and whether the job was stored with it."""
+
+    tenant_id: uuid.UUID
+    secret_hash: bytes
+    scopes: frozenset[str]
+    limits: TenantLimits
+    stored: bool
+
+
+def _typed_params(columns: tuple[str, ...], first: int) -> str:
+    # INSERT ... SELECT does not infer parameter types from the target columns: cast each.
+    return ", ".join(
+        f"${number}::{_JOB.c[column].type.compile(dialect=_DIALECT)}"
+        for number, column in enumerate(columns, start=first)
+    )
+
+
+def _names(columns: tuple[str, ...]) -> str:
+    # Looked up in the table definition: an unknown name fails here, never reaches SQL.
+    return ", ".join(_JOB.c[column].name for column in columns)
+
+
+# The f-strings below splice in only names from the table definitions and `$n` placeholders;
+# every value travels as a bound parameter (hence the `noqa: S608`).
+@functools.cache
+def _check_and_store_sql(columns: tuple[str, ...]) -> str:
+    return f"""
+WITH presented AS (
+    SELECT k.tenant_id, k.secret_hash, k.scopes, t.rate_limit_per_second,
+           t.rate_limit_burst, t.max_concurrent_jobs
+    FROM {_KEY_TABLE} AS k JOIN {_TENANT_TABLE} AS t ON t.id = k.tenant_id
+    WHERE k.id = $1 AND k.revoked_at IS NULL
+), stored AS (
+    INSERT INTO {_JOB_TABLE} (tenant_id, {_names(columns)})
+    SELECT tenant_id, {_typed_params(columns, 5)} FROM presented
+    WHERE secret_hash = $2 AND $3 = ANY(scopes) AND rate_limit_per_second IS NULL AND $4::boolean
+    RETURNING id
+)
+SELECT presented.*, EXISTS (SELECT FROM stored) AS stored FROM presented
+"""  # noqa: S608
+
+
+@functools.cache
+def _store_sql(columns: tuple[str, ...]) -> str:
+    return (
+        f"INSERT INTO {_JOB_TABLE} (tenant_id, {_names(columns)})"  # noqa: S608
+        f" VALUES ($1, {_typed_params(columns, 2)})"
+    )
+
+
+_DELETE_SQL = f"DELETE FROM {_JOB_TABLE} WHERE tenant_id = $1 AND id = $2"  # noqa: S608
+
+
+async def check_key_and_store(
+    engine: AsyncEngine,
+    *,
+    key_id: uuid.UUID,
+    secret_hash: bytes,
+    job: Mapping[str, Any],
+    tenant_may_be_unlimited: bool,
+) -> PresentedKey | None:
+    """Look the key up and store `job` (column values, no tenant) if the key may submit it.
+
+    `tenant_may_be_unlimited` is False when a default rate limit applies to every tenant: then
+    nothing is stored here and the caller charges the bucket first. None: no live key.
+    """
+    columns = tuple(job)
+    row = await _fetchrow(
+        engine,
+        _check_and_store_sql(columns),
+        key_id,
+        secret_hash,
+        Scope.SUBMIT.value,
+        tenant_may_be_unlimited,
+        *_encoded(job),
+    )
+    if row is None:
+        return None
+    return PresentedKey(
+        tenant_id=row["tenant_id"],
+        secret_hash=row["secret_hash"],
+        scopes=frozenset(row["scopes"]),
+        limits=TenantLimits(
+            rate_limit_per_second=row["rate_limit_per_second"],
+            rate_limit_burst=row["rate_limit_burst"],
+            max_concurrent_jobs=row["max_concurrent_jobs"],
+        ),
+        stored=row["stored"],
+    )
+
+
+async def store_job(engine: AsyncEngine, *, tenant_id: uuid.UUID, job: Mapping[str, Any]) -> None:
+    """Store one job of an authenticated tenant (after its rate-limit tokens were taken)."""
+    await _fetchrow(engine, _store_sql(tuple(job)), tenant_id, *_encoded(job))
+
+
+async def delete_job(engine: AsyncEngine, *, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    """Remove a job whose hand-off to Redis failed (it never reached a queue)."""
+    await _fetchrow(engine, _DELETE_SQL, tenant_id, job_id)
+
+
+def _encoded(job: Mapping[str, Any]) -> list[Any]:
+    # SQLAlchemy's asyncpg codecs take JSON as text (its bind processors serialise first).
+    return [json.dumps(value) if key in _JSON_COLUMNS else value for key, value in job.items()]
+
+
+async def _fetchrow(engine: AsyncEngine, sql: str, *args: Any) -> asyncpg.Record | None:
+    """Run `sql` on a connection of the engine's pool, straight through asyncpg.
+
+    The engine's pool, not a second one: the gateway's connection budget stays
+    `db_pool_size + db_max_overflow` (a full pool waits `db_pool_timeout_seconds`, then 503).
+    """
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
+        try:
+            return await driver.fetchrow(sql, *args)
+        except _UNAVAILABLE as exc:
+            # SQLAlchemy did not see the failure: tell its pool not to hand this one out again.
+            await connection.invalidate(exc)
+            raise DatabaseUnavailable() from exc

@@ -1,0 +1,289 @@
+"""Workflows in PostgreSQL: submit, advance, cancel, retry. Every step runs as an ordinary job.
+
+A workflow row keeps the definition; a step becomes a job (`job.workflow_id`,
+`job.workflow_step` = its JSON pointer) only once its input is ready, so nothing waits in
+Redis and nothing can run early. Advancing locks the workflow row (`SELECT ... FOR UPDATE`),
+reads its steps' current jobs, plans (`shared.workflow_plan`) and inserts the released jobs in
+that one transaction; two steps finishing at once advance one after the other, and the unique
+index on (workflow, step) keeps a step from being released twice. Jobs are handed to Redis
+after the commit: if that fails, the reconciler enqueues them (their rows are waiting), and a
+workflow whose advance was lost (a worker killed between recording a step and advancing) is
+advanced again by the reconciler (`stalled_workflows`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from arq.connections import ArqRedis
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import control, store
+from shared.contracts import NoArgs, Registry
+from shared.enqueue import enqueue
+from shared.errors import (
+    JobStateConflict,
+    QueueUnavailable,
+    WorkflowNotFound,
+    WorkflowStateConflict,
+)
+from shared.ids import new_id
+from shared.models import Job, Workflow
+from shared.settings import Settings
+from shared.status import TERMINAL, JobStatus
+from shared.submit import build_job, commit_and_enqueue, delivery_of
+from shared.workflow_plan import Plan, Release, StepRun, plan_workflow
+from shared.workflow_spec import WorkflowNode, check_workflow, resolve
+
+NODE = TypeAdapter[WorkflowNode](WorkflowNode)
+_UNFINISHED = [status.value for status in JobStatus if status not in TERMINAL]
+
+
+def _owned(tenant_id: uuid.UUID) -> Select[Workflow]:
+    """The base of every workflow read: this tenant's workflows only."""
+    return select(Workflow).where(Workflow.tenant_id == tenant_id)
+
+
+def definition_of(workflow: Workflow) -> WorkflowNode:
+    """The workflow's tree, parsed again from what was stored."""
+    return NODE.validate_python(workflow.definition)
+
+
+async def find_workflow(
+    session: AsyncSession, *, tenant_id: uuid.UUID, workflow_id: uuid.UUID, lock: bool = False
+) -> Workflow:
+    """The tenant's workflow (locked for this transaction if `lock`); else `WorkflowNotFound`."""
+    stmt = _owned(tenant_id).where(Workflow.id == workflow_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    result = await session.execute(stmt.execution_options(populate_existing=True))
+    found = result.scalar_one_or_none()
+    if found is None:
+        raise WorkflowNotFound()
+    return found
+
+
+async def step_jobs(
+    session: AsyncSession, *, tenant_id: uuid.UUID, workflow_id: uuid.UUID
+) -> list[Job]:
+    """The current job of every released step (a re-run replaces the job it re-runs)."""
+    result = await session.execute(
+        select(Job)
+        .where(
+            Job.tenant_id == tenant_id,
+            Job.workflow_id == workflow_id,
+            Job.retried_by.is_(None),
+        )
+        .order_by(Job.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(result.scalars())
+
+
+def plan_of(workflow: Workflow, jobs: Sequence[Job]) -> Plan:
+    """Where the workflow stands, given its steps' current jobs."""
+    runs = {
+        job.workflow_step: StepRun(status=job.status, result=job.result, error=job.error)
+        for job in jobs
+        if job.workflow_step is not None
+    }
+    return plan_workflow(definition_of(workflow), runs)
+
+
+def _released_job(registry: Registry, workflow: Workflow, release: Release, now: datetime) -> Job:
+    """The job of a step whose input is ready: its args, the mapped input values included."""
+    step = release.step
+    job_type = registry.get(step.job)
+    raw = {**step.args}
+    raw.update({arg: resolve(source, release.value) for arg, source in step.args_from.items()})
+    try:
+        args = job_type.args.model_validate(raw)
+    except ValidationError:
+        args = None
+    job = build_job(
+        job_type, tenant_id=workflow.tenant_id, args=args or NoArgs(), options=step.options, now=now
+    )
+    if args is None:
+        # The input did not fit (a result the contract allows, but not these Args): store what
+        # was asked, so the worker fails the step visibly as `invalid_args`, like any job.
+        job.args = raw
+    job.workflow_id, job.workflow_step = workflow.id, release.pointer
+    return job
+
+
+def _released_jobs(workflow: Workflow, plan: Plan, registry: Registry) -> list[Job]:
+    """Record the plan on the workflow: finish it, or build the jobs of its released steps."""
+    now = datetime.now(UTC)
+    if plan.state.kind == "done":
+        workflow.status, workflow.result, workflow.finished_at = "succeeded", plan.state.value, now
+        return []
+    if plan.state.kind in ("failed", "failing"):
+        # A failure fails the workflow at once; steps still running finish, nothing new starts.
+        workflow.status, workflow.finished_at = "failed", now
+        return []
+    return [_released_job(registry, workflow, release, now) for release in plan.releases]
+
+
+async def _insert(session: AsyncSession, *, tenant_id: uuid.UUID, jobs: Sequence[Job]) -> None:
+    if jobs:  # an empty executemany is deprecated in SQLAlchemy
+        await store.insert_jobs(session, tenant_id=tenant_id, jobs=jobs)
+
+
+async def submit_workflow(
+    session: AsyncSession,
+    redis: ArqRedis,
+    *,
+    tenant_id: uuid.UUID,
+    definition: WorkflowNode,
+    registry: Registry,
+) -> Workflow:
+    """Check, store and start a workflow: the workflow and its first jobs in one transaction.
+
+    Like a job submit, it either returns a workflow that will run or stores nothing
+    (`QueueUnavailable` if Redis refuses the first jobs).
+    """
+    check_workflow(definition, registry)
+    workflow = Workflow(
+        id=new_id(),
+        tenant_id=tenant_id,
+        status="running",
+        definition=NODE.dump_python(definition, mode="json", exclude_defaults=True),
+        created_at=datetime.now(UTC),
+    )
+    session.add(workflow)
+    await session.flush()
+    jobs = _released_jobs(workflow, plan_of(workflow, []), registry)
+    await _insert(session, tenant_id=tenant_id, jobs=jobs)
+    try:
+        await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=jobs)
+    except QueueUnavailable:
+        await session.execute(
+            delete(Workflow).where(Workflow.tenant_id == tenant_id, Workflow.id == workflow.id)
+        )
+        await session.commit()
+        raise
+    return workflow
+
+
+async def advance_workflow(
+    session: AsyncSession, *, tenant_id: uuid.UUID, workflow_id: uuid.UUID, registry: Registry
+) -> list[Job]:
+    """Release what became ready (or finish the workflow); the new jobs, for `hand_over`.
+
+    Idempotent: advancing twice releases nothing twice. The caller commits.
+    """
+    try:
+        workflow = await find_workflow(
+            session, tenant_id=tenant_id, workflow_id=workflow_id, lock=True
+        )
+    except WorkflowNotFound:
+        return []
+    if workflow.status != "running":
+        return []
+    jobs = _released_jobs(
+        workflow,
+        plan_of(workflow, await step_jobs(session, tenant_id=tenant_id, workflow_id=workflow_id)),
+        registry,
+    )
+    await _insert(session, tenant_id=tenant_id, jobs=jobs)
+    return jobs
+
+
+async def hand_over(redis: ArqRedis, jobs: Sequence[Job]) -> None:
+    """Enqueue committed step jobs; if Redis refuses, the reconciler enqueues them later."""
+    with contextlib.suppress(QueueUnavailable):
+        await enqueue(redis, [delivery_of(job) for job in jobs])
+
+
+async def cancel_workflow(
+    session: AsyncSession,
+    redis: ArqRedis,
+    *,
+    tenant_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    registry: Registry,
+    settings: Settings,
+) -> Workflow:
+    """Cancel a running workflow: nothing more is released, unfinished steps are cancelled."""
+    workflow = await find_workflow(session, tenant_id=tenant_id, workflow_id=workflow_id, lock=True)
+    if workflow.status != "running":
+        status = workflow.status
+        await session.rollback()
+        raise WorkflowStateConflict(f"The workflow is already {status}; it cannot be cancelled.")
+    jobs = await step_jobs(session, tenant_id=tenant_id, workflow_id=workflow_id)
+    workflow.status, workflow.finished_at = "cancelled", datetime.now(UTC)
+    await session.commit()  # from here on no advance releases anything
+    for job in jobs:
+        if job.status in _UNFINISHED:
+            # Finished meanwhile, or Redis down for the abort: the workflow stays cancelled.
+            with contextlib.suppress(JobStateConflict, QueueUnavailable):
+                await control.cancel_job(
+                    session,
+                    redis,
+                    tenant_id=tenant_id,
+                    job_id=job.id,
+                    registry=registry,
+                    settings=settings,
+                )
+    return workflow
+
+
+async def retry_workflow(
+    session: AsyncSession,
+    redis: ArqRedis,
+    *,
+    tenant_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    registry: Registry,
+) -> Workflow:
+    """Resume a failed or cancelled workflow: its failed and cancelled steps run again as new
+    jobs (linked by `retry_of` / `retried_by`), succeeded steps are kept, the rest follows."""
+    workflow = await find_workflow(session, tenant_id=tenant_id, workflow_id=workflow_id, lock=True)
+    if workflow.status not in ("failed", "cancelled"):
+        status = workflow.status
+        await session.rollback()
+        raise WorkflowStateConflict(
+            f"Only failed or cancelled workflows can be retried; this one is {status}."
+        )
+    jobs = await step_jobs(session, tenant_id=tenant_id, workflow_id=workflow_id)
+    retried = {job.workflow_step: job for job in jobs if job.status in ("failed", "cancelled")}
+    kept = [job for job in jobs if job.workflow_step not in retried]
+    workflow.status, workflow.finished_at, workflow.result = "running", None, None
+    # Planned without the failed jobs, their steps are released again, inputs and all.
+    new_jobs = _released_jobs(workflow, plan_of(workflow, kept), registry)
+    for job in new_jobs:
+        old = retried.get(job.workflow_step)
+        if old is not None:  # link first: the unique index allows one current job per step
+            job.retry_of = old.id
+            await session.execute(
+                update(Job)
+                .where(Job.tenant_id == tenant_id, Job.id == old.id)
+                .values(retried_by=job.id)
+                .execution_options(synchronize_session=False)
+            )
+    await _insert(session, tenant_id=tenant_id, jobs=new_jobs)
+    await session.commit()
+    await hand_over(redis, new_jobs)
+    return workflow
+
+
+async def stalled_workflows(session: AsyncSession, *, limit: int = 1000) -> list[Workflow]:
+    """Running workflows none of whose steps is unfinished: their last advance was lost.
+
+    Crosses tenants by design, like the reconciler that calls it: it repairs progress, it
+    does not return workflow data to anyone.
+    """
+    unfinished = exists().where(
+        Job.workflow_id == Workflow.id,
+        Job.retried_by.is_(None),
+        Job.status.in_(_UNFINISHED),
+    )
+    result = await session.execute(
+        select(Workflow).where(Workflow.status == "running", ~unfinished).limit(limit)
+    )
+    return list(result.scalars())

@@ -1,0 +1,180 @@
+"""Dashboard pages over the ASGI client: tenant scoping, the submit form, dead letters, queues."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from arq.worker import Worker
+
+from shared.settings import Settings
+from tests.conftest import ADMIN_TOKEN
+from tests.factories import auth, submit, wait_for_status
+from tests.ui.conftest import csrf_token, sign_in
+
+
+class TestTenantScoping:
+    async def test_a_tenant_sees_only_its_jobs_and_the_operator_sees_all(
+        self, client: httpx.AsyncClient, acme: tuple[str, str], globex: tuple[str, str]
+    ) -> None:
+        delayed = {"delay_seconds": 600}
+        mine = await submit(client, acme[1], "echo", {"message": "acme-job"}, delayed)
+        theirs = await submit(client, globex[1], "echo", {"message": "globex-job"}, delayed)
+
+        await sign_in(client, acme[1])
+        listing = (await client.get("/ui/jobs")).text
+        assert mine["id"][-12:].replace("-", "") in listing
+        assert theirs["id"].replace("-", "")[-12:] not in listing
+        assert (await client.get(f"/ui/jobs/{mine['id']}")).status_code == 200
+        other = await client.get(f"/ui/jobs/{theirs['id']}")
+        assert other.status_code == 404
+        assert "globex-job" not in other.text
+        assert (await client.get(f"/ui/jobs/{theirs['id']}/live")).status_code == 404
+        token = await csrf_token(client)
+        for action in ("cancel", "retry"):
+            refused = await client.post(
+                f"/ui/jobs/{theirs['id']}/{action}", data={"csrf_token": token}
+            )
+            assert refused.status_code == 404
+        assert (await client.get(f"/jobs/{theirs['id']}", headers=auth(globex[1]))).json()[
+            "status"
+        ] == "scheduled"
+        # Another tenant's id in the filter changes nothing for a tenant.
+        filtered = await client.get("/ui/jobs", params={"tenant": globex[0]})
+        assert theirs["id"].replace("-", "")[-12:] not in filtered.text
+
+        client.cookies.clear()
+        await sign_in(client, ADMIN_TOKEN)
+        listing = (await client.get("/ui/jobs")).text
+        for job in (mine, theirs):
+            assert job["id"].replace("-", "")[-12:] in listing
+        assert ">acme<" in listing and ">globex<" in listing  # the tenant column
+        only_globex = (await client.get("/ui/jobs", params={"tenant": globex[0]})).text
+        assert mine["id"].replace("-", "")[-12:] not in only_globex
+        assert "globex-job" in (await client.get(f"/ui/jobs/{theirs['id']}")).text
+
+
+class TestSubmitForm:
+    async def test_form_is_generated_from_the_args_schema(
+        self, client: httpx.AsyncClient, acme: tuple[str, str]
+    ) -> None:
+        await sign_in(client, acme[1])
+        page = (await client.get("/ui/submit/echo")).text
+        assert 'name="message"' in page and 'name="repeat"' in page
+        assert "How many times to repeat it." in page  # the field's schema description
+        flaky = (await client.get("/ui/submit/flaky")).text
+        assert 'type="checkbox" id="f-permanent" name="permanent"' in flaky
+        email = (await client.get("/ui/submit/send_email")).text
+        assert 'type="email"' in email and '<textarea id="f-body" name="body"' in email
+        assert (await client.get("/ui/submit/purge_expired")).status_code == 404  # internal
+
+    async def test_validation_errors_are_shown_next_to_their_fields(
+        self, client: httpx.AsyncClient, acme: tuple[str, str]
+    ) -> None:
+        await sign_in(client, acme[1])
+        token = await csrf_token(client, "/ui/submit/echo")
+        form = {"csrf_token": token, "message": "", "repeat": "0", "options.labels": "oops"}
+        response = await client.post("/ui/submit/echo", data=form)
+        assert response.status_code == 422
+        errors = dict(re.findall(r'data-error-for="([^"]+)">([^<]+)<', response.text))
+        assert set(errors) == {"repeat", "options.labels"}
+        assert "greater than or equal to 1" in errors["repeat"]
+        assert 'value="0"' in response.text  # what was typed is kept
+        listing = await client.get("/jobs", headers=auth(acme[1]))
+        assert listing.json()["items"] == []
+
+    async def test_a_valid_form_submits_the_job(
+        self, client: httpx.AsyncClient, acme: tuple[str, str]
+    ) -> None:
+        await sign_in(client, acme[1])
+        token = await csrf_token(client, "/ui/submit/echo")
+        form = {
+            "csrf_token": token, "message": "from the form", "repeat": "2",
+            "options.priority": "critical", "options.labels": "team:ops",
+            "options.delay_seconds": "600",
+        }  # fmt: skip
+        response = await client.post("/ui/submit/echo", data=form)
+        assert response.status_code == 303
+        job_id = response.headers["location"].split("/")[-1].split("?")[0]
+        job = (await client.get(f"/jobs/{job_id}", headers=auth(acme[1]))).json()
+        assert job["args"] == {"message": "from the form", "repeat": 2}
+        assert (job["priority"], job["labels"], job["status"]) == (
+            "critical", {"team": "ops"}, "scheduled",
+        )  # fmt: skip
+
+    async def test_the_operator_cannot_submit_without_a_tenant(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        await sign_in(client, ADMIN_TOKEN)
+        token = await csrf_token(client, "/ui/submit/echo")
+        response = await client.post("/ui/submit/echo", data={"csrf_token": token, "message": "x"})
+        assert response.status_code == 403
+        assert "sign in with a tenant" in response.text
+
+
+class TestSubmitFormRateLimit:
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"rate_limit_per_second": 0.01, "rate_limit_burst": 1})
+
+    async def test_the_tenants_rate_limit_applies_to_the_form(
+        self, client: httpx.AsyncClient, acme: tuple[str, str]
+    ) -> None:
+        await sign_in(client, acme[1])
+        token = await csrf_token(client, "/ui/submit/echo")
+        form = {"csrf_token": token, "message": "once"}
+        assert (await client.post("/ui/submit/echo", data=form)).status_code == 303
+        refused = await client.post("/ui/submit/echo", data=form)
+        assert refused.status_code == 429
+        assert "jobs per second" in refused.text
+        assert len((await client.get("/jobs", headers=auth(acme[1]))).json()["items"]) == 1
+
+
+class TestDeadLetters:
+    async def test_failed_jobs_are_grouped_and_re_run_in_bulk(
+        self, client: httpx.AsyncClient, worker: Worker, acme: tuple[str, str],
+        globex: tuple[str, str],
+    ) -> None:  # fmt: skip
+        failing = {"fail_times": 1, "permanent": True}
+        failed = [await submit(client, acme[1], "flaky", failing) for _ in range(2)]
+        foreign = await submit(client, globex[1], "flaky", failing)
+        for job in failed:
+            await wait_for_status(client, acme[1], job["id"], "failed")
+        await wait_for_status(client, globex[1], foreign["id"], "failed")
+
+        await sign_in(client, acme[1])
+        page = (await client.get("/ui/dead-letters")).text
+        group = re.search(
+            r'data-group="flaky/([^"]+)".*?<td data-label="Jobs" class="num">(\d+)', page, re.S
+        )
+        assert group, page
+        assert group.group(2) == "2"  # globex's failure is not counted
+        token = await csrf_token(client, "/ui/dead-letters")
+        response = await client.post(
+            "/ui/dead-letters/retry",
+            data={"csrf_token": token, "name": "flaky", "error_type": group.group(1)},
+        )
+        assert response.headers["location"] == "/ui/dead-letters?notice=retried-many&count=2"
+        for job in failed:
+            old = (await client.get(f"/jobs/{job['id']}", headers=auth(acme[1]))).json()
+            assert old["retried_by"] is not None
+        untouched = (await client.get(f"/jobs/{foreign['id']}", headers=auth(globex[1]))).json()
+        assert untouched["retried_by"] is None
+
+
+class TestOverview:
+    async def test_queue_depth_by_priority_and_waiting_jobs(
+        self, client: httpx.AsyncClient, acme: tuple[str, str]
+    ) -> None:
+        for priority in ("critical", "critical", "low"):
+            await submit(client, acme[1], "echo", {"message": "x"}, {"priority": priority})
+        await submit(client, acme[1], "echo", {"message": "x"}, {"delay_seconds": 600})
+        await sign_in(client, ADMIN_TOKEN)
+        page = (await client.get("/ui")).text
+        depths = page.split('data-testid="queue-depths"')[1].split("</table>")[0]
+        row = depths.split("<td>default</td>")[1].split("</tr>")[0]
+        lines = dict(re.findall(r'data-priority="(\w+)">(\d+)<', row))
+        assert lines == {"critical": "2", "default": "0", "low": "1"}
+        assert "all queues: 1 waiting for their time" in page
+        assert "upcoming" in page.lower() and "purge_expired" in page

@@ -1,0 +1,108 @@
+"""`jobgate worker --processes N`: N worker processes under one supervisor (Celery's prefork).
+
+One Python process runs on one core; job code that burns CPU, and the per-job bookkeeping,
+scale past that only with more processes. The supervisor starts N `jobgate worker` children
+(each a complete worker: own event loop, connections, leases), and:
+
+- SIGTERM / SIGINT are passed on; each child drains (finishes or hands back its jobs within
+  the grace period) and the supervisor exits once all have, 0 if all exited cleanly.
+- A child that exits 0 by itself was recycled (job count or RSS limit): it is replaced at once.
+  A child that crashed is replaced after a back-off (doubling up to 30 s, reset by a child that
+  lived a minute), so a worker that cannot start does not spin.
+- Child `i` serves metrics on `JOBGATE_WORKER_METRICS_PORT + i` (unless metrics are off), so
+  every child can be scraped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+
+import structlog
+
+from shared.settings import Settings
+
+log = structlog.get_logger("jobgate.worker")
+
+FIRST_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
+STABLE_SECONDS = 60.0
+"""A child that lived this long resets its slot's back-off."""
+
+
+def child_argv(queues: list[str] | None) -> list[str]:
+    """The command of one child: `jobgate worker` with the same queues, in this interpreter."""
+    argv = [sys.executable, "-m", "shared.cli", "worker"]
+    for queue in queues or []:
+        argv += ["--queue", queue]
+    return argv
+
+
+def child_env(settings: Settings, index: int) -> dict[str, str]:
+    """The child's environment: ours, with its own metrics port."""
+    env = dict(os.environ)
+    if settings.worker_metrics_port:  # None or 0: no metrics server, nothing to spread
+        env["JOBGATE_WORKER_METRICS_PORT"] = str(settings.worker_metrics_port + index)
+    return env
+
+
+class Slot:
+    """One child position: its current process and its crash back-off."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: asyncio.subprocess.Process | None = None
+        self.started_at = 0.0
+        self.backoff = FIRST_BACKOFF_SECONDS
+
+
+async def _run_slot(
+    slot: Slot, settings: Settings, queues: list[str] | None, stop: asyncio.Event
+) -> bool:
+    """Keep one child running until `stop`; True if its last exit was clean."""
+    while not stop.is_set():
+        slot.process = await asyncio.create_subprocess_exec(
+            *child_argv(queues), env=child_env(settings, slot.index)
+        )
+        slot.started_at = time.monotonic()
+        log.info("worker.child_started", slot=slot.index, pid=slot.process.pid)
+        code = await slot.process.wait()
+        if stop.is_set():
+            # Killed by the forwarded signal itself: it was still starting (its handlers not
+            # yet installed), so it held no jobs. A started worker drains and exits 0.
+            return code in (0, -signal.SIGTERM, -signal.SIGINT)
+        if code == 0:
+            log.info("worker.child_recycled", slot=slot.index)
+            continue
+        if time.monotonic() - slot.started_at >= STABLE_SECONDS:
+            slot.backoff = FIRST_BACKOFF_SECONDS
+        log.error("worker.child_crashed", slot=slot.index, exit_code=code, restart_in=slot.backoff)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=slot.backoff)
+            return False  # stopped while backing off: this slot ends unclean
+        except TimeoutError:
+            slot.backoff = min(slot.backoff * 2, MAX_BACKOFF_SECONDS)
+    return True  # stopped before (re)starting a child
+
+
+async def supervise(settings: Settings, queues: list[str] | None, processes: int) -> bool:
+    """Run `processes` worker children until SIGTERM/SIGINT; True if all stopped cleanly."""
+    stop = asyncio.Event()
+    slots = [Slot(index) for index in range(processes)]
+
+    def forward(signum: int) -> None:
+        stop.set()
+        for slot in slots:
+            if slot.process is not None and slot.process.returncode is None:
+                slot.process.send_signal(signum)
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, forward, signum)
+    log.info("worker.supervisor_started", processes=processes)
+    results = await asyncio.gather(*(_run_slot(slot, settings, queues, stop) for slot in slots))
+    log.info("worker.supervisor_stopped", clean=all(results))
+    return all(results)

@@ -1,0 +1,65 @@
+"""Moving workflows on from the worker: after a step's outcome is recorded, and on re-drive.
+
+The runner records a step's outcome first (its own statement) and advances its workflow
+after, in a transaction of its own (`shared.workflows.advance_workflow`). If the worker dies
+in between, or PostgreSQL or Redis fail at that moment, nothing is lost: the reconciler finds
+running workflows with no unfinished step (`redrive_workflows`) and advances them again, and
+released jobs whose hand-off to Redis failed are waiting rows that it enqueues anyway.
+"""
+
+from __future__ import annotations
+
+import structlog
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.contracts import REGISTRY
+from shared.models import Job
+from shared.workflows import advance_workflow, hand_over, stalled_workflows
+from worker.context import WorkerContext
+
+log = structlog.get_logger("jobgate.worker")
+
+
+async def advance(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, job: Job) -> int:
+    """Advance the workflow `job` is a step of; how many steps were released."""
+    if job.workflow_id is None:
+        return 0
+    async with sessionmaker() as session:
+        released = await advance_workflow(
+            session, tenant_id=job.tenant_id, workflow_id=job.workflow_id, registry=REGISTRY
+        )
+        await session.commit()
+    await hand_over(redis, released)
+    return len(released)
+
+
+async def advance_after_step(worker: WorkerContext, job: Job) -> None:
+    """Called by the runner once a step's final outcome is recorded; never raises for I/O."""
+    if job.workflow_id is None:
+        return
+    try:
+        released = await advance(worker["sessionmaker"], worker["redis"], job)
+    except (DBAPIError, OSError, RedisError) as exc:  # the reconciler advances it later
+        log.warning("workflow.advance_failed", workflow_id=str(job.workflow_id), error=repr(exc))
+        return
+    if released:
+        log.info("workflow.advanced", workflow_id=str(job.workflow_id), released=released)
+
+
+async def redrive_workflows(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis) -> int:
+    """Advance running workflows with no unfinished step; how many steps that released."""
+    async with sessionmaker() as session:
+        stalled = await stalled_workflows(session)
+    released = 0
+    for workflow in stalled:
+        async with sessionmaker() as session:
+            jobs = await advance_workflow(
+                session, tenant_id=workflow.tenant_id, workflow_id=workflow.id, registry=REGISTRY
+            )
+            await session.commit()
+        await hand_over(redis, jobs)
+        released += len(jobs)
+    return released
