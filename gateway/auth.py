@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.deps import Resources, SessionDep, SettingsDep
 from shared import store
-from shared.apikeys import Scope
+from shared.apikeys import Scope, parse_token
 from shared.errors import Unauthenticated
 from shared.models import Job
 from shared.tenancy import UNKNOWN_KEY, Principal, authenticate, check_scope
@@ -51,6 +51,20 @@ async def _principal(
     return found
 
 
+async def submit_token(credentials: Credentials) -> str:
+    """The presented API key, checked for shape only: the submit statement checks it for real.
+
+    As a dependency, so a request without a usable key is a 401 even when its body is invalid
+    too (FastAPI reports dependency errors before body errors).
+    """
+    if credentials is None:
+        raise Unauthenticated()
+    if parse_token(credentials.credentials) is None:
+        raise Unauthenticated(UNKNOWN_KEY)
+    return credentials.credentials
+
+
+SubmitToken = Annotated[str, Depends(submit_token)]
 SubmitAuth = Annotated[Principal, Depends(require_scope(Scope.SUBMIT))]
 ReadAuth = Annotated[Principal, Depends(require_scope(Scope.READ))]
 CancelAuth = Annotated[Principal, Depends(require_scope(Scope.CANCEL))]
@@ -67,10 +81,12 @@ class SubmitAccess:
 
 @asynccontextmanager
 async def open_submit_access(
-    resources: Resources, credentials: HTTPAuthorizationCredentials | None
+    resources: Resources, credentials: HTTPAuthorizationCredentials | str | None
 ) -> AsyncIterator[SubmitAccess]:
     """A session with the caller checked for the submit scope (no caching: a revoked key
     fails on its next request)."""
+    if isinstance(credentials, str):
+        credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=credentials)
     async with resources.sessionmaker() as session:  # closing returns the connection
         principal = await _principal(session, credentials, Scope.SUBMIT)
         yield SubmitAccess(principal=principal, session=session, resources=resources)

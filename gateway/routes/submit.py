@@ -9,10 +9,10 @@ from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from gateway.auth import (
-    Credentials,
     SubmitAccess,
     SubmitAccessDep,
     SubmitAuth,
+    SubmitToken,
     open_submit_access,
 )
 from gateway.deps import Resources
@@ -20,7 +20,7 @@ from gateway.examples import batch_examples, submit_examples
 from gateway.problems import problems, rate_limit_headers
 from gateway.schemas import JobOut
 from shared.contracts import Contract, JobType, Registry
-from shared.errors import PayloadTooLarge, Unauthenticated, UnknownJobType
+from shared.errors import PayloadTooLarge, UnknownJobType
 from shared.job_view import job_view
 from shared.ratelimit import RateState, rate_limit_for, take_tokens
 from shared.submit import SubmitOptions, submit_jobs, submit_once, submit_single
@@ -153,22 +153,20 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
     async def submit(
         body: submission,  # type: ignore[valid-type]
         request: Request,
-        credentials: Credentials,
+        token: SubmitToken,
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
         resources: Resources = request.app.state.resources
-        if credentials is None:
-            raise Unauthenticated()
         args, options = body.args, body.options  # type: ignore[attr-defined]
         if idempotency_key is not None:
-            async with open_submit_access(resources, credentials) as access:
+            async with open_submit_access(resources, token) as access:
                 return await _submit_idempotent(access, job_type, args, options, idempotency_key)
         # The hot path: key check and insert in one statement (`shared.submit_statement`).
         submitted = await submit_single(
             resources.engine,
             resources.redis,
             resources.settings,
-            token=credentials.credentials,
+            token=token,
             job_type=job_type,
             args=args,
             options=options,

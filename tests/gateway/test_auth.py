@@ -193,3 +193,18 @@ class TestSubmitWithoutAccessStoresNothing:
             "echo",
             job["args"],
         )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no-header"),
+        pytest.param({"Authorization": "Bearer not-a-key"}, id="malformed"),
+    ],
+)
+async def test_submit_without_a_usable_key_is_401_even_with_a_bad_body(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    """Authentication is answered first: a caller without a key learns nothing from 422s."""
+    response = await client.post("/jobs/echo", json={"args": {"nope": 1}}, headers=headers)
+    assert_problem(response, 401, "unauthenticated")
