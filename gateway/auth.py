@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,19 +90,6 @@ async def open_submit_access(
     async with resources.sessionmaker() as session:  # closing returns the connection
         principal = await _principal(session, credentials, Scope.SUBMIT)
         yield SubmitAccess(principal=principal, session=session, resources=resources)
-
-
-async def submit_access(request: Request, credentials: Credentials) -> AsyncIterator[SubmitAccess]:
-    """`SubmitAuth` + `SessionDep` + `ResourcesDep` as one dependency, for the batch route.
-
-    FastAPI solves every dependency of every request anew, at a cost per node; one node
-    instead of five.
-    """
-    async with open_submit_access(request.app.state.resources, credentials) as access:
-        yield access
-
-
-SubmitAccessDep = Annotated[SubmitAccess, Depends(submit_access)]
 
 
 async def owned_job(job_id: uuid.UUID, principal: ReadAuth, session: SessionDep) -> Job:

@@ -7,7 +7,7 @@ webhook sender render the same JSON; the gateway imports `shared`, never the oth
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -85,14 +85,36 @@ class JobOut(BaseModel):
     @classmethod
     def of(cls, job: Job, deliveries: Sequence[WebhookDelivery] = ()) -> JobOut:
         """The job's view; pass its webhook deliveries to show them (`job_view` loads them)."""
-        view = cls.model_validate(job)
-        if job.webhook_url is None:
-            return view
+        return cls.model_validate(job)._with_webhook(job.webhook_url, deliveries)
+
+    @classmethod
+    def of_new(cls, row: Mapping[str, Any]) -> JobOut:
+        """A just-submitted job's view from its column values (no ORM object, no deliveries)."""
+        return cls.model_validate(_NEW_JOB | dict(row))._with_webhook(row["webhook_url"], ())
+
+    def _with_webhook(self, url: str | None, deliveries: Sequence[WebhookDelivery]) -> JobOut:
+        if url is None:
+            return self
         webhook = JobWebhook(
-            url=job.webhook_url,
-            deliveries=[WebhookDeliveryOut.model_validate(item) for item in deliveries],
+            url=url, deliveries=[WebhookDeliveryOut.model_validate(item) for item in deliveries]
         )
-        return view.model_copy(update={"webhook": webhook})
+        return self.model_copy(update={"webhook": webhook})
+
+
+_NEW_JOB: dict[str, Any] = dict.fromkeys(
+    (
+        "result",
+        "error",
+        "progress",
+        "idempotency_key",
+        "retry_of",
+        "retried_by",
+        "started_at",
+        "finished_at",
+        "expires_at",
+    )
+)
+"""What a job submitted a moment ago has not got yet."""
 
 
 async def job_views(

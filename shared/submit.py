@@ -9,7 +9,7 @@ between commit and hand-off leaves waiting rows that the reconciler re-enqueues.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Self, cast
@@ -38,7 +38,8 @@ from shared.ratelimit import RateState, rate_limit_for, take_tokens
 from shared.settings import Settings
 from shared.status import JobStatus
 from shared.store import delete_jobs, find_by_idempotency_key, insert_job_once, insert_jobs
-from shared.submit_statement import check_key_and_store, delete_job, store_job
+from shared.submit_statement import check_key_and_store, store_jobs
+from shared.submit_statement import delete_jobs as delete_jobs_now
 from shared.tenancy import UNKNOWN_KEY, check_scope
 from shared.tracing import current_traceparent, submit_span
 
@@ -91,8 +92,10 @@ class SubmitOptions(BaseModel):
     def _one_start_time(self) -> Self:
         if self.delay_seconds is not None and self.run_at is not None:
             raise ValueError("give delay_seconds or run_at, not both")
+        if self.run_at is None:
+            return self
         latest = datetime.now(UTC) + timedelta(seconds=MAX_DELAY_SECONDS)
-        if self.run_at is not None and self.run_at > latest:
+        if self.run_at > latest:
             raise ValueError(f"run_at may be at most {MAX_DELAY_SECONDS} seconds from now")
         return self
 
@@ -143,13 +146,21 @@ def build_job(
 
 def delivery_of(job: Job) -> Delivery:
     """What ARQ must be told about a stored job."""
+    return delivery_of_row({key: getattr(job, key) for key in _DELIVERY_COLUMNS})
+
+
+_DELIVERY_COLUMNS = ("id", "tenant_id", "name", "queue", "priority", "scheduled_at")
+
+
+def delivery_of_row(row: Mapping[str, Any]) -> Delivery:
+    """What ARQ must be told about a stored job, from its column values."""
     return Delivery(
-        job_id=job.id,
-        tenant_id=job.tenant_id,
-        name=job.name,
-        queue=job.queue,
-        priority=cast(Priority, job.priority),
-        run_at=job.scheduled_at,
+        job_id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        queue=row["queue"],
+        priority=cast(Priority, row["priority"]),
+        run_at=row["scheduled_at"],
     )
 
 
@@ -204,40 +215,45 @@ def _now() -> datetime:
 
 
 @dataclass(frozen=True)
-class SingleSubmitted:
-    """A job submitted by `submit_single`, and the caller's rate-limit state if limited."""
+class FusedSubmitted:
+    """Jobs stored by `submit_fused` (each row's column values), and the caller's rate-limit
+    state if it is limited."""
 
-    job: Job
+    rows: list[dict[str, Any]]
     rate: RateState | None
 
 
-async def submit_single(
+async def submit_fused(
     engine: AsyncEngine,
     redis: ArqRedis,
     settings: Settings,
     *,
     token: str,
     job_type: JobType[Any, Any],
-    args: Contract,
-    options: SubmitOptions,
-) -> SingleSubmitted:
-    """Authenticate `token` and submit one job: one PostgreSQL statement, one Redis script.
+    requests: Sequence[tuple[Contract, SubmitOptions]],
+) -> FusedSubmitted:
+    """Authenticate `token` and submit jobs: one PostgreSQL statement, one Redis script.
 
-    The same checks in the same order as a session-based submit (live key, secret, scope, rate
-    limit, store, hand-off), fused into one statement where the tenant has no rate limit; a
-    limited tenant's tokens are taken before its job is stored, as ever.
+    The API's hot path (single and batch submits without an idempotency key). The same checks
+    in the same order as a session-based submit (live key, secret, scope, rate limit, store,
+    hand-off), fused into one statement where the tenant has no rate limit; a limited tenant's
+    tokens are taken before its jobs are stored, as ever. All or nothing. No ORM objects: rows
+    stay column values, which is what the answer and the hand-off need.
     """
     parsed = parse_token(token)
     if parsed is None:
         raise Unauthenticated(UNKNOWN_KEY)
     key_id, secret = parsed
-    with submit_span(job_type.name):
-        values = job_values(job_type, args=args, options=options, now=_now())
+    with submit_span(job_type.name, count=len(requests)):
+        now = _now()
+        rows = [
+            job_values(job_type, args=args, options=options, now=now) for args, options in requests
+        ]
         presented = await check_key_and_store(
             engine,
             key_id=key_id,
             secret_hash=hash_secret(secret),
-            job=values,
+            jobs=rows,
             tenant_may_be_unlimited=settings.rate_limit_per_second is None,
         )
         if presented is None or not secret_matches(secret, presented.secret_hash):
@@ -247,15 +263,18 @@ async def submit_single(
         if not presented.stored:  # the tenant is rate-limited: charge its bucket, then store
             rate = rate_limit_for(presented.limits, settings)
             if rate is not None:
-                rate_state = await take_tokens(redis, tenant_id=tenant_id, rate=rate, cost=1)
-            await store_job(engine, tenant_id=tenant_id, job=values)
-        job = Job(tenant_id=tenant_id, **values)
+                rate_state = await take_tokens(
+                    redis, tenant_id=tenant_id, rate=rate, cost=len(rows)
+                )
+            await store_jobs(engine, tenant_id=tenant_id, jobs=rows)
+        for row in rows:
+            row["tenant_id"] = tenant_id
         try:
-            await enqueue(redis, [delivery_of(job)])
+            await enqueue(redis, [delivery_of_row(row) for row in rows])
         except QueueUnavailable:
-            await delete_job(engine, tenant_id=tenant_id, job_id=job.id)
+            await delete_jobs_now(engine, tenant_id=tenant_id, job_ids=[row["id"] for row in rows])
             raise
-        return SingleSubmitted(job=job, rate=rate_state)
+        return FusedSubmitted(rows=rows, rate=rate_state)
 
 
 async def commit_and_enqueue(

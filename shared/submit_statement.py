@@ -1,11 +1,12 @@
-"""A single submit's SQL, run straight on asyncpg: check the key and store the job in one trip.
+"""A submit's SQL, run straight on asyncpg: check the key and store the jobs in one round trip.
 
-`POST /jobs/{name}` is the API's hot path. Through a SQLAlchemy session it cost BEGIN, the key
-lookup, the INSERT and COMMIT: four round trips and the ORM's greenlet hops. Here one
-autocommitted statement looks the key up and, only if the key is live, its secret's hash
-matches, it holds the submit scope and its tenant is not rate-limited, inserts the job. The
+`POST /jobs/{name}` (and `/batch`) is the API's hot path. Through a SQLAlchemy session it cost
+BEGIN, the key lookup, the INSERT and COMMIT: four round trips, the ORM's greenlet hops and an
+ORM object per job. Here one autocommitted statement looks the key up and, only if the key is
+live, its secret's hash matches, it holds the submit scope and its tenant is not rate-limited,
+inserts the jobs (all or nothing). The
 statement returns the key's row either way, so the caller can tell 401 from 403 from "take
-rate-limit tokens first, then `store_job`".
+rate-limit tokens first, then `store_jobs`".
 
 Comparing hashes in SQL leaks nothing through timing (an attacker cannot steer SHA-256
 outputs); the caller still checks the secret in constant time before trusting the answer.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,11 +64,16 @@ class PresentedKey:
 
 
 def _typed_params(columns: tuple[str, ...], first: int) -> str:
-    # INSERT ... SELECT does not infer parameter types from the target columns: cast each.
+    # VALUES in INSERT ... SELECT does not take types from the target columns: cast each.
     return ", ".join(
         f"${number}::{_JOB.c[column].type.compile(dialect=_DIALECT)}"
         for number, column in enumerate(columns, start=first)
     )
+
+
+def _value_rows(columns: tuple[str, ...], rows: int, first: int) -> str:
+    width = len(columns)
+    return ", ".join(f"({_typed_params(columns, first + row * width)})" for row in range(rows))
 
 
 def _names(columns: tuple[str, ...]) -> str:
@@ -76,9 +82,10 @@ def _names(columns: tuple[str, ...]) -> str:
 
 
 # The f-strings below splice in only names from the table definitions and `$n` placeholders;
-# every value travels as a bound parameter (hence the `noqa: S608`).
-@functools.cache
-def _check_and_store_sql(columns: tuple[str, ...]) -> str:
+# every value travels as a bound parameter (hence the `noqa: S608`). One text per column set
+# and row count; a batch holds at most 1000 jobs of 14 values, well within 32767 parameters.
+@functools.lru_cache(maxsize=256)
+def _check_and_store_sql(columns: tuple[str, ...], rows: int) -> str:
     return f"""
 WITH presented AS (
     SELECT k.tenant_id, k.secret_hash, k.scopes, t.rate_limit_per_second,
@@ -87,23 +94,32 @@ WITH presented AS (
     WHERE k.id = $1 AND k.revoked_at IS NULL
 ), stored AS (
     INSERT INTO {_JOB_TABLE} (tenant_id, {_names(columns)})
-    SELECT tenant_id, {_typed_params(columns, 5)} FROM presented
-    WHERE secret_hash = $2 AND $3 = ANY(scopes) AND rate_limit_per_second IS NULL AND $4::boolean
+    SELECT presented.tenant_id, v.*
+    FROM presented, (VALUES {_value_rows(columns, rows, 5)}) AS v ({_names(columns)})
+    WHERE presented.secret_hash = $2 AND $3 = ANY(presented.scopes)
+      AND presented.rate_limit_per_second IS NULL AND $4::boolean
     RETURNING id
 )
 SELECT presented.*, EXISTS (SELECT FROM stored) AS stored FROM presented
 """  # noqa: S608
 
 
-@functools.cache
-def _store_sql(columns: tuple[str, ...]) -> str:
+@functools.lru_cache(maxsize=256)
+def _store_sql(columns: tuple[str, ...], rows: int) -> str:
     return (
         f"INSERT INTO {_JOB_TABLE} (tenant_id, {_names(columns)})"  # noqa: S608
-        f" VALUES ($1, {_typed_params(columns, 2)})"
+        f" SELECT $1::uuid, v.* FROM (VALUES {_value_rows(columns, rows, 2)}) AS v"
     )
 
 
-_DELETE_SQL = f"DELETE FROM {_JOB_TABLE} WHERE tenant_id = $1 AND id = $2"  # noqa: S608
+_DELETE_SQL = f"DELETE FROM {_JOB_TABLE} WHERE tenant_id = $1 AND id = ANY($2::uuid[])"  # noqa: S608
+
+
+def _columns(jobs: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    columns = tuple(jobs[0])
+    if any(tuple(job) != columns for job in jobs):
+        raise ValueError("every job of one statement must have the same columns")
+    return columns
 
 
 async def check_key_and_store(
@@ -111,23 +127,24 @@ async def check_key_and_store(
     *,
     key_id: uuid.UUID,
     secret_hash: bytes,
-    job: Mapping[str, Any],
+    jobs: Sequence[Mapping[str, Any]],
     tenant_may_be_unlimited: bool,
 ) -> PresentedKey | None:
-    """Look the key up and store `job` (column values, no tenant) if the key may submit it.
+    """Look the key up and store `jobs` (column values, no tenant) if the key may submit them.
 
-    `tenant_may_be_unlimited` is False when a default rate limit applies to every tenant: then
-    nothing is stored here and the caller charges the bucket first. None: no live key.
+    All or nothing, in one statement. `tenant_may_be_unlimited` is False when a default rate
+    limit applies to every tenant: then nothing is stored here and the caller charges the
+    bucket first. None: no live key.
     """
-    columns = tuple(job)
+    columns = _columns(jobs)
     row = await _fetchrow(
         engine,
-        _check_and_store_sql(columns),
+        _check_and_store_sql(columns, len(jobs)),
         key_id,
         secret_hash,
         Scope.SUBMIT.value,
         tenant_may_be_unlimited,
-        *_encoded(job),
+        *_encoded(jobs),
     )
     if row is None:
         return None
@@ -144,19 +161,27 @@ async def check_key_and_store(
     )
 
 
-async def store_job(engine: AsyncEngine, *, tenant_id: uuid.UUID, job: Mapping[str, Any]) -> None:
-    """Store one job of an authenticated tenant (after its rate-limit tokens were taken)."""
-    await _fetchrow(engine, _store_sql(tuple(job)), tenant_id, *_encoded(job))
+async def store_jobs(
+    engine: AsyncEngine, *, tenant_id: uuid.UUID, jobs: Sequence[Mapping[str, Any]]
+) -> None:
+    """Store jobs of an authenticated tenant (after its rate-limit tokens were taken)."""
+    await _fetchrow(engine, _store_sql(_columns(jobs), len(jobs)), tenant_id, *_encoded(jobs))
 
 
-async def delete_job(engine: AsyncEngine, *, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
-    """Remove a job whose hand-off to Redis failed (it never reached a queue)."""
-    await _fetchrow(engine, _DELETE_SQL, tenant_id, job_id)
+async def delete_jobs(
+    engine: AsyncEngine, *, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]
+) -> None:
+    """Remove jobs whose hand-off to Redis failed (they never reached a queue)."""
+    await _fetchrow(engine, _DELETE_SQL, tenant_id, list(job_ids))
 
 
-def _encoded(job: Mapping[str, Any]) -> list[Any]:
+def _encoded(jobs: Sequence[Mapping[str, Any]]) -> list[Any]:
     # SQLAlchemy's asyncpg codecs take JSON as text (its bind processors serialise first).
-    return [json.dumps(value) if key in _JSON_COLUMNS else value for key, value in job.items()]
+    return [
+        json.dumps(value) if key in _JSON_COLUMNS else value
+        for job in jobs
+        for key, value in job.items()
+    ]
 
 
 async def _fetchrow(engine: AsyncEngine, sql: str, *args: Any) -> asyncpg.Record | None:

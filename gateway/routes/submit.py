@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from gateway.auth import (
     SubmitAccess,
-    SubmitAccessDep,
     SubmitAuth,
     SubmitToken,
     open_submit_access,
@@ -23,7 +22,7 @@ from shared.contracts import Contract, JobType, Registry
 from shared.errors import PayloadTooLarge, UnknownJobType
 from shared.job_view import job_view
 from shared.ratelimit import RateState, rate_limit_for, take_tokens
-from shared.submit import SubmitOptions, submit_jobs, submit_once, submit_single
+from shared.submit import SubmitOptions, submit_fused, submit_once
 
 MAX_BATCH = 1000
 RATE_LIMIT_HEADERS: dict[str, Any] = {
@@ -162,37 +161,40 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
             async with open_submit_access(resources, token) as access:
                 return await _submit_idempotent(access, job_type, args, options, idempotency_key)
         # The hot path: key check and insert in one statement (`shared.submit_statement`).
-        submitted = await submit_single(
+        submitted = await submit_fused(
             resources.engine,
             resources.redis,
             resources.settings,
             token=token,
             job_type=job_type,
-            args=args,
-            options=options,
+            requests=[(args, options)],
         )
         resources.jobs_submitted.labels(job_type.name, job_type.queue).inc()
         headers = _rate_headers(submitted.rate)
-        headers["Location"] = f"/jobs/{submitted.job.id}"
-        return _json(JobOut.of(submitted.job), 202, headers)
+        (row,) = submitted.rows
+        headers["Location"] = f"/jobs/{row['id']}"
+        return _json(JobOut.of_new(row), 202, headers)
 
     async def submit_batch(
         body: batch,  # type: ignore[valid-type]
-        access: SubmitAccessDep,
+        request: Request,
+        token: SubmitToken,
     ) -> Response:
+        resources: Resources = request.app.state.resources
         items = body.jobs  # type: ignore[attr-defined]
         if len(items) > MAX_BATCH:
             raise PayloadTooLarge(f"A batch holds at most {MAX_BATCH} jobs, not {len(items)}.")
-        headers = await _take_tokens(access, len(items))
-        jobs = await submit_jobs(
-            access.session,
-            access.resources.redis,
-            tenant_id=access.principal.tenant_id,
+        submitted = await submit_fused(
+            resources.engine,
+            resources.redis,
+            resources.settings,
+            token=token,
             job_type=job_type,
             requests=[(item.args, item.options) for item in items],
         )
-        access.resources.jobs_submitted.labels(job_type.name, job_type.queue).inc(len(jobs))
-        return _json(JobBatch(jobs=[JobOut.of(job) for job in jobs]), 202, headers)
+        resources.jobs_submitted.labels(job_type.name, job_type.queue).inc(len(submitted.rows))
+        jobs = [JobOut.of_new(row) for row in submitted.rows]
+        return _json(JobBatch(jobs=jobs), 202, _rate_headers(submitted.rate))
 
     common: dict[str, Any] = {
         "methods": ["POST"],
