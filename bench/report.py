@@ -213,3 +213,22 @@ def write_results(path: Path, table: str, *, command: str, sizes: str) -> None:
         f"Command: `{command}`\n\nSizes: {sizes}\n\n## Machine\n\n{machine_description()}\n\n"
         f"## Table\n\n{table}\n"
     )
+
+
+README_START = "<!-- bench table: start -->"
+README_END = "<!-- bench table: end -->"
+
+
+def update_readme(readme: Path, table: str, *, when: str) -> bool:
+    """Put the table between the README's bench markers; False if it has none.
+
+    The README shows the latest table without a second copy to keep in step by hand: the run
+    that writes RESULTS.md writes it there too.
+    """
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    block = f"{README_START}\nLatest full run ({when}, details in `bench/RESULTS.md`):\n\n{table}\n"
+    readme.write_text(text[:start] + block + text[end:])
+    return True
