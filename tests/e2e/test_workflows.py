@@ -465,7 +465,9 @@ class TestDurability:
             client, token, submitted["id"], lambda wf: wf["steps"][1]["status"] == "scheduled"
         )
 
-        await redis.flushall()  # the released step's queue entry and payload are gone
+        # The released step's queue entry and payload are gone (flushdb: the test's own
+        # database; FLUSHALL would empty the other xdist worker's too).
+        await redis.flushdb()
 
         done = await wait_workflow(client, token, submitted["id"], "succeeded")
         assert done["result"] == {"indexed": ["doc-pst-1-att"]}
