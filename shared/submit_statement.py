@@ -54,7 +54,7 @@ _JSON_COLUMNS = frozenset(column.key for column in _JOB.c if isinstance(column.t
 
 @dataclass(frozen=True)
 class PresentedKey:
-    """The presented key's row (live keys only) and whether the job was stored with it."""
+    """The presented key's row (live keys only) and whether the jobs were stored with it."""
 
     tenant_id: uuid.UUID
     secret_hash: bytes
