@@ -4,7 +4,7 @@
 UV := .tools/bin/uv
 PYTEST_ARGS ?= -n 2
 
-.PHONY: dev test lint sync openapi browser
+.PHONY: dev test lint sync openapi browser promtool
 
 $(UV):
 	python3 -m venv .tools
@@ -21,7 +21,7 @@ lint: sync
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
 
-test: lint browser
+test: lint browser promtool
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 # Debian's Chromium for the dashboard's browser tests (tests/ui), installed once (~30 s) when
@@ -31,6 +31,16 @@ browser:
 	@[ -x $(CHROMIUM) ] || [ "$$(id -u)" != 0 ] || { apt-get update -qq \
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 		>/dev/null; } || echo "could not install chromium: the browser tests will skip"
+
+# Prometheus's promtool, to check the shipped alert rules and their unit tests: unpacked from
+# Debian's package into .tools/prometheus (nothing installed, no service started); where apt
+# cannot fetch it, that one test skips and says why.
+PROMTOOL := .tools/prometheus/usr/bin/promtool
+promtool: $(UV)
+	@[ -x $(PROMTOOL) ] || command -v promtool >/dev/null || { cd .tools \
+		&& apt-get download -qq prometheus 2>/dev/null \
+		&& dpkg -x prometheus_*.deb prometheus && rm -f prometheus_*.deb; } \
+		|| echo "could not fetch promtool: the alert-rule check will skip"
 
 # The document, then the TypeScript client's types generated from it (Node.js and npm).
 openapi: sync
