@@ -80,13 +80,10 @@ class SubmitAccess:
 
 
 @asynccontextmanager
-async def open_submit_access(
-    resources: Resources, credentials: HTTPAuthorizationCredentials | str | None
-) -> AsyncIterator[SubmitAccess]:
-    """A session with the caller checked for the submit scope (no caching: a revoked key
-    fails on its next request)."""
-    if isinstance(credentials, str):
-        credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=credentials)
+async def open_submit_access(resources: Resources, token: str) -> AsyncIterator[SubmitAccess]:
+    """A session with the key (from `SubmitToken`) checked for the submit scope (no caching:
+    a revoked key fails on its next request)."""
+    credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
     async with resources.sessionmaker() as session:  # closing returns the connection
         principal = await _principal(session, credentials, Scope.SUBMIT)
         yield SubmitAccess(principal=principal, session=session, resources=resources)
