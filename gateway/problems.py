@@ -10,12 +10,14 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import structlog
+from asyncpg.exceptions._base import DataError as AsyncpgArgumentError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
@@ -49,6 +51,8 @@ STATUS_OF: dict[type[errors.JobgateError], int] = {
     errors.UnsupportedMediaType: 415,
     errors.InvalidCursor: 422,
     errors.InvalidWorkflow: 422,
+    errors.UnstorableValue: 422,
+    errors.WebhookUrlRefused: 422,
     errors.RateLimited: 429,
     errors.DependencyUnavailable: 503,
     errors.DatabaseUnavailable: 503,
@@ -176,6 +180,54 @@ def _headers_of(error: errors.JobgateError) -> dict[str, str] | None:
     return None
 
 
+_DATA_EXCEPTION = "22"
+"""SQLSTATE class 22, "data exception": PostgreSQL refused a value, the connection is fine."""
+
+
+def _is_refused_value(exc: BaseException) -> bool:
+    """Whether the database (or asyncpg encoding a parameter) refused a value of the request.
+
+    SQLAlchemy's asyncpg dialect wraps such errors in a plain `DBAPIError` (asyncpg's class-22
+    errors) or an `InterfaceError` (asyncpg's own argument checks: out of int32/int64 range,
+    text that is not UTF-8), so the driver's error under it is what tells them from an outage.
+    """
+    if isinstance(exc, DataError | AsyncpgArgumentError | asyncpg.DataError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    for cause in (exc.orig, exc.orig.__cause__ if exc.orig is not None else None):
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(cause, AsyncpgArgumentError) or (
+            isinstance(sqlstate, str) and sqlstate.startswith(_DATA_EXCEPTION)
+        ):
+            return True
+    return False
+
+
+def _translate_dependency_error(exc: Exception) -> errors.JobgateError | None:
+    """What a database or connection error means to the caller; None: a bug (a 500)."""
+    if isinstance(exc, IntegrityError):
+        return None  # the store translates the expected ones
+    if _is_refused_value(exc):
+        # The caller's value, not an outage: a 503 would have it retry the same request
+        # forever. Validation should have refused it first; the log names the kind that got by.
+        return errors.UnstorableValue()
+    # A plain OSError (refused, no socket, TimeoutError) is asyncpg failing to connect:
+    # Redis failures are RedisError, which `shared.enqueue` turns into QueueUnavailable.
+    if isinstance(exc, DBAPIError | PoolTimeout | OSError):
+        return errors.DatabaseUnavailable()
+    return errors.DependencyUnavailable()
+
+
+def _issues_of(error: errors.JobgateError) -> list[dict[str, object]] | None:
+    """The `errors` member of a 422 raised by jobgate itself (one issue per problem)."""
+    if isinstance(error, errors.InvalidWorkflow):
+        return error.issues
+    if isinstance(error, errors.WebhookUrlRefused):
+        return error.issues
+    return None
+
+
 def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
     """Make every error answer as problem+json."""
     retry_after = {"Retry-After": str(settings.retry_after_seconds)}
@@ -184,7 +236,7 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
         assert isinstance(exc, errors.JobgateError)  # noqa: S101 (registered for this class)
         status = _status_of(exc)
         headers = _headers_of(exc) or {503: retry_after, 401: BEARER_CHALLENGE}.get(status)
-        issues = exc.issues if isinstance(exc, errors.InvalidWorkflow) else None
+        issues = _issues_of(exc)
         return problem_response(
             request,
             status=status,
@@ -226,17 +278,13 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
         )
 
     async def on_dependency_error(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, IntegrityError):
-            return await on_unexpected(request, exc)  # a bug: the store translates expected ones
-        # A plain OSError (refused, no socket, TimeoutError) is asyncpg failing to connect:
-        # Redis failures are RedisError, which `shared.enqueue` turns into QueueUnavailable.
-        unavailable = (
-            errors.DatabaseUnavailable()
-            if isinstance(exc, DBAPIError | PoolTimeout | OSError)
-            else errors.DependencyUnavailable()
-        )
-        log.warning("dependency.unavailable", error=type(exc).__name__, code=unavailable.code)
-        return await on_jobgate_error(request, unavailable)
+        translated = _translate_dependency_error(exc)
+        if translated is None:
+            return await on_unexpected(request, exc)
+        unstorable = isinstance(translated, errors.UnstorableValue)
+        event = "request.unstorable_value" if unstorable else "dependency.unavailable"
+        log.warning(event, error=type(exc).__name__, code=translated.code)
+        return await on_jobgate_error(request, translated)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("request.crashed", path=request.url.path, exc_info=exc)
@@ -250,6 +298,7 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(errors.JobgateError, on_jobgate_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)
-    for dependency_error in (DBAPIError, PoolTimeout, OSError):
+    # asyncpg.DataError: class-22 errors of statements run on asyncpg itself (`submit_statement`).
+    for dependency_error in (DBAPIError, PoolTimeout, OSError, asyncpg.DataError):
         app.add_exception_handler(dependency_error, on_dependency_error)
     app.add_exception_handler(Exception, on_unexpected)

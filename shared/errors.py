@@ -19,7 +19,9 @@
     │   ├── PayloadTooLarge
     │   ├── UnsupportedMediaType
     │   ├── InvalidCursor
-    │   └── InvalidWorkflow       a workflow that cannot run (422, one issue per problem)
+    │   ├── InvalidWorkflow       a workflow that cannot run (422, one issue per problem)
+    │   ├── WebhookUrlRefused     a `webhook_url` jobgate may not call (422, one issue per URL)
+    │   └── UnstorableValue       PostgreSQL refused a value validation let through (422)
     ├── RateLimited               the tenant submitted faster than its rate limit allows
     ├── DependencyUnavailable
     │   ├── DatabaseUnavailable
@@ -161,6 +163,22 @@ class InvalidWorkflow(BadRequest):
     def __init__(self, message: str | None = None, *, issues: list[dict[str, object]]) -> None:
         super().__init__(message)
         self.issues = issues  # {loc, msg, type} each, as a 422's `errors`
+
+
+class WebhookUrlRefused(BadRequest):
+    """A `webhook_url` points where webhooks may not go; see `errors`."""
+
+    code = "webhook-url-refused"
+
+    def __init__(self, message: str | None = None, *, issues: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.issues = issues  # {loc, msg, type} each, as a 422's `errors`
+
+
+class UnstorableValue(BadRequest):
+    """The request holds a value the database cannot store (out of range, or not valid text)."""
+
+    code = "unstorable-value"
 
 
 class RateLimited(JobgateError):

@@ -6,14 +6,33 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_ADMIN_TOKEN_CHARS = 24
+WebhookScheme = Literal["https", "http"]
+
+
+def _both_schemes() -> list[WebhookScheme]:
+    return ["https", "http"]
 
 
 class WebhookSettings(BaseModel):
-    """Outbound webhooks; `JOBGATE_WEBHOOKS__<FIELD>` sets each field."""
+    """Outbound webhooks; `JOBGATE_WEBHOOKS__<FIELD>` sets each field.
+
+    Destinations: by default webhooks reach public unicast addresses only, so a tenant cannot
+    make workers call 127.0.0.1, 10/8, 169.254.169.254 (cloud metadata), ::1, fc00::/7 ...
+    `allowed_networks` and `allowed_hosts` let internal receivers through, `allowed_schemes`
+    can drop plain `http` (see `shared.webhook_destinations`). Lists are comma-separated in
+    the environment: `JOBGATE_WEBHOOKS__ALLOWED_NETWORKS=10.1.2.0/24,fd00::1`.
+    """
 
     timeout_seconds: float = Field(
         10.0, gt=0, description="Bound on one delivery attempt (connect, send, response headers)."
@@ -31,6 +50,30 @@ class WebhookSettings(BaseModel):
     batch_size: int = Field(
         20, ge=1, le=500, description="Deliveries one worker claims and sends at once."
     )
+    # Destinations (see `shared.webhook_destinations`): public unicast addresses only, by default.
+    allowed_schemes: Annotated[list[WebhookScheme], NoDecode] = Field(
+        default_factory=_both_schemes,
+        min_length=1,
+        description="URL schemes a `webhook_url` may have, e.g. `https` alone.",
+    )
+    allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or CIDR networks webhooks may reach although they are not public "
+        "(loopback, private, link-local, ...), e.g. `10.1.2.0/24,fd00::1`. Default: none.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names webhooks may reach whatever addresses they resolve to, e.g. an "
+        "internal receiver `hooks.internal`. Default: none.",
+    )
+
+    @field_validator("allowed_schemes", "allowed_networks", "allowed_hosts", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        # Comma-separated in the environment, like the other lists.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 class CircuitPolicy(BaseModel):

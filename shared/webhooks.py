@@ -153,14 +153,18 @@ async def record_attempt(
     status_code: int | None,
     error: str | None,
     settings: WebhookSettings,
+    is_final: bool = False,
 ) -> str:
-    """Record one attempt's outcome: delivered on 2xx, else due again later or `failed`."""
+    """Record one attempt's outcome: delivered on 2xx, else due again later or `failed`.
+
+    `is_final`: retrying cannot help (a refused destination), so a failure is `failed` at once.
+    """
     attempts = delivery.attempts + 1
     values: dict[str, object] = {"attempts": attempts, "last_status_code": status_code}
     if status_code is not None and 200 <= status_code < 300:
         status = DELIVERED
         values |= {"last_error": None, "delivered_at": func.now(), "next_attempt_at": None}
-    elif attempts >= settings.max_attempts:
+    elif is_final or attempts >= settings.max_attempts:
         status = FAILED
         values |= {"last_error": _clip(error), "next_attempt_at": None}
     else:

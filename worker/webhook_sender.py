@@ -3,7 +3,8 @@
 A claimed batch is sent concurrently, outside any transaction, each attempt bounded by
 `webhooks.timeout_seconds`; the claim's lease outlasts that, so no other worker sends the
 same delivery meanwhile. Redirects are not followed and answer bodies are not read: only the
-status code counts.
+status code counts. Destinations are checked where the connection is made
+(`worker.webhook_transport`): a refused one fails its delivery at once, for good.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from shared.job_view import JobOut
 from shared.settings import WebhookSettings
 from shared.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 from shared.tracing import TRACEPARENT, continue_trace, current_traceparent
+from shared.webhook_destinations import DestinationPolicy
 from shared.webhooks import Outgoing
+from worker.webhook_transport import DestinationRefused, GuardedTransport
 
 log = structlog.get_logger("jobgate.worker")
 
@@ -37,6 +40,8 @@ class Attempt:
 
     status_code: int | None
     error: str | None
+    is_final: bool = False
+    """No later attempt can do better (a refused destination): fail the delivery now."""
 
 
 def render(outgoing: Outgoing) -> tuple[bytes, dict[str, str]]:
@@ -83,9 +88,17 @@ async def _post(http: httpx.AsyncClient, outgoing: Outgoing, timeout_seconds: fl
             http.stream("POST", outgoing.delivery.url, content=body, headers=headers) as response,
         ):
             code = response.status_code
+    except DestinationRefused as exc:
+        return Attempt(status_code=None, error=f"destination refused: {exc}", is_final=True)
     except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
         return _failed(exc)
-    return Attempt(status_code=code, error=None if 200 <= code < 300 else f"HTTP {code}")
+    return Attempt(status_code=code, error=None if 200 <= code < 300 else _unanswered(code))
+
+
+def _unanswered(code: int) -> str:
+    if 300 <= code < 400:  # following it could lead anywhere, the check notwithstanding
+        return f"HTTP {code} (redirects are not followed)"
+    return f"HTTP {code}"
 
 
 def _annotate(span: Span, attempt: Attempt) -> None:
@@ -133,6 +146,7 @@ async def deliver_due(
                 status_code=attempt.status_code,
                 error=attempt.error,
                 settings=settings,
+                is_final=attempt.is_final,
             )
             log.info(
                 "webhook.attempted",
@@ -142,16 +156,30 @@ async def deliver_due(
                 tenant_id=str(outgoing.job.tenant_id),
                 status_code=attempt.status_code,
                 outcome=status,
+                error=attempt.error if attempt.is_final else None,
             )
         await session.commit()
     return len(batch)
+
+
+def http_client(settings: WebhookSettings) -> httpx.AsyncClient:
+    """The client webhooks are sent with: destinations checked, no redirects, no proxies.
+
+    An environment proxy (`trust_env`) would make the connection on our behalf, past the check.
+    """
+    return httpx.AsyncClient(
+        transport=GuardedTransport(DestinationPolicy.of(settings)),
+        follow_redirects=False,
+        timeout=settings.timeout_seconds,
+        trust_env=False,
+    )
 
 
 async def deliver_forever(
     sessionmaker: async_sessionmaker[AsyncSession], settings: WebhookSettings
 ) -> None:
     """Send due webhooks until cancelled; every worker runs this, claims never overlap."""
-    async with httpx.AsyncClient(follow_redirects=False, timeout=settings.timeout_seconds) as http:
+    async with http_client(settings) as http:
         while True:
             try:
                 sent = await deliver_due(sessionmaker, http, settings)

@@ -23,6 +23,7 @@ from shared.errors import PayloadTooLarge, UnknownJobType
 from shared.job_view import job_view
 from shared.ratelimit import RateState, rate_limit_for, take_tokens
 from shared.submit import SubmitOptions, submit_fused, submit_once
+from shared.webhook_destinations import refuse_webhook_urls
 
 MAX_BATCH = 1000
 RATE_LIMIT_HEADERS: dict[str, Any] = {
@@ -157,6 +158,8 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
     ) -> Response:
         resources: Resources = request.app.state.resources
         args, options = body.args, body.options  # type: ignore[attr-defined]
+        webhook_url_loc = ["body", "options", "webhook_url"]
+        refuse_webhook_urls(resources.settings.webhooks, [(webhook_url_loc, options.webhook_url)])
         if idempotency_key is not None:
             async with open_submit_access(resources, token) as access:
                 return await _submit_idempotent(access, job_type, args, options, idempotency_key)
@@ -184,6 +187,13 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
         items = body.jobs  # type: ignore[attr-defined]
         if len(items) > MAX_BATCH:
             raise PayloadTooLarge(f"A batch holds at most {MAX_BATCH} jobs, not {len(items)}.")
+        refuse_webhook_urls(
+            resources.settings.webhooks,
+            (
+                (["body", "jobs", index, "options", "webhook_url"], item.options.webhook_url)
+                for index, item in enumerate(items)
+            ),
+        )
         submitted = await submit_fused(
             resources.engine,
             resources.redis,

@@ -13,6 +13,7 @@ from gateway.problems import problems, rate_limit_headers
 from shared import workflows
 from shared.ratelimit import rate_limit_for, take_tokens
 from shared.tenancy import Principal
+from shared.webhook_destinations import refuse_webhook_urls
 from shared.workflow_spec import WorkflowNode, steps_of
 from shared.workflow_view import WorkflowOut, workflow_view
 
@@ -27,6 +28,12 @@ class WorkflowSubmission(BaseModel):
     workflow: WorkflowNode = Field(
         description="The root node. Each step is a job of a registered type (`GET /job-types`)."
     )
+
+
+def _loc(pointer: str) -> list[str | int]:
+    """A step's JSON pointer in the definition as a 422 `loc` (as `check_workflow` gives)."""
+    where = [int(part) if part.isdigit() else part for part in pointer.split("/")[1:]]
+    return ["body", "workflow", *where]
 
 
 async def _charge(principal: Principal, resources: ResourcesDep, steps: int) -> dict[str, str]:
@@ -61,6 +68,13 @@ async def submit_workflow(
     cannot run (unknown type, args or sources that do not fit) is a 422 before anything is
     stored.
     """
+    refuse_webhook_urls(
+        resources.settings.webhooks,
+        (
+            ([*_loc(pointer), "options", "webhook_url"], step.options.webhook_url)
+            for pointer, step in steps_of(body.workflow)
+        ),
+    )
     headers = await _charge(principal, resources, sum(1 for _ in steps_of(body.workflow)))
     workflow = await workflows.submit_workflow(
         session,

@@ -39,7 +39,11 @@ struct_log = structlog.get_logger("tests.jobcode")
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    fast = WebhookSettings(poll_interval_seconds=0.02, backoff_base_seconds=0.01)
+    fast = WebhookSettings(
+        poll_interval_seconds=0.02,
+        backoff_base_seconds=0.01,
+        allowed_hosts=["hooks.example.test"],  # respx answers for it; it resolves nowhere
+    )
     return settings.model_copy(update={"log_json": True, "webhooks": fast})
 
 

@@ -42,7 +42,11 @@ _watched_providers: set[int] = set()
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    fast = WebhookSettings(poll_interval_seconds=0.02, backoff_base_seconds=0.01)
+    fast = WebhookSettings(
+        poll_interval_seconds=0.02,
+        backoff_base_seconds=0.01,
+        allowed_hosts=["hooks.example.test"],  # respx answers for it; it resolves nowhere
+    )
     return settings.model_copy(
         update={"tracing": True, "tracing_exporter": "none", "log_json": True, "webhooks": fast}
     )

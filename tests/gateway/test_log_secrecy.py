@@ -38,6 +38,7 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     fast = WebhookSettings(
         timeout_seconds=2, backoff_base_seconds=0.01, backoff_max_seconds=0.05,
         poll_interval_seconds=0.02, max_attempts=3,
+        allowed_hosts=["hooks.example.test"],  # respx answers for it; it resolves nowhere
     )  # fmt: skip
     return settings.model_copy(
         update={"log_level": "DEBUG", "log_json": request.param, "webhooks": fast}

@@ -37,6 +37,7 @@ def settings(settings: Settings) -> Settings:
     fast = WebhookSettings(
         timeout_seconds=2, backoff_base_seconds=0.01, backoff_max_seconds=0.05,
         poll_interval_seconds=0.02, max_attempts=3,
+        allowed_hosts=["hooks.example.test"],  # respx answers for it; it resolves nowhere
     )  # fmt: skip
     return settings.model_copy(update={"webhooks": fast})
 

@@ -1175,7 +1175,7 @@ export interface components {
             timeout_seconds?: number | null;
             /**
              * Webhook Url
-             * @description Once the job is terminal, POST the final Job here (`http`/`https`, at most 2048 characters), signed with the tenant's webhook secret: `X-Jobgate-Signature: sha256=<hex HMAC-SHA256 of the body>`. Headers `X-Jobgate-Event: job.<status>` and `X-Jobgate-Delivery: <id>` (the same on every retry) come with it. A 2xx answer delivers it; anything else is retried with exponential backoff.
+             * @description Once the job is terminal, POST the final Job here (`http`/`https`, at most 2048 characters), signed with the tenant's webhook secret: `X-Jobgate-Signature: sha256=<hex HMAC-SHA256 of the body>`. Headers `X-Jobgate-Event: job.<status>` and `X-Jobgate-Delivery: <id>` (the same on every retry) come with it. A 2xx answer delivers it; anything else is retried with exponential backoff; redirects are not followed. Only public addresses are called: a loopback, private, link-local or reserved IP address is refused (422 `webhook-url-refused`), and a host name resolving to one fails its delivery for good.
              */
             webhook_url?: string | null;
         };
