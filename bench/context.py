@@ -32,10 +32,12 @@ class Context:
         return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
 
     def jobgate_env(self, **extra: str) -> dict[str, str]:
-        """Environment of jobgate's gateway and workers (defaults, plus the bench job type)."""
+        """Environment of jobgate's gateway and workers: defaults, as the images run them (JSON
+        log lines), plus the bench job type."""
         return {
             **os.environ,
             "JOBGATE_ENV": "prod",
+            "JOBGATE_LOG_JSON": "1",
             "JOBGATE_DATABASE_URL": self.database_url,
             "JOBGATE_REDIS_URL": self.redis_url,
             "JOBGATE_CONTRACT_MODULES": "bench.contracts",

@@ -24,8 +24,6 @@ from sqlalchemy import (
     delete,
     func,
     literal_column,
-    null,
-    or_,
     select,
     update,
 )
@@ -37,7 +35,7 @@ from shared import webhooks
 from shared.errors import JobNotFound
 from shared.ids import new_id
 from shared.models import Job
-from shared.status import ALLOWED_FROM, CLAIMABLE, WAITING, JobStatus
+from shared.status import ALLOWED_FROM, WAITING, JobStatus
 
 _PURGED_TTL_SECONDS = 3600
 
@@ -244,51 +242,6 @@ def _sql_constant(value: str) -> ColumnElement[Any]:
 
 
 @functools.cache
-def _claim_statement(*, limits_lost_attempts: bool) -> Select[Job]:
-    return _transition_statement(
-        JobStatus.RUNNING,
-        from_=CLAIMABLE,
-        when=(
-            or_(
-                Job.status != _sql_constant(JobStatus.RUNNING.value),
-                Job.attempts < Job.max_tries + bindparam("p_lost_attempts_allowed", type_=Integer),
-            )
-            if limits_lost_attempts
-            else None
-        ),
-        attempts=Job.attempts + literal_column("1"),
-        started_at=func.now(),
-        progress=null(),
-    )
-
-
-async def claim_job(
-    session: AsyncSession,
-    *,
-    tenant_id: uuid.UUID,
-    job_id: uuid.UUID,
-    lost_attempts_allowed: int | None = None,
-) -> Job | None:
-    """Mark a waiting (or re-delivered running) job as running and count the attempt.
-
-    A `running` job is re-delivered when its worker died mid-attempt. With
-    `lost_attempts_allowed`, that is accepted only while its attempts stay below
-    `max_tries + lost_attempts_allowed`, so a job that kills every worker cannot loop forever
-    (`fail_lost_job` ends it).
-    """
-    if lost_attempts_allowed is None:
-        stmt = _claim_statement(limits_lost_attempts=False)
-        return await _transition(session, stmt, tenant_id=tenant_id, job_id=job_id)
-    return await _transition(
-        session,
-        _claim_statement(limits_lost_attempts=True),
-        tenant_id=tenant_id,
-        job_id=job_id,
-        lost_attempts_allowed=lost_attempts_allowed,
-    )
-
-
-@functools.cache
 def _fail_lost_statement() -> Select[Job]:
     return _transition_statement(
         JobStatus.FAILED,
@@ -308,7 +261,10 @@ async def fail_lost_job(
     lost_attempts_allowed: int,
     expires_at: datetime,
 ) -> Job | None:
-    """Fail a re-delivered `running` job whose workers died once too often (see `claim_job`)."""
+    """Fail a re-delivered `running` job whose workers died once too often.
+
+    (See `job_transitions.claim_jobs`, which refuses such a job.)
+    """
     return await _transition(
         session,
         _fail_lost_statement(),
@@ -339,36 +295,6 @@ async def record_progress(
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-@functools.cache
-def _success_statement() -> Select[Job]:
-    return _transition_statement(
-        JobStatus.SUCCEEDED,
-        result=_bound("result"),
-        error=null(),
-        finished_at=func.now(),
-        expires_at=_bound("expires_at"),
-    )
-
-
-async def record_success(
-    session: AsyncSession,
-    *,
-    tenant_id: uuid.UUID,
-    job_id: uuid.UUID,
-    result: dict[str, Any],
-    expires_at: datetime,
-) -> Job | None:
-    """The running job succeeded with `result`."""
-    return await _transition(
-        session,
-        _success_statement(),
-        tenant_id=tenant_id,
-        job_id=job_id,
-        result=result,
-        expires_at=expires_at,
-    )
 
 
 @functools.cache

@@ -33,6 +33,7 @@ from shared.contracts import Contract, JobType, Priority
 from shared.enqueue import Delivery, enqueue
 from shared.errors import IdempotencyConflict, QueueUnavailable, Unauthenticated
 from shared.ids import new_id
+from shared.job_transitions import ClaimedJob
 from shared.models import Job
 from shared.ratelimit import RateState, rate_limit_for, take_tokens
 from shared.settings import Settings
@@ -84,7 +85,10 @@ class SubmitOptions(BaseModel):
             " characters), signed with the tenant's webhook secret: `X-Jobgate-Signature:"
             " sha256=<hex HMAC-SHA256 of the body>`. Headers `X-Jobgate-Event: job.<status>` and"
             " `X-Jobgate-Delivery: <id>` (the same on every retry) come with it. A 2xx answer"
-            " delivers it; anything else is retried with exponential backoff."
+            " delivers it; anything else is retried with exponential backoff; redirects are not"
+            " followed. Only public addresses are called: a loopback, private, link-local or"
+            " reserved IP address is refused (422 `webhook-url-refused`), and a host name"
+            " resolving to one fails its delivery for good."
         ),
     )
 
@@ -144,7 +148,7 @@ def build_job(
     return Job(tenant_id=tenant_id, **job_values(job_type, args=args, options=options, now=now))
 
 
-def delivery_of(job: Job) -> Delivery:
+def delivery_of(job: Job | ClaimedJob) -> Delivery:
     """What ARQ must be told about a stored job."""
     return delivery_of_row({key: getattr(job, key) for key in _DELIVERY_COLUMNS})
 

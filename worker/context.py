@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from shared.job_transitions import Success
     from worker.binding import Binding
     from worker.circuit import CircuitBreaker, Circuits
+    from worker.group_commit import GroupCommit
     from worker.lease import Leases
     from worker.mail import Mailer
     from worker.maintenance import Maintenance
@@ -39,6 +41,8 @@ class WorkerContext(TypedDict):
     system_tenant_id: uuid.UUID
     quotas: TenantQuotas
     leases: Leases
+    successes: GroupCommit[Success, bool]
+    """Records succeeded jobs, many per statement (True: the job was still running)."""
     job_id: str
     job_try: int
 

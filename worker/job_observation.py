@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
-from shared.models import Job
+from shared.job_transitions import ClaimedJob
 from shared.tracing import continue_trace, tracer
 from worker.context import JobOutcome
 
@@ -42,7 +42,7 @@ class JobObservation:
         self._tokens = dict(structlog.contextvars.bind_contextvars(**self._fields))
         return self
 
-    def claimed(self, job: Job) -> None:
+    def claimed(self, job: ClaimedJob) -> None:
         """The row is ours: bind what it tells, and start the span its submit's trace continues."""
         self._tokens.update(
             structlog.contextvars.bind_contextvars(job_name=job.name, attempt=job.attempts)

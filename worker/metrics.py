@@ -14,7 +14,7 @@ from datetime import datetime
 import structlog
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from shared.models import Job
+from shared.job_transitions import ClaimedJob
 
 log = structlog.get_logger("jobgate.worker")
 
@@ -79,7 +79,7 @@ def _succeeded(job_type: str, queue: str) -> Counter:
     return JOBS_SUCCEEDED.labels(job_type, queue)
 
 
-def record_start(job: Job) -> None:
+def record_start(job: ClaimedJob) -> None:
     """A claimed job starts: how long it waited since it was due."""
     due: datetime | None = job.scheduled_at or job.created_at
     if job.started_at is not None and due is not None:
@@ -87,7 +87,7 @@ def record_start(job: Job) -> None:
         _queue_wait(job.name).observe(max((job.started_at - due).total_seconds(), 0.0))
 
 
-def record_outcome(job: Job, outcome: str, error_type: str | None = None) -> None:
+def record_outcome(job: ClaimedJob, outcome: str, error_type: str | None = None) -> None:
     """An attempt's outcome (`succeeded`, `retrying`, `failed`, `cancelled`) was recorded."""
     if outcome == "succeeded":
         _succeeded(job.name, job.queue).inc()

@@ -43,11 +43,14 @@ class JobgateWorker(WakeableWorker):
         self.budget = budget
         self.is_redis_down = False
 
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """Start at most the jobs the budget has left (ARQ may skip some ids: count tasks)."""
+    async def start_due_jobs(self, limit: int) -> None:
+        """Start at most the jobs the budget has left."""
         async with self.budget.lock:
             remaining = self.budget.remaining
-            await super().start_jobs(job_ids if remaining is None else job_ids[:remaining])
+            if remaining is not None:
+                limit = min(limit, remaining)
+            if limit > 0:
+                await super().start_due_jobs(limit)
             self.budget.started += self.started_in_last_poll
 
     async def _poll_iteration(self) -> None:
@@ -96,8 +99,8 @@ async def stop_worker(worker: Worker, main: asyncio.Task[None], grace_seconds: f
     """
     worker.allow_pick_jobs = False
     # Let the poll loop end by itself (ARQ's burst exit: it returns once its tasks are done).
-    # Cancelling it mid-iteration can interrupt redis-py's UNWATCH in ARQ's `start_jobs` and
-    # leave a pipeline holding a connection ("Unclosed client session").
+    # Cancelling it mid-iteration could interrupt a Redis call or a claim half-way and leave
+    # a connection unreturned ("Unclosed client session").
     worker.burst, worker.max_burst_jobs = True, 0
     await asyncio.wait([main], timeout=grace_seconds)
     main.cancel()

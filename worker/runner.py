@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -29,7 +29,7 @@ from shared import store
 from shared.contracts import Contract
 from shared.enqueue import Delivery, enqueue
 from shared.errors import CircuitOpenError, PermanentJobError
-from shared.models import Job
+from shared.job_transitions import ClaimedJob, JobKey, Success, claim_jobs
 from shared.retention import expires_at
 from shared.status import CLAIMABLE, JobStatus
 from shared.submit import delivery_of
@@ -65,14 +65,27 @@ class JobFailure(Exception):
         self.retry_after_seconds = retry_after_seconds
 
 
-async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
-    """The coroutine ARQ calls for every jobgate job (the payload carries only the tenant)."""
+@dataclass(frozen=True)
+class Claimed:
+    """The outcome of a claim made before `run_job` (`worker.wakeup` claims a poll's jobs at
+    once): the job, now running, or None if it was not waiting."""
+
+    job: ClaimedJob | None
+
+
+async def run_job(ctx: dict[str, Any], *, tenant_id: str, claimed: Claimed | None = None) -> None:
+    """The coroutine ARQ calls for every jobgate job (the payload carries only the tenant).
+
+    Without `claimed`, it takes the tenant's quota slot and claims the job itself.
+    """
     worker = cast(WorkerContext, ctx)
     job_id, tenant = uuid.UUID(worker["job_id"]), uuid.UUID(tenant_id)
     with JobObservation(job_id=str(job_id), tenant_id=tenant_id) as observed:
-        if not await _admit(ctx, worker, tenant):
-            return
-        job = await _claim(worker, tenant, job_id)
+        if claimed is None:
+            if not await _admit(ctx, worker, tenant):
+                return
+            claimed = Claimed(await _claim(worker, tenant, job_id))
+        job = claimed.job
         if job is None:
             if not await _fail_if_lost_too_often(worker, tenant, job_id):
                 log.info("job.skipped", reason="not waiting (finished, cancelled or unknown)")
@@ -107,17 +120,15 @@ async def run_job(ctx: dict[str, Any], *, tenant_id: str) -> None:
         await _run_hook(binding, context, outcome)
 
 
-async def _claim(worker: WorkerContext, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
-    # One statement in autocommit: no BEGIN/COMMIT round trips (the commit below is a no-op).
-    async with worker["autocommit_sessionmaker"]() as session:
-        job = await store.claim_job(
-            session,
-            tenant_id=tenant_id,
-            job_id=job_id,
-            lost_attempts_allowed=worker["settings"].worker_lost_attempts_allowed,
-        )
-        await session.commit()
-    return job
+async def _claim(
+    worker: WorkerContext, tenant_id: uuid.UUID, job_id: uuid.UUID
+) -> ClaimedJob | None:
+    claimed = await claim_jobs(
+        worker["engine"],
+        [JobKey(tenant_id, job_id)],
+        lost_attempts_allowed=worker["settings"].worker_lost_attempts_allowed,
+    )
+    return claimed[0] if claimed else None
 
 
 async def _fail_if_lost_too_often(
@@ -134,7 +145,7 @@ async def _fail_if_lost_too_often(
         if found is None or found.status != JobStatus.RUNNING:
             return False
         binding = worker["bindings"][found.name]
-        job = await store.fail_lost_job(
+        failed = await store.fail_lost_job(
             session,
             tenant_id=tenant_id,
             job_id=job_id,
@@ -142,8 +153,9 @@ async def _fail_if_lost_too_often(
             expires_at=_expires_at(worker, binding),
         )
         await session.commit()
-    if job is None:
+    if failed is None:
         return False
+    job = ClaimedJob.of(failed)
     record_outcome(job, "failed", "worker_lost")
     log.warning("job.failed", job_type=job.name, attempt=job.attempts, error_type="worker_lost")
     await _run_hook(binding, _job_context(worker, job), JobOutcome("failed", error=job.error))
@@ -166,16 +178,13 @@ async def _run_hook(binding: Binding, context: JobContext, outcome: JobOutcome) 
         log.warning("job.hook_failed", hook=outcome.status, error=type(exc).__name__)
 
 
-async def _attempt(binding: Binding, job: Job, context: JobContext) -> dict[str, Any]:
+async def _attempt(binding: Binding, job: ClaimedJob, context: JobContext) -> dict[str, Any]:
     """Validate, call and validate again; every failure comes out as `JobFailure`."""
     args = _validate_args(binding, job)
+    limit = asyncio.timeout(job.timeout_seconds)
     try:
-        async with asyncio.timeout(job.timeout_seconds):
+        async with limit:
             outcome = await binding.function(context, args)
-    except TimeoutError:
-        raise JobFailure(
-            "timeout", f"attempt exceeded {job.timeout_seconds:g} s", is_retryable=True
-        ) from None
     except PermanentJobError as exc:
         raise JobFailure("permanent", exc.message, is_retryable=False) from None
     except CircuitOpenError as exc:
@@ -187,12 +196,17 @@ async def _attempt(binding: Binding, job: Job, context: JobContext) -> dict[str,
             retry_after_seconds=exc.retry_after_seconds,
         ) from None
     except Exception as exc:
-        # Job code may raise anything; it is recorded by class name and retried.
+        if isinstance(exc, TimeoutError) and limit.expired():
+            raise JobFailure(
+                "timeout", f"attempt exceeded {job.timeout_seconds:g} s", is_retryable=True
+            ) from None
+        # Job code may raise anything (a TimeoutError of its own too: a call it made timed
+        # out); it is recorded by class name and retried.
         raise JobFailure(type(exc).__name__, str(exc) or repr(exc), is_retryable=True) from None
     return _validate_result(binding, outcome)
 
 
-def _validate_args(binding: Binding, job: Job) -> Contract:
+def _validate_args(binding: Binding, job: ClaimedJob) -> Contract:
     try:
         args: Contract = binding.job_type.args.model_validate(job.args)
     except ValidationError as exc:
@@ -216,7 +230,7 @@ def _summarise(exc: ValidationError) -> str:
     )
 
 
-def _job_context(worker: WorkerContext, job: Job) -> JobContext:
+def _job_context(worker: WorkerContext, job: ClaimedJob) -> JobContext:
     sessionmaker = worker["sessionmaker"]
 
     async def report(current: int, total: int | None, message: str | None) -> None:
@@ -244,7 +258,7 @@ def _job_context(worker: WorkerContext, job: Job) -> JobContext:
     )
 
 
-def _soft_deadline(job: Job, binding: Binding) -> float | None:
+def _soft_deadline(job: ClaimedJob, binding: Binding) -> float | None:
     """When the soft limit passes: the type's grace before the hard limit, kept per job."""
     declared = binding.job_type.soft_timeout_seconds
     if declared is None:
@@ -257,7 +271,7 @@ def _expires_at(worker: WorkerContext, binding: Binding) -> datetime:
     return expires_at(binding.job_type, worker["settings"])
 
 
-async def _record_if_aborted(worker: WorkerContext, binding: Binding, job: Job) -> None:
+async def _record_if_aborted(worker: WorkerContext, binding: Binding, job: ClaimedJob) -> None:
     """Record `cancelled` if the job was asked to stop; after a shutdown it runs again."""
     async with worker["sessionmaker"]() as session:
         if await store.is_cancel_requested(session, tenant_id=job.tenant_id, job_id=job.id):
@@ -317,23 +331,18 @@ async def reschedule_after_attempt(ctx: dict[str, Any]) -> None:
 
 
 async def _record_success(
-    worker: WorkerContext, binding: Binding, job: Job, result: dict[str, Any]
+    worker: WorkerContext, binding: Binding, job: ClaimedJob, result: dict[str, Any]
 ) -> None:
-    async with worker["autocommit_sessionmaker"]() as session:  # one statement, see _claim
-        await store.record_success(
-            session,
-            tenant_id=job.tenant_id,
-            job_id=job.id,
-            result=result,
-            expires_at=_expires_at(worker, binding),
-        )
-        await session.commit()
+    # With the other jobs ending meanwhile: one statement for all (see worker.group_commit).
+    await worker["successes"].submit(
+        Success(JobKey(job.tenant_id, job.id), result, _expires_at(worker, binding))
+    )
     record_outcome(job, "succeeded")
     log.info("job.succeeded", job_type=job.name, attempt=job.attempts)
 
 
 async def _record_failure(
-    worker: WorkerContext, binding: Binding, job: Job, failure: JobFailure
+    worker: WorkerContext, binding: Binding, job: ClaimedJob, failure: JobFailure
 ) -> Delivery | None:
     """Record a retry if one is allowed (returning its delivery), else fail the job for good."""
     will_retry = failure.is_retryable and job.attempts < job.max_tries

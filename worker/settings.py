@@ -14,9 +14,11 @@ import socket
 from typing import Any
 
 from arq.worker import func
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.contracts import DEFAULT_QUEUE, Registry, load_contracts
 from shared.db import create_engine, create_sessionmaker
+from shared.job_transitions import Success, record_successes
 from shared.keys import queue_key
 from shared.logs import configure_logging
 from shared.redis import arq_redis_settings, deserialize_payload, serialize_payload
@@ -26,6 +28,7 @@ from shared.tenancy import ensure_tenant
 from shared.tracing import configure_tracing
 from worker.binding import Binding, load_bindings
 from worker.cron import schedule_forever
+from worker.group_commit import GroupCommit
 from worker.lease import Leases
 from worker.quota import TenantQuotas
 from worker.reconciler import reconcile_forever
@@ -90,6 +93,7 @@ def _on_startup(settings: Settings, bindings: dict[str, Binding]) -> Any:
             ),
             bindings=bindings,
             leases=leases,
+            successes=_success_recorder(engine),
             worker_name=worker_name(),
             system_tenant_id=system_tenant_id,
             background=background,
@@ -101,6 +105,14 @@ def _on_startup(settings: Settings, bindings: dict[str, Binding]) -> Any:
         )
 
     return on_startup
+
+
+def _success_recorder(engine: AsyncEngine) -> GroupCommit[Success, bool]:
+    async def record(successes: list[Success]) -> list[bool]:
+        moved = await record_successes(engine, successes)
+        return [success.key in moved for success in successes]
+
+    return GroupCommit(record)
 
 
 async def _on_shutdown(ctx: dict[str, Any]) -> None:

@@ -1,4 +1,13 @@
-"""An ARQ worker that wakes when work arrives instead of sleeping a whole poll interval.
+"""jobgate's ARQ worker: takes a poll's due jobs at once, and wakes when work arrives.
+
+Per poll, instead of ARQ's read of the queue and then, per job, a check-and-take (four round
+trips), a read of the payload and a claim in PostgreSQL, this worker makes one Redis call
+(`_TAKE_DUE_LUA`: read the due ids, skip those in progress, read their payloads, mark them in
+progress with a lease) and one statement claiming all of them (`job_transitions.claim_jobs`).
+Each job then runs in its own task through `worker.runner.run_job`; successes are recorded
+many per statement (`worker.group_commit`), and jobs leave Redis the same way, one
+MULTI/EXEC for all that ended together. A job of a tenant with a concurrency quota is not
+claimed with the others: the runner takes its quota slot first, then claims it alone.
 
 ARQ polls its queue every `poll_delay` seconds, so an idle worker starts a new job about half
 an interval late on average. The enqueue script (shared/enqueue.py) pushes a token onto
@@ -8,11 +17,13 @@ milliseconds, and the periodic poll still finds anything a lost token would have
 
 Between polls it never waits when waiting cannot help: after a poll that started jobs it
 polls again at once (more may be due than one read returned), and a full worker polls again as
-soon as one of its jobs ends rather than sleeping a whole `poll_delay`. Ids of jobs this worker
-is running (ARQ leaves them on their queue until they end) are skipped without asking Redis.
+soon as one of its jobs ends rather than sleeping a whole `poll_delay`.
 
-`arq worker.WorkerSettings` runs ARQ's own `Worker` (plain polling); `jobgate worker` and the
-test suite run this one.
+What ARQ's own job loop did and still holds: a job stays on its queue until it ends, its
+in-progress key is its lease (`worker.lease`), an abort cancels its task (`_cancel_aborted_jobs`)
+and ends it, a shutdown cancels it and leaves it queued for another worker, and `after_job_end`
+runs once it has ended. `arq worker.WorkerSettings` runs ARQ's own `Worker` (plain polling,
+one job at a time through ARQ's loop); `jobgate worker` and the test suite run this one.
 """
 
 from __future__ import annotations
@@ -21,31 +32,68 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import create_pool, log_redis_info
-from arq.constants import in_progress_key_prefix
+from arq.constants import (
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+    retry_key_prefix,
+)
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from shared.job_transitions import JobKey, claim_jobs
 from shared.keys import QUEUE_PREFIX, wake_key
+from worker.group_commit import GroupCommit
+from worker.runner import Claimed, run_job
 
 logger = logging.getLogger("arq.worker")
 
-# ARQ's check before starting a job, as one atomic step: not in progress anywhere, still on
-# the queue and due; then mark it in progress. Returns its score, or nil.
-_TAKE_JOB_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-    return false
+# Take up to ARGV[3] due jobs of queue KEYS[1], reading at most ARGV[4] ids: skip those in
+# progress (here or elsewhere), mark the others in progress for ARGV[2] ms and return
+# id, score, payload for each. An id whose payload expired is dropped, as ARQ drops it (its row
+# is re-enqueued by the reconciler). Key names are built here from ARQ's prefixes (ARGV[5],
+# ARGV[6]): fine on one Redis server, which is what ARQ supports.
+_TAKE_DUE_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
+local wanted = tonumber(ARGV[3])
+local taken = {}
+for i = 1, #due, 2 do
+    if #taken >= wanted * 3 then
+        break
+    end
+    local id = due[i]
+    local progress = ARGV[5] .. id
+    if redis.call('EXISTS', progress) == 0 then
+        local payload = redis.call('GET', ARGV[6] .. id)
+        if payload then
+            redis.call('PSETEX', progress, ARGV[2], '1')
+            taken[#taken + 1] = id
+            taken[#taken + 1] = due[i + 1]
+            taken[#taken + 1] = payload
+        else
+            redis.call('ZREM', KEYS[1], id)
+        end
+    end
 end
-local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not score or tonumber(score) > tonumber(ARGV[2]) then
-    return false
-end
-redis.call('PSETEX', KEYS[1], ARGV[3], '1')
-return score
+return taken
 """
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A job this worker took from its queue (its in-progress key is set)."""
+
+    job_id: str
+    score: int
+    function: str | None
+    """The ARQ function (job type) named by the payload; None if the payload is unreadable."""
+    tenant_id: str | None
 
 
 ABORT_CHECK_INTERVAL_SECONDS = 0.1
@@ -53,16 +101,17 @@ ABORT_CHECK_INTERVAL_SECONDS = 0.1
 
 
 class WakeableWorker(Worker):
-    """ARQ's `Worker`, with its sleep between polls replaced by a wait for a wake token."""
+    """ARQ's `Worker`, taking and claiming a poll's jobs at once, woken by wake tokens."""
 
     started_in_last_poll = 0
-    """Jobs the last `start_jobs` call started (0: nothing new was due)."""
+    """Jobs the last poll started (0: nothing new was due)."""
     _next_abort_check = 0.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._slot_freed = asyncio.Event()
         """Set whenever a job of this worker ends and frees its slot."""
+        self._ends: GroupCommit[tuple[str, bool], None] = GroupCommit(self._write_ends)
 
     async def _cancel_aborted_jobs(self) -> None:
         """ARQ's abort check (a MULTI/EXEC), only when it can matter and at most every 100 ms.
@@ -77,58 +126,142 @@ class WakeableWorker(Worker):
         self._next_abort_check = now + ABORT_CHECK_INTERVAL_SECONDS
         await super()._cancel_aborted_jobs()
 
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """ARQ's `start_jobs` in one Redis round trip per job, minus jobs running here already.
-
-        ARQ checks and takes each job with WATCH, EXISTS, ZSCORE and MULTI/EXEC (four round
-        trips); `_TAKE_JOB_LUA` makes the same check-and-set atomically inside Redis. Ids of
-        jobs this worker is running (still on their queue until they end) are skipped at once.
-        """
+    async def _poll_iteration(self) -> None:
+        # ARQ's, with `start_due_jobs` in place of its read of the queue and `start_jobs`.
+        limit = self.max_jobs - self.job_counter
+        if self.burst and self.max_burst_jobs >= 0:
+            limit = min(limit, self.max_burst_jobs - self._jobs_started())
         self.started_in_last_poll = 0
-        for job_id_b in job_ids:
-            job_id = job_id_b.decode()
-            running = self.tasks.get(job_id)
-            if running is not None and not running.done():
+        if self.allow_pick_jobs and limit > 0:
+            await self.start_due_jobs(limit)
+        if self.allow_abort_jobs:
+            await self._cancel_aborted_jobs()
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()  # an error of this worker's own (not a job's) ends the loop
+        await self.heart_beat()
+
+    async def start_due_jobs(self, limit: int) -> None:
+        """Take up to `limit` due jobs (one Redis call), claim them (one statement), start them."""
+        taken = await self._take_due(limit)
+        if not taken:
+            return
+        self.job_counter += len(taken)
+        try:
+            claims = await self._claim_together(taken)
+        except BaseException:
+            # PostgreSQL is down (the health monitor pauses this worker): let the jobs go.
+            self.job_counter -= len(taken)
+            with contextlib.suppress(RedisError, OSError):
+                await self._write_ends([(job.job_id, False) for job in taken])
+            raise
+        for job in taken:
+            task = self.loop.create_task(self._run_taken(job, claims.get(job.job_id)))
+            task.add_done_callback(self._job_task_done)
+            self.tasks[job.job_id] = self.job_tasks[job.job_id] = task
+        self.started_in_last_poll = len(taken)
+
+    async def _take_due(self, limit: int) -> list[Taken]:
+        reply = await self.pool.eval(  # type: ignore[misc,unused-ignore]
+            _TAKE_DUE_LUA,
+            1,
+            self.queue_name,
+            str(timestamp_ms()),
+            str(self._lease_ms()),
+            str(limit),
+            str(max(self.queue_read_limit, limit)),
+            in_progress_key_prefix,
+            job_key_prefix,
+        )
+        return [
+            self._taken(reply[i].decode(), reply[i + 1], reply[i + 2])
+            for i in range(0, len(reply), 3)
+        ]
+
+    def _taken(self, job_id: str, score: bytes, payload: bytes) -> Taken:
+        function = tenant_id = None
+        try:
+            job = self.job_deserializer(payload) if self.job_deserializer else {}
+            function, tenant_id = str(job["f"]), str(job["k"]["tenant_id"])
+        except (ValueError, KeyError, TypeError):
+            pass  # run and reported as unreadable by `_run_taken`
+        return Taken(job_id, int(float(score)), function, tenant_id)
+
+    async def _claim_together(self, taken: list[Taken]) -> dict[str, Claimed]:
+        """Claim, in one statement, the jobs whose tenant has no concurrency quota.
+
+        The others (and unreadable ones) are left to the runner, which takes the tenant's
+        slot before it claims.
+        """
+        keys = []
+        for job in taken:
+            if job.function not in self.functions or job.tenant_id is None:
                 continue
-            await self.sem.acquire()
-            if self.job_counter >= self.max_jobs:
-                self.sem.release()
-                return
-            self.job_counter += 1
-            try:
-                score = await self.pool.eval(  # type: ignore[misc,unused-ignore]
-                    _TAKE_JOB_LUA,
-                    2,
-                    in_progress_key_prefix + job_id,
-                    self.queue_name,
-                    job_id,
-                    str(timestamp_ms()),
-                    str(self._lease_ms()),
-                )
-            except BaseException:  # Redis down (or cancelled): give the slot back, not leak it
-                score = None
-                raise
-            finally:
-                if score is None:
-                    self.job_counter -= 1
-                    self.sem.release()
-            if score is None:  # running elsewhere, finished, or not due (re-enqueued later)
-                continue
-            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
-            self.started_in_last_poll += 1
+            tenant_id = uuid.UUID(job.tenant_id)
+            if await self.ctx["quotas"].limit_of(tenant_id) is None:
+                keys.append(JobKey(tenant_id, uuid.UUID(job.job_id)))
+        claimed = await claim_jobs(
+            self.ctx["engine"],
+            keys,
+            lost_attempts_allowed=self.ctx["settings"].worker_lost_attempts_allowed,
+        )
+        by_id = {str(job.id): job for job in claimed}
+        return {str(key.job_id): Claimed(by_id.get(str(key.job_id))) for key in keys}
+
+    async def _run_taken(self, taken: Taken, claimed: Claimed | None) -> None:
+        """Run one taken job, then let it leave Redis (or go back to its queue at a shutdown)."""
+        ctx = {**self.ctx, "job_id": taken.job_id, "job_try": 1, "score": taken.score}
+        ends = True
+        try:
+            if taken.function not in self.functions or taken.tenant_id is None:
+                # Not a job of this queue's types: ARQ would fail it ("function not found").
+                logger.warning("job %s: unknown or unreadable payload, dropped", taken.job_id)
+            else:
+                await run_job(ctx, tenant_id=taken.tenant_id, claimed=claimed)
+        except asyncio.CancelledError:
+            # An abort ends the job (the runner recorded it); a shutdown leaves it queued.
+            ends = taken.job_id in self.aborting_tasks
+            self.aborting_tasks.discard(taken.job_id)
+        except Exception:
+            # A failure of the runner itself (jobs' own errors are outcomes): ARQ ends such
+            # a job too; its row, still `running`, is re-driven by the reconciler.
+            logger.exception("job %s: the runner failed", taken.job_id)
+        finally:
+            self.job_tasks.pop(taken.job_id, None)
+        try:
+            await self._ends.submit((taken.job_id, ends))
+        except (RedisError, OSError) as exc:
+            # Its lease lapses by itself; a re-delivery finds the row final and drops it.
+            logger.warning("job %s: could not end it in Redis (%r)", taken.job_id, exc)
+            return
+        if ends:
+            self.jobs_complete += 1
+            if self.after_job_end is not None:
+                await self.after_job_end(ctx)
+
+    async def _write_ends(self, ends: list[tuple[str, bool]]) -> list[None]:
+        """Jobs that ended leave their queue with their keys; those stopped by a shutdown only
+        give up their in-progress key, so another worker takes them at once."""
+        ended = [job_id for job_id, has_ended in ends if has_ended]
+        keys = [in_progress_key_prefix + job_id for job_id, _ in ends]
+        for job_id in ended:
+            keys += (job_key_prefix + job_id, retry_key_prefix + job_id)
+        async with self.pool.pipeline(transaction=True) as pipe:
+            pipe.delete(*keys)
+            if ended:
+                pipe.zrem(self.queue_name, *ended)
+                pipe.zrem(abort_jobs_ss, *ended)
+            await pipe.execute()
+        return [None] * len(ends)
+
+    def _job_task_done(self, _: asyncio.Task[None]) -> None:
+        self.job_counter -= 1
+        self._slot_freed.set()
 
     def _lease_ms(self) -> int:
-        """How long a taken job's in-progress key lives unless renewed (`worker.lease`).
-
-        The lease comes from the settings `on_startup` put in ctx; without them (a bare ARQ
-        setup), ARQ's own in-progress timeout.
-        """
-        settings = self.ctx.get("settings")
-        if settings is None:
-            return int(self.in_progress_timeout_s * 1000)
-        return int(settings.worker_lease_seconds * 1000)
+        """How long a taken job's in-progress key lives unless renewed (`worker.lease`)."""
+        return int(self.ctx["settings"].worker_lease_seconds * 1000)
 
     async def main(self) -> None:
         # Mirrors arq.worker.Worker.main (0.28) except for the wait between polls.
@@ -174,16 +307,8 @@ class WakeableWorker(Worker):
         except (RedisError, OSError):
             await asyncio.sleep(self.poll_delay_s)
 
-    def _release_sem_dec_counter_on_complete(self) -> None:
-        super()._release_sem_dec_counter_on_complete()
-        self._slot_freed.set()
-
     async def _wait_for_free_slot(self) -> None:
-        """Return once one of this worker's `max_jobs` slots is free, or after `poll_delay`.
-
-        Not by acquiring ARQ's semaphore: it holds `max_jobs + 1` permits, so acquiring it
-        succeeds while the worker is full and the poll loop would spin without yielding.
-        """
+        """Return once one of this worker's `max_jobs` slots is free, or after `poll_delay`."""
         self._slot_freed.clear()
         if self.job_counter < self.max_jobs:
             return

@@ -16,14 +16,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import REGISTRY
-from shared.models import Job
+from shared.job_transitions import ClaimedJob
 from shared.workflows import advance_workflow, hand_over, stalled_workflows
 from worker.context import WorkerContext
 
 log = structlog.get_logger("jobgate.worker")
 
 
-async def advance(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, job: Job) -> int:
+async def advance(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, job: ClaimedJob
+) -> int:
     """Advance the workflow `job` is a step of; how many steps were released."""
     if job.workflow_id is None:
         return 0
@@ -36,7 +38,7 @@ async def advance(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedi
     return len(released)
 
 
-async def advance_after_step(worker: WorkerContext, job: Job) -> None:
+async def advance_after_step(worker: WorkerContext, job: ClaimedJob) -> None:
     """Called by the runner once a step's final outcome is recorded; never raises for I/O."""
     if job.workflow_id is None:
         return

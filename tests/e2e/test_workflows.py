@@ -20,8 +20,9 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import operator_queries, store
+from shared import operator_queries
 from shared.apikeys import Scope
+from shared.job_transitions import JobKey, Success, claim_jobs, record_successes
 from shared.models import Job, Workflow
 from shared.settings import Settings
 from tests.conftest import WorkerFactory
@@ -486,16 +487,9 @@ class TestDurability:
         submitted = await submit_workflow(client, token, CHAIN)
         first = uuid.UUID(submitted["steps"][0]["job"]["id"])
         # A worker recorded the first step's result and died before advancing the workflow.
-        async with sessionmaker() as session:
-            await store.claim_job(session, tenant_id=uuid.UUID(tenant_id), job_id=first)
-            await store.record_success(
-                session,
-                tenant_id=uuid.UUID(tenant_id),
-                job_id=first,
-                result={"attachment_id": "pst-1-att", "emails": 3},
-                expires_at=datetime.now(UTC) + timedelta(hours=1),
-            )
-            await session.commit()
+        await _record_by_hand(
+            sessionmaker, tenant_id, first, datetime.now(UTC) + timedelta(hours=1)
+        )
         await redis.flushdb()
 
         fast = settings.model_copy(
@@ -515,16 +509,11 @@ class TestDurability:
         tenant_id, token = tenant
         submitted = await submit_workflow(client, token, CHAIN)
         first = uuid.UUID(submitted["steps"][0]["job"]["id"])
+        # Retention passed at once.
+        await _record_by_hand(
+            sessionmaker, tenant_id, first, datetime.now(UTC) - timedelta(seconds=1)
+        )
         async with sessionmaker() as session:
-            await store.claim_job(session, tenant_id=uuid.UUID(tenant_id), job_id=first)
-            await store.record_success(
-                session,
-                tenant_id=uuid.UUID(tenant_id),
-                job_id=first,
-                result={"attachment_id": "pst-1-att", "emails": 3},
-                expires_at=datetime.now(UTC) - timedelta(seconds=1),  # retention passed
-            )
-            await session.commit()
             # The next steps are planned from its result: it stays while the workflow runs.
             assert await operator_queries.purge_expired(session, batch_size=100) == 0
             workflow = await session.get(Workflow, uuid.UUID(submitted["id"]))
@@ -532,3 +521,17 @@ class TestDurability:
             workflow.status = "cancelled"
             await session.commit()
             assert await operator_queries.purge_expired(session, batch_size=100) == 1
+
+
+async def _record_by_hand(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: str,
+    job_id: uuid.UUID,
+    expires_at: datetime,
+) -> None:
+    """Claim the first step and record its success, as a worker would (no workflow advance)."""
+    engine = sessionmaker.kw["bind"]
+    key = JobKey(uuid.UUID(tenant_id), job_id)
+    assert await claim_jobs(engine, [key])
+    result = {"attachment_id": "pst-1-att", "emails": 3}
+    assert await record_successes(engine, [Success(key, result, expires_at)]) == {key}

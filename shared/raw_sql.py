@@ -1,0 +1,56 @@
+"""Statements run straight on asyncpg, through a connection of the engine's own pool.
+
+For the hot paths (a submit, the worker's status changes) SQLAlchemy's session costs more than
+the statement: a greenlet hop per call, ORM bookkeeping, BEGIN/COMMIT. These run one
+autocommitted statement on the driver underneath; the pool, its size and its timeouts stay
+SQLAlchemy's (one connection budget per process).
+
+JSON values go in as text (`json.dumps`): SQLAlchemy's asyncpg codecs for json/jsonb, set on
+every pooled connection, take text; they hand results back already decoded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from asyncpg.exceptions._base import DataError as ArgumentRefused
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.errors import DatabaseUnavailable
+
+# What "the database did not answer" looks like from asyncpg; mapped to a 503 like the
+# engine's errors. A statement that breaks a constraint is a bug, not an outage: it propagates.
+UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.QueryCanceledError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+    TimeoutError,
+)
+
+
+async def fetch(engine: AsyncEngine, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Run `sql` with positional `args` ($1, $2, ...) and return its rows.
+
+    Outages come out as `DatabaseUnavailable`, and the connection is not handed out again.
+    """
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
+        try:
+            rows: list[asyncpg.Record] = await driver.fetch(sql, *args)
+        except ArgumentRefused:
+            raise  # a value asyncpg cannot encode (an InterfaceError too): not an outage
+        except UNAVAILABLE as exc:
+            # SQLAlchemy did not see the failure: tell its pool not to hand this one out again.
+            await connection.invalidate(exc)
+            raise DatabaseUnavailable() from exc
+        return rows
+
+
+async def fetchrow(engine: AsyncEngine, sql: str, *args: Any) -> asyncpg.Record | None:
+    """`fetch`, for a statement that returns at most one row."""
+    rows = await fetch(engine, sql, *args)
+    return rows[0] if rows else None
