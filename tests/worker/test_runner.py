@@ -7,6 +7,7 @@ deploy, a cancel or a crash would, and only then is a worker started.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,9 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.enqueue import Delivery, enqueue
 from shared.keys import job_key, queue_key
 from shared.models import Job
+from shared.settings import Settings
+from tests.bindings import start_worker_with_binding
 from tests.conftest import WorkerFactory
 from tests.factories import auth, make_tenant, submit, wait_for_status
 from tests.polling import poll_until
+from worker.context import JobContext
 
 
 def _delivery(job: dict[str, Any], tenant_id: str) -> Delivery:
@@ -197,3 +201,30 @@ class TestReenqueue:
             assert done["status"] == "succeeded"
             assert done["attempts"] == 1
         await _drained(worker, redis, complete=2)
+
+
+class TestTimeouts:
+    async def test_a_timeout_error_of_job_code_is_its_own_error_not_the_attempt_limit(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        start_worker: WorkerFactory,
+    ) -> None:
+        async def calls_a_slow_upstream(job: JobContext, args: Any) -> Any:
+            raise TimeoutError("the upstream did not answer in 2 s")
+
+        await start_worker_with_binding(
+            settings,
+            start_worker,
+            "echo",
+            lambda binding: replace(binding, function=calls_a_slow_upstream),
+        )
+        _, token = await make_tenant(sessionmaker)
+        job = await submit(client, token, "echo", {"message": "hi"}, {"max_tries": 1})
+
+        done = await wait_for_status(client, token, job["id"], "succeeded", "failed")
+        assert done["error"] == {
+            "type": "TimeoutError",
+            "message": "the upstream did not answer in 2 s",
+        }

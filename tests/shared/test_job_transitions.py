@@ -1,0 +1,104 @@
+"""The worker's batched status changes on real PostgreSQL: only the given tenant's jobs move,
+only from the statuses allowed, and a job owed a webhook gets its delivery row."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.job_transitions import JobKey, Success, claim_jobs, record_successes
+from shared.models import Job, WebhookDelivery
+from tests.factories import make_tenant, submit
+
+LATER = datetime.now(UTC) + timedelta(days=1)
+
+
+async def _two_jobs_each(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> tuple[list[JobKey], list[JobKey]]:
+    keys: list[list[JobKey]] = []
+    for name in ("acme", "globex"):
+        tenant_id, token = await make_tenant(sessionmaker, name)
+        jobs = [await submit(client, token, "echo", {"message": f"m{n}"}) for n in range(2)]
+        keys.append([JobKey(uuid.UUID(tenant_id), uuid.UUID(job["id"])) for job in jobs])
+    return keys[0], keys[1]
+
+
+async def _statuses(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[uuid.UUID, str]:
+    async with sessionmaker() as session:
+        return dict((await session.execute(select(Job.id, Job.status))).all())
+
+
+async def test_a_claim_moves_only_pairs_of_tenant_and_job_it_was_given(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    engine = sessionmaker.kw["bind"]
+    mine, theirs = await _two_jobs_each(client, sessionmaker)
+    # Another tenant's job under my tenant id: matches nothing.
+    forged = JobKey(mine[0].tenant_id, theirs[0].job_id)
+    claimed = await claim_jobs(engine, [*mine, forged])
+
+    assert {(job.tenant_id, job.id) for job in claimed} == {
+        (key.tenant_id, key.job_id) for key in mine
+    }
+    assert all(job.status == "running" and job.attempts == 1 for job in claimed)
+    assert claimed[0].args in ({"message": "m0", "repeat": 1}, {"message": "m1", "repeat": 1})
+    statuses = await _statuses(sessionmaker)
+    assert [statuses[key.job_id] for key in theirs] == ["queued", "queued"]
+
+
+async def test_a_claim_skips_finished_jobs_and_bounds_redeliveries(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    engine = sessionmaker.kw["bind"]
+    keys, _ = await _two_jobs_each(client, sessionmaker)
+    cancelled, lost = keys
+    async with sessionmaker() as session:
+        await session.execute(
+            update(Job).where(Job.id == cancelled.job_id).values(status="cancelled")
+        )
+        # Running with its tries used up: its workers keep dying.
+        await session.execute(
+            update(Job)
+            .where(Job.id == lost.job_id)
+            .values(status="running", attempts=Job.max_tries)
+        )
+        await session.commit()
+
+    assert await claim_jobs(engine, keys, lost_attempts_allowed=0) == []
+    again = await claim_jobs(engine, keys, lost_attempts_allowed=1)
+    assert [job.id for job in again] == [lost.job_id]
+
+
+async def test_successes_record_running_jobs_and_owe_their_webhooks(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    engine = sessionmaker.kw["bind"]
+    tenant_id, token = await make_tenant(sessionmaker)
+    hooked = await submit(
+        client, token, "echo", {"message": "a"}, {"webhook_url": "https://hooks.example.com/in"}
+    )
+    plain = await submit(client, token, "echo", {"message": "b"})
+    never_claimed = await submit(client, token, "echo", {"message": "c"})
+    keys = [JobKey(uuid.UUID(tenant_id), uuid.UUID(job["id"])) for job in (hooked, plain)]
+    idle = JobKey(uuid.UUID(tenant_id), uuid.UUID(never_claimed["id"]))
+    await claim_jobs(engine, keys)
+
+    moved = await record_successes(
+        engine, [Success(key, {"echo": "x"}, LATER) for key in [*keys, idle]]
+    )
+
+    assert moved == set(keys)  # the queued one is not "succeeded" without running
+    async with sessionmaker() as session:
+        rows = {job.id: job for job in (await session.scalars(select(Job))).all()}
+        deliveries = (await session.scalars(select(WebhookDelivery))).all()
+    assert [rows[key.job_id].status for key in keys] == ["succeeded", "succeeded"]
+    assert rows[keys[0].job_id].result == {"echo": "x"}
+    assert rows[idle.job_id].status == "queued"
+    assert [(d.job_id, d.url) for d in deliveries] == [
+        (keys[0].job_id, "https://hooks.example.com/in")
+    ]
