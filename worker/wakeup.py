@@ -36,6 +36,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from arq.connections import create_pool, log_redis_info
 from arq.constants import (
     abort_jobs_ss,
@@ -150,12 +151,17 @@ class WakeableWorker(Worker):
         self.job_counter += len(taken)
         try:
             claims = await self._claim_together(taken)
-        except BaseException:
-            # PostgreSQL is down (the health monitor pauses this worker): let the jobs go.
+        except BaseException as exc:
+            # Let the jobs go at once, for this worker's next poll or another worker.
             self.job_counter -= len(taken)
             with contextlib.suppress(RedisError, OSError):
                 await self._write_ends([(job.job_id, False) for job in taken])
-            raise
+            if isinstance(exc, asyncpg.DeadlockDetectedError):
+                # Crossed a statement locking the same rows in another order (a workflow's
+                # cancel): PostgreSQL undid the claim; the next poll claims them again.
+                logger.warning("claim: deadlock detected, %d jobs released", len(taken))
+                return
+            raise  # PostgreSQL down: the health monitor pauses this worker meanwhile
         for job in taken:
             task = self.loop.create_task(self._run_taken(job, claims.get(job.job_id)))
             task.add_done_callback(self._job_task_done)
