@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 STALE_AFTER_SECONDS = 30.0
@@ -50,11 +51,15 @@ def check(path: Path, *, stale_after_seconds: float = STALE_AFTER_SECONDS) -> st
     return None
 
 
-async def beat_forever(path: Path, *, interval_seconds: float) -> None:
-    """Touch `path` every `interval_seconds`; remove it when stopped (a stopped worker is dead)."""
+async def beat_forever(
+    path: Path, *, interval_seconds: float, when: Callable[[], bool] | None = None
+) -> None:
+    """Touch `path` every `interval_seconds` (only while `when()` holds, if given); remove it
+    when stopped (a stopped worker is dead)."""
     try:
         while True:
-            touch(path)
+            if when is None or when():
+                touch(path)
             await asyncio.sleep(interval_seconds)
     finally:
         clear(path)

@@ -11,6 +11,9 @@ scale past that only with more processes. The supervisor starts N `jobgate worke
   lived a minute), so a worker that cannot start does not spin.
 - Child `i` serves metrics on `JOBGATE_WORKER_METRICS_PORT + i` (unless metrics are off), so
   every child can be scraped.
+- With `JOBGATE_WORKER_HEARTBEAT_FILE`, child `i` beats `<file>.<i>` and the supervisor touches
+  `<file>` only while every child's beat is fresh: the container's liveness probe (which reads
+  `<file>`) fails when any child is stuck, not only when all are.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import structlog
 
 from shared.settings import Settings
+from worker.heartbeat import beat_forever, check
 
 log = structlog.get_logger("jobgate.worker")
 
@@ -41,12 +46,40 @@ def child_argv(queues: list[str] | None) -> list[str]:
     return argv
 
 
+CHILD_STALE_INTERVALS = 5
+"""A child whose beat is this many health intervals old counts as stuck."""
+
+
 def child_env(settings: Settings, index: int) -> dict[str, str]:
-    """The child's environment: ours, with its own metrics port."""
+    """The child's environment: ours, with its own metrics port and heartbeat file."""
     env = dict(os.environ)
     if settings.worker_metrics_port:  # None or 0: no metrics server, nothing to spread
         env["JOBGATE_WORKER_METRICS_PORT"] = str(settings.worker_metrics_port + index)
+    heartbeat = child_heartbeat(settings, index)
+    if heartbeat is not None:
+        env["JOBGATE_WORKER_HEARTBEAT_FILE"] = str(heartbeat)
     return env
+
+
+def child_heartbeat(settings: Settings, index: int) -> Path | None:
+    """Child `index`'s heartbeat file, next to the supervisor's."""
+    path = settings.worker_heartbeat_file
+    return None if path is None else path.with_name(f"{path.name}.{index}")
+
+
+async def _beat_while_children_beat(settings: Settings, processes: int, path: Path) -> None:
+    """Touch `path` (via `beat_forever`'s file handling) only while every child beats."""
+    interval = settings.worker_health_interval_seconds
+    children = [child_heartbeat(settings, index) for index in range(processes)]
+    stale_after = CHILD_STALE_INTERVALS * interval
+
+    def all_alive() -> bool:
+        return all(
+            child is not None and check(child, stale_after_seconds=stale_after) is None
+            for child in children
+        )
+
+    await beat_forever(path, interval_seconds=interval, when=all_alive)
 
 
 class Slot:
@@ -103,6 +136,16 @@ async def supervise(settings: Settings, queues: list[str] | None, processes: int
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, forward, signum)
     log.info("worker.supervisor_started", processes=processes)
+    heartbeat = (
+        None
+        if settings.worker_heartbeat_file is None
+        else asyncio.create_task(
+            _beat_while_children_beat(settings, processes, settings.worker_heartbeat_file)
+        )
+    )
     results = await asyncio.gather(*(_run_slot(slot, settings, queues, stop) for slot in slots))
+    if heartbeat is not None:
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
     log.info("worker.supervisor_stopped", clean=all(results))
     return all(results)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -56,3 +57,38 @@ def _is_gone(pid: int) -> bool:
     """Exited: no such process, or a zombie its parent has not reaped yet."""
     stat = Path(f"/proc/{pid}/stat")
     return not stat.exists() or stat.read_text().split()[2] == "Z"
+
+
+async def test_the_heartbeat_stops_while_any_child_is_stuck(
+    spawn_worker: SpawnWorker, tmp_path: Path
+) -> None:
+    heartbeat = tmp_path / "worker.heartbeat"
+    supervisor = spawn_worker(
+        "--processes", "2", worker_heartbeat_file=heartbeat, worker_health_interval_seconds=0.2
+    )
+    children = [heartbeat.with_name(f"{heartbeat.name}.{index}") for index in range(2)]
+    await poll_until(
+        lambda: all(_age(path) < 1 for path in [heartbeat, *children]),
+        timeout=30,
+        what="the supervisor and both children beating",
+    )
+    stuck = min(_children(supervisor))
+    os.kill(stuck, signal.SIGSTOP)  # its event loop stops turning, the process stays
+    try:
+        # Its beat goes stale after five intervals (1 s); from then on the supervisor's too.
+        await poll_until(lambda: _age(heartbeat) > 2, timeout=10, what="the heartbeat stopping")
+        assert min(_age(child) for child in children) < 1  # the other child still beats
+    finally:
+        os.kill(stuck, signal.SIGCONT)
+    await poll_until(lambda: _age(heartbeat) < 1, timeout=10, what="the heartbeat resuming")
+
+    supervisor.signal(signal.SIGTERM)
+    assert await supervisor.exit_code(timeout=30) == 0
+    assert not heartbeat.exists()  # a stopped worker is not alive
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
