@@ -79,6 +79,13 @@ async def retry_job(
     if old.status not in ("failed", "cancelled") or old.retried_by is not None:
         reason = "was already re-run" if old.retried_by else f"is {old.status}"
         raise JobStateConflict(f"Only failed or cancelled jobs can be re-run; this one {reason}.")
+    if old.workflow_id is not None:
+        # Re-run alone, its workflow (already failed) would never hear of the new job.
+        raise JobStateConflict(
+            f"This job is step {old.workflow_step!r} of workflow {old.workflow_id}: retry the"
+            f" workflow (POST /workflows/{old.workflow_id}/retry), which re-runs its failed"
+            " steps and carries on from them."
+        )
     job_type = registry.get(old.name)
     try:
         args = job_type.args.model_validate(old.args)

@@ -63,7 +63,11 @@ async def retry_job(
     resources: ResourcesDep,
     response: Response,
 ) -> JobOut:
-    """Re-run a failed or cancelled job as a new job with the same args (201, linked both ways)."""
+    """Re-run a failed or cancelled job as a new job with the same args (201, linked both ways).
+
+    A step of a workflow is re-run by retrying its workflow (`POST /workflows/{id}/retry`):
+    here it is a 409.
+    """
     job = await control.retry_job(
         session, redis, tenant_id=principal.tenant_id, job_id=job_id, registry=resources.registry
     )

@@ -126,6 +126,7 @@ def _job_context(
         "can_cancel": not status.is_terminal and viewer.can(Scope.CANCEL),
         "can_retry": job.status in ("failed", "cancelled")
         and job.retried_by is None
+        and job.workflow_id is None  # a step is re-run by retrying its workflow
         and viewer.can(Scope.SUBMIT),
         "tenant_name": tenants.get(job.tenant_id, ""),
         "notice": notice_of(request.query_params),

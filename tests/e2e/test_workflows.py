@@ -224,6 +224,14 @@ async def test_failed_step_fails_the_workflow_and_retry_resumes_from_it(
     assert failed["steps"][3]["job"] is None
     first_attempt = failed["steps"][1]["job"]["id"]
 
+    # The step alone cannot be re-run: its workflow would never hear of the new job.
+    alone = await client.post(f"/jobs/{first_attempt}/retry", headers=auth(token))
+    assert alone.status_code == 409
+    assert f"/workflows/{submitted['id']}/retry" in alone.json()["detail"]
+    assert (await client.get(f"/jobs/{first_attempt}", headers=auth(token))).json()[
+        "retried_by"
+    ] is None
+
     UNREADABLE.clear()  # fixed
     response = await client.post(f"/workflows/{submitted['id']}/retry", headers=auth(token))
     assert response.status_code == 200, response.text

@@ -483,6 +483,9 @@ export interface paths {
         /**
          * Re-run a failed or cancelled job
          * @description Re-run a failed or cancelled job as a new job with the same args (201, linked both ways).
+         *
+         *     A step of a workflow is re-run by retrying its workflow (`POST /workflows/{id}/retry`):
+         *     here it is a 409.
          */
         post: operations["retry_job"];
         delete?: never;
