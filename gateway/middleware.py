@@ -39,8 +39,13 @@ class RequestIdMiddleware:
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        # Tokens, not `bound_contextvars`: that one copies the whole context to save and
+        # restore, a measurable share of a submit's CPU; resetting the token restores the same.
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
             await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
 
 class BodyGuardMiddleware:
