@@ -151,8 +151,11 @@ class Settings(BaseSettings):
     )
 
     # Connections: every call out has a bound, so a hung dependency cannot hang every request.
-    db_pool_size: int = Field(20, ge=1)
-    db_max_overflow: int = Field(10, ge=0)
+    # Kept open once opened (pools open lazily). Overflow connections are closed as soon as
+    # they are handed back to a pool with enough idle ones: under steady load above the pool
+    # size that is a new PostgreSQL session every few requests, so the default has none.
+    db_pool_size: int = Field(30, ge=1)
+    db_max_overflow: int = Field(0, ge=0)
     db_pool_timeout_seconds: float = Field(5.0, gt=0)
     db_connect_timeout_seconds: float = Field(5.0, gt=0)
     db_statement_timeout_seconds: float = Field(15.0, gt=0)

@@ -22,26 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from sqlalchemy import JSON
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.apikeys import Scope
-from shared.errors import DatabaseUnavailable
 from shared.models import ApiKey, Job, Tenant
+from shared.raw_sql import fetchrow
 from shared.tenancy import TenantLimits
 
-# What "the database did not answer" looks like from asyncpg; mapped to a 503 like the
-# engine's errors. A statement that breaks a constraint is a bug, not an outage: it propagates.
-_UNAVAILABLE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.QueryCanceledError,
-    asyncpg.CannotConnectNowError,
-    OSError,
-    TimeoutError,
-)
 _JOB = Job.__table__
 _JOB_TABLE, _KEY_TABLE, _TENANT_TABLE = (
     Job.__tablename__,
@@ -137,7 +126,7 @@ async def check_key_and_store(
     bucket first. None: no live key.
     """
     columns = _columns(jobs)
-    row = await _fetchrow(
+    row = await fetchrow(
         engine,
         _check_and_store_sql(columns, len(jobs)),
         key_id,
@@ -165,14 +154,14 @@ async def store_jobs(
     engine: AsyncEngine, *, tenant_id: uuid.UUID, jobs: Sequence[Mapping[str, Any]]
 ) -> None:
     """Store jobs of an authenticated tenant (after its rate-limit tokens were taken)."""
-    await _fetchrow(engine, _store_sql(_columns(jobs), len(jobs)), tenant_id, *_encoded(jobs))
+    await fetchrow(engine, _store_sql(_columns(jobs), len(jobs)), tenant_id, *_encoded(jobs))
 
 
 async def delete_jobs(
     engine: AsyncEngine, *, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]
 ) -> None:
     """Remove jobs whose hand-off to Redis failed (they never reached a queue)."""
-    await _fetchrow(engine, _DELETE_SQL, tenant_id, list(job_ids))
+    await fetchrow(engine, _DELETE_SQL, tenant_id, list(job_ids))
 
 
 def _encoded(jobs: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -182,20 +171,3 @@ def _encoded(jobs: Sequence[Mapping[str, Any]]) -> list[Any]:
         for job in jobs
         for key, value in job.items()
     ]
-
-
-async def _fetchrow(engine: AsyncEngine, sql: str, *args: Any) -> asyncpg.Record | None:
-    """Run `sql` on a connection of the engine's pool, straight through asyncpg.
-
-    The engine's pool, not a second one: the gateway's connection budget stays
-    `db_pool_size + db_max_overflow` (a full pool waits `db_pool_timeout_seconds`, then 503).
-    """
-    async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver: asyncpg.Connection = raw.driver_connection
-        try:
-            return await driver.fetchrow(sql, *args)
-        except _UNAVAILABLE as exc:
-            # SQLAlchemy did not see the failure: tell its pool not to hand this one out again.
-            await connection.invalidate(exc)
-            raise DatabaseUnavailable() from exc

@@ -22,8 +22,8 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 
-POOL_MIN_SIZE, POOL_MAX_SIZE = 10, 20
-"""jobgate's pool: `db_pool_size` 10 plus `db_max_overflow` 10."""
+POOL_MIN_SIZE, POOL_MAX_SIZE = 10, 30
+"""Up to jobgate's pool: `db_pool_size` 30 (plus `db_max_overflow`, 0)."""
 
 
 class EchoArgs(BaseModel):
