@@ -48,7 +48,7 @@ from shared.keys import (
     queue_key,
     result_key,
 )
-from shared.redis import serialize_payload
+from shared.redis import LuaScript, serialize_payload
 
 PRIORITY_SPAN_MS = 10**12  # about 31 years: wider than any wait, so priorities never overlap
 PRIORITY_OFFSET_MS: dict[Priority, int] = {
@@ -161,6 +161,11 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
     redis.call('DEL', job)
 end
 """
+_ENQUEUE, _PROMOTE, _WITHDRAW = (
+    LuaScript(_ENQUEUE_LUA),
+    LuaScript(_PROMOTE_LUA),
+    LuaScript(_WITHDRAW_LUA),
+)
 
 
 @dataclass(frozen=True)
@@ -225,7 +230,7 @@ async def enqueue(redis: ArqRedis, deliveries: Sequence[Delivery]) -> int:
         argv += [job_id, str(due_ms), str(offset), str(ttl_ms), payload.decode(), member, tenant]
     keys.append(SCHEDULED_SET)
     try:
-        added = await redis.eval(_ENQUEUE_LUA, len(keys), *keys, *argv)  # type: ignore[misc,unused-ignore]
+        added = await _ENQUEUE.run(redis, keys, argv)
     except (RedisError, OSError) as exc:
         raise QueueUnavailable() from exc
     return int(added)
@@ -233,15 +238,16 @@ async def enqueue(redis: ArqRedis, deliveries: Sequence[Delivery]) -> int:
 
 async def promote_due(redis: ArqRedis, *, limit: int = 1000) -> int:
     """Move scheduled jobs whose time has come onto their queues; returns how many moved."""
-    moved = await redis.eval(  # type: ignore[misc,unused-ignore]
-        _PROMOTE_LUA,
-        1,
-        SCHEDULED_SET,
-        str(_now_ms()),
-        str(FAIR_SHARE_COST_MS),
-        str(FAIR_SHARE_MAX_LEAD_MS),
-        VCLOCK_PREFIX,
-        str(limit),
+    moved = await _PROMOTE.run(
+        redis,
+        [SCHEDULED_SET],
+        [
+            str(_now_ms()),
+            str(FAIR_SHARE_COST_MS),
+            str(FAIR_SHARE_MAX_LEAD_MS),
+            VCLOCK_PREFIX,
+            str(limit),
+        ],
     )
     return int(moved)
 
@@ -255,7 +261,7 @@ async def withdraw(redis: ArqRedis, deliveries: Sequence[Delivery]) -> None:
         job_id = str(delivery.job_id)
         keys += [queue_key(delivery.queue), job_key(job_id)]
         argv += [job_id, delivery.scheduled_member()]
-    await redis.eval(_WITHDRAW_LUA, len(keys), *keys, *argv)  # type: ignore[misc,unused-ignore]
+    await _WITHDRAW.run(redis, keys, argv)
 
 
 async def request_abort(redis: ArqRedis, job_id: uuid.UUID) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from shared.keys import WORKER_PRESENCE_PREFIX, WORKERS_SET, worker_presence_key
+from shared.redis import LuaScript
 
 MAX_RUNNING_IDS = 200
 """Job ids one announcement lists at most (enough for `jobgate inspect` to name the worker)."""
@@ -35,6 +36,7 @@ for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     end
 end
 """
+_ANNOUNCE = LuaScript(_ANNOUNCE_LUA)
 
 _ALIVE_LUA = f"""
 local found = {{}}
@@ -46,6 +48,7 @@ for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return found
 """
+_ALIVE = LuaScript(_ALIVE_LUA)
 
 
 @dataclass(frozen=True)
@@ -80,14 +83,10 @@ class WorkerPresence:
 
 async def announce(redis: ArqRedis, presence: WorkerPresence, *, ttl_seconds: float) -> None:
     """Say this worker is alive for `ttl_seconds` more, with what it serves and runs (one trip)."""
-    await redis.eval(  # type: ignore[misc,unused-ignore]
-        _ANNOUNCE_LUA,
-        2,
-        worker_presence_key(presence.name),
-        WORKERS_SET,
-        presence.name,
-        presence.to_json(),
-        str(max(int(ttl_seconds * 1000), 1)),
+    await _ANNOUNCE.run(
+        redis,
+        [worker_presence_key(presence.name), WORKERS_SET],
+        [presence.name, presence.to_json(), str(max(int(ttl_seconds * 1000), 1))],
     )
 
 
@@ -101,6 +100,6 @@ async def withdraw(redis: ArqRedis, name: str) -> None:
 
 async def alive_workers(redis: ArqRedis) -> list[WorkerPresence]:
     """Every worker process whose announcement has not expired, by name (one trip)."""
-    values = await redis.eval(_ALIVE_LUA, 1, WORKERS_SET)  # type: ignore[misc,unused-ignore]
+    values = await _ALIVE.run(redis, [WORKERS_SET])
     workers = [WorkerPresence.from_json(value) for value in values]
     return sorted(workers, key=lambda worker: worker.name)

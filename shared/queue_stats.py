@@ -29,6 +29,7 @@ from arq.connections import ArqRedis
 from shared.contracts import Priority
 from shared.enqueue import FAIR_SHARE_MAX_LEAD_MS, PRIORITY_OFFSET_MS
 from shared.keys import SCHEDULED_SET, in_progress_key, queue_key
+from shared.redis import LuaScript
 
 PRIORITIES: tuple[Priority, ...] = ("critical", "default", "low")
 """Most urgent first: the order their score ranges follow."""
@@ -72,6 +73,7 @@ table.insert(out, redis.call('ZCOUNT', KEYS[#KEYS], '(' .. now, '+inf'))
 table.insert(out, redis.call('ZCOUNT', KEYS[#KEYS], '-inf', now))
 return out
 """
+_STATS = LuaScript(_STATS_LUA)
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ async def read_queue_stats(redis: ArqRedis, queues: Sequence[str]) -> QueueStats
     for _priority, low, high in ranges:
         argv += [low, high]
     keys = [*(queue_key(queue) for queue in queues), SCHEDULED_SET]
-    replies = await redis.eval(_STATS_LUA, len(keys), *keys, *argv)  # type: ignore[misc,unused-ignore]
+    replies = await _STATS.run(redis, keys, argv)
     depths: list[QueueDepth] = []
     position = 0
     for queue in queues:

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from shared.errors import QueueUnavailable, RateLimited
 from shared.keys import rate_limit_key
+from shared.redis import LuaScript
 from shared.settings import Settings
 from shared.tenancy import TenantLimits
 
@@ -42,6 +43,7 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
 return {taken, tostring(tokens)}
 """
+_TAKE = LuaScript(_TAKE_LUA)
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,10 @@ async def take_tokens(
 ) -> RateState:
     """Take `cost` tokens from the tenant's bucket, or raise `RateLimited` taking none."""
     try:
-        taken, left = await redis.eval(  # type: ignore[misc,unused-ignore]
-            _TAKE_LUA,
-            1,
-            rate_limit_key(str(tenant_id)),
-            repr(rate.per_second),
-            str(rate.burst),
-            str(cost),
+        taken, left = await _TAKE.run(
+            redis,
+            [rate_limit_key(str(tenant_id))],
+            [repr(rate.per_second), str(rate.burst), str(cost)],
         )
     except (RedisError, OSError) as exc:
         raise QueueUnavailable() from exc

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import tenancy
 from shared.keys import in_progress_key, running_key
+from shared.redis import LuaScript
 
 log = structlog.get_logger("jobgate.worker")
 
@@ -41,6 +42,7 @@ if redis.call('ZSCORE', KEYS[1], id) or redis.call('ZCARD', KEYS[1]) < limit the
 end
 return 0
 """
+_TAKE_SLOT = LuaScript(_TAKE_SLOT_LUA)
 
 
 class TenantQuotas:
@@ -80,13 +82,10 @@ class TenantQuotas:
 
 async def take_slot(redis: ArqRedis, *, tenant_id: uuid.UUID, job_id: str, limit: int) -> bool:
     """Hold one of the tenant's `limit` slots for this job (again, if it already holds one)."""
-    taken = await redis.eval(  # type: ignore[misc,unused-ignore]
-        _TAKE_SLOT_LUA,
-        1,
-        running_key(str(tenant_id)),
-        str(limit),
-        job_id,
-        in_progress_key(""),  # the prefix: members are job ids
+    taken = await _TAKE_SLOT.run(
+        redis,
+        [running_key(str(tenant_id))],
+        [str(limit), job_id, in_progress_key("")],  # the prefix: members are job ids
     )
     return bool(int(taken))
 

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.enqueue import enqueue
 from shared.keys import RECONCILER_LOCK, in_progress_key, job_key
 from shared.models import Job
+from shared.redis import LuaScript
 from shared.status import WAITING, JobStatus
 from shared.submit import delivery_of
 from worker.workflow_advance import redrive_workflows
@@ -56,12 +57,13 @@ for i = 1, #KEYS, 2 do
 end
 return found
 """
+_COUNT_EXISTING = LuaScript(_COUNT_EXISTING_LUA)
 
 
 async def _lost(redis: ArqRedis, jobs: list[Job]) -> list[Job]:
     """The jobs Redis knows nothing about (neither payload nor in-progress key); one trip."""
     keys = [key for job in jobs for key in (job_key(str(job.id)), in_progress_key(str(job.id)))]
-    found = await redis.eval(_COUNT_EXISTING_LUA, len(keys), *keys)  # type: ignore[misc,unused-ignore]
+    found = await _COUNT_EXISTING.run(redis, keys)
     return [job for job, count in zip(jobs, found, strict=True) if int(count) == 0]
 
 

@@ -50,6 +50,7 @@ from redis.exceptions import RedisError
 
 from shared.job_transitions import JobKey, claim_jobs
 from shared.keys import QUEUE_PREFIX, wake_key
+from shared.redis import LuaScript
 from worker.group_commit import GroupCommit
 from worker.runner import Claimed, run_job
 
@@ -84,6 +85,7 @@ for i = 1, #due, 2 do
 end
 return taken
 """
+_TAKE_DUE = LuaScript(_TAKE_DUE_LUA)
 
 
 @dataclass(frozen=True)
@@ -169,16 +171,17 @@ class WakeableWorker(Worker):
         self.started_in_last_poll = len(taken)
 
     async def _take_due(self, limit: int) -> list[Taken]:
-        reply = await self.pool.eval(  # type: ignore[misc,unused-ignore]
-            _TAKE_DUE_LUA,
-            1,
-            self.queue_name,
-            str(timestamp_ms()),
-            str(self._lease_ms()),
-            str(limit),
-            str(max(self.queue_read_limit, limit)),
-            in_progress_key_prefix,
-            job_key_prefix,
+        reply = await _TAKE_DUE.run(
+            self.pool,
+            [self.queue_name],
+            [
+                str(timestamp_ms()),
+                str(self._lease_ms()),
+                str(limit),
+                str(max(self.queue_read_limit, limit)),
+                in_progress_key_prefix,
+                job_key_prefix,
+            ],
         )
         return [
             self._taken(reply[i].decode(), reply[i + 1], reply[i + 2])
