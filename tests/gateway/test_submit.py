@@ -106,6 +106,29 @@ class TestSubmitJob:
         assert read.status_code == 200, read.text
         assert read.json() == response.json()
 
+    async def test_the_direct_path_answers_as_the_declared_endpoint(
+        self, client: httpx.AsyncClient, token: str
+    ) -> None:
+        """A plain submit skips FastAPI's parameter handling (`_direct_route`); one with an
+        `Idempotency-Key` goes through the declared endpoint. Same job, same answer."""
+        body = {
+            "args": {"message": "same", "repeat": 2},
+            "options": {"priority": "critical", "labels": {"team": "x"}, "max_tries": 2},
+        }
+        direct = await client.post("/jobs/echo", json=body, headers=auth(token))
+        declared = await client.post(
+            "/jobs/echo", json=body, headers=auth(token) | {"Idempotency-Key": "k-1"}
+        )
+        assert direct.status_code == declared.status_code == 202
+        assert direct.headers["content-type"] == declared.headers["content-type"]
+        volatile = {"id", "created_at", "idempotency_key"}
+        same = [
+            {key: value for key, value in response.json().items() if key not in volatile}
+            for response in (direct, declared)
+        ]
+        assert same[0] == same[1]
+        assert declared.json()["idempotency_key"] == "k-1"
+
     async def test_each_type_has_its_own_defaults(
         self, client: httpx.AsyncClient, token: str
     ) -> None:
