@@ -52,17 +52,14 @@ class PresentedKey:
     stored: bool
 
 
-def _typed_params(columns: tuple[str, ...], first: int) -> str:
-    # VALUES in INSERT ... SELECT does not take types from the target columns: cast each.
+def _column_arrays(columns: tuple[str, ...], first: int) -> str:
+    # One array per column, typed like it: one statement text for any number of jobs, so
+    # asyncpg prepares it once (a VALUES list per batch size was re-prepared every time once
+    # its text passed asyncpg's cacheable size, about 60 jobs).
     return ", ".join(
-        f"${number}::{_JOB.c[column].type.compile(dialect=_DIALECT)}"
+        f"${number}::{_JOB.c[column].type.compile(dialect=_DIALECT)}[]"
         for number, column in enumerate(columns, start=first)
     )
-
-
-def _value_rows(columns: tuple[str, ...], rows: int, first: int) -> str:
-    width = len(columns)
-    return ", ".join(f"({_typed_params(columns, first + row * width)})" for row in range(rows))
 
 
 def _names(columns: tuple[str, ...]) -> str:
@@ -71,10 +68,9 @@ def _names(columns: tuple[str, ...]) -> str:
 
 
 # The f-strings below splice in only names from the table definitions and `$n` placeholders;
-# every value travels as a bound parameter (hence the `noqa: S608`). One text per column set
-# and row count; a batch holds at most 1000 jobs of 14 values, well within 32767 parameters.
-@functools.lru_cache(maxsize=256)
-def _check_and_store_sql(columns: tuple[str, ...], rows: int) -> str:
+# every value travels as a bound parameter (hence the `noqa: S608`). One text per column set.
+@functools.lru_cache(maxsize=64)
+def _check_and_store_sql(columns: tuple[str, ...]) -> str:
     return f"""
 WITH presented AS (
     SELECT k.tenant_id, k.secret_hash, k.scopes, t.rate_limit_per_second,
@@ -84,7 +80,7 @@ WITH presented AS (
 ), stored AS (
     INSERT INTO {_JOB_TABLE} (tenant_id, {_names(columns)})
     SELECT presented.tenant_id, v.*
-    FROM presented, (VALUES {_value_rows(columns, rows, 5)}) AS v ({_names(columns)})
+    FROM presented, unnest({_column_arrays(columns, 5)}) AS v ({_names(columns)})
     WHERE presented.secret_hash = $2 AND $3 = ANY(presented.scopes)
       AND presented.rate_limit_per_second IS NULL AND $4::boolean
     RETURNING id
@@ -93,11 +89,11 @@ SELECT presented.*, EXISTS (SELECT FROM stored) AS stored FROM presented
 """  # noqa: S608
 
 
-@functools.lru_cache(maxsize=256)
-def _store_sql(columns: tuple[str, ...], rows: int) -> str:
+@functools.lru_cache(maxsize=64)
+def _store_sql(columns: tuple[str, ...]) -> str:
     return (
         f"INSERT INTO {_JOB_TABLE} (tenant_id, {_names(columns)})"  # noqa: S608
-        f" SELECT $1::uuid, v.* FROM (VALUES {_value_rows(columns, rows, 2)}) AS v"
+        f" SELECT $1::uuid, v.* FROM unnest({_column_arrays(columns, 2)}) AS v"
     )
 
 
@@ -128,12 +124,12 @@ async def check_key_and_store(
     columns = _columns(jobs)
     row = await fetchrow(
         engine,
-        _check_and_store_sql(columns, len(jobs)),
+        _check_and_store_sql(columns),
         key_id,
         secret_hash,
         Scope.SUBMIT.value,
         tenant_may_be_unlimited,
-        *_encoded(jobs),
+        *_encoded(columns, jobs),
     )
     if row is None:
         return None
@@ -154,7 +150,8 @@ async def store_jobs(
     engine: AsyncEngine, *, tenant_id: uuid.UUID, jobs: Sequence[Mapping[str, Any]]
 ) -> None:
     """Store jobs of an authenticated tenant (after its rate-limit tokens were taken)."""
-    await fetchrow(engine, _store_sql(_columns(jobs), len(jobs)), tenant_id, *_encoded(jobs))
+    columns = _columns(jobs)
+    await fetchrow(engine, _store_sql(columns), tenant_id, *_encoded(columns, jobs))
 
 
 async def delete_jobs(
@@ -164,10 +161,12 @@ async def delete_jobs(
     await fetchrow(engine, _DELETE_SQL, tenant_id, list(job_ids))
 
 
-def _encoded(jobs: Sequence[Mapping[str, Any]]) -> list[Any]:
+def _encoded(columns: tuple[str, ...], jobs: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """One array per column (see `_column_arrays`)."""
     # SQLAlchemy's asyncpg codecs take JSON as text (its bind processors serialise first).
     return [
-        json.dumps(value) if key in _JSON_COLUMNS else value
-        for job in jobs
-        for key, value in job.items()
+        [json.dumps(job[column]) for job in jobs]
+        if column in _JSON_COLUMNS
+        else [job[column] for job in jobs]
+        for column in columns
     ]

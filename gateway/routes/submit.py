@@ -180,18 +180,46 @@ def _refuse_webhook_url(resources: Resources, options: SubmitOptions) -> None:
     refuse_webhook_urls(resources.settings.webhooks, [(location, options.webhook_url)])
 
 
+async def _submit_batch(
+    resources: Resources, job_type: JobType[Any, Any], token: str, items: list[Any]
+) -> Response:
+    """A batch: all jobs stored in one statement, or none."""
+    if len(items) > MAX_BATCH:
+        raise PayloadTooLarge(f"A batch holds at most {MAX_BATCH} jobs, not {len(items)}.")
+    refuse_webhook_urls(
+        resources.settings.webhooks,
+        (
+            (["body", "jobs", index, "options", "webhook_url"], item.options.webhook_url)
+            for index, item in enumerate(items)
+        ),
+    )
+    submitted = await submit_fused(
+        resources.engine,
+        resources.redis,
+        resources.settings,
+        token=token,
+        job_type=job_type,
+        requests=[(item.args, item.options) for item in items],
+    )
+    resources.jobs_submitted.labels(job_type.name, job_type.queue).inc(len(submitted.rows))
+    jobs = [JobOut.of_new(row) for row in submitted.rows]
+    return _json(JobBatch(jobs=jobs), 202, _rate_headers(submitted.rate))
+
+
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+Direct = Callable[[Resources, str, Any], Coroutine[Any, Any, Response]]
+"""Serves a plain submit: (resources, the key, the validated body) -> the answer."""
 
 
-def _direct_route(job_type: JobType[Any, Any], submission: type[BaseModel]) -> type[APIRoute]:
-    """`POST /jobs/{name}` served below FastAPI's parameter handling when it can be.
+def _direct_route(body_model: type[BaseModel], serve: Direct) -> type[APIRoute]:
+    """`POST /jobs/{name}` (and `/batch`) served below FastAPI's parameter handling when it can be.
 
     The API's hot path: FastAPI's dependency solving, body conversion and sub-response were
     a sixth of a submit's CPU. A request with a well-formed key, no `Idempotency-Key` and a
-    body the submission model accepts (`model_validate_json`, the same model) goes straight to
-    `_submit_plain`; anything else falls through to the declared endpoint, unchanged, which
-    re-reads the cached body and gives FastAPI's own answers and errors. The route, its
-    OpenAPI operation and every middleware stay FastAPI's.
+    body the route's model accepts (`model_validate_json`, the same model) goes straight to
+    `serve`, the function the declared endpoint calls too; anything else falls through to the
+    declared endpoint, unchanged, which re-reads the cached body and gives FastAPI's own
+    answers and errors. The route, its OpenAPI operation and every middleware stay FastAPI's.
     """
 
     class DirectSubmitRoute(APIRoute):
@@ -202,18 +230,11 @@ def _direct_route(job_type: JobType[Any, Any], submission: type[BaseModel]) -> t
                 token = _plain_submit_token(request)
                 if token is not None:
                     try:
-                        body = submission.model_validate_json(await request.body())
+                        body = body_model.model_validate_json(await request.body())
                     except ValidationError:
                         pass  # the declared endpoint reports it, in FastAPI's words
                     else:
-                        resources: Resources = request.app.state.resources
-                        return await _submit_plain(
-                            resources,
-                            job_type,
-                            token,
-                            body.args,  # type: ignore[attr-defined]
-                            body.options,  # type: ignore[attr-defined]
-                        )
+                        return await serve(request.app.state.resources, token, body)
                 return await declared(request)
 
             return handle
@@ -245,38 +266,23 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
         resources: Resources = request.app.state.resources
         args, options = body.args, body.options  # type: ignore[attr-defined]
         if idempotency_key is None:
-            return await _submit_plain(resources, job_type, token, args, options)
+            return await serve_one(resources, token, body)
         _refuse_webhook_url(resources, options)
         async with open_submit_access(resources, token) as access:
             return await _submit_idempotent(access, job_type, args, options, idempotency_key)
+
+    async def serve_one(resources: Resources, token: str, body: Any) -> Response:
+        return await _submit_plain(resources, job_type, token, body.args, body.options)
+
+    async def serve_batch(resources: Resources, token: str, body: Any) -> Response:
+        return await _submit_batch(resources, job_type, token, body.jobs)
 
     async def submit_batch(
         body: batch,  # type: ignore[valid-type]
         request: Request,
         token: SubmitToken,
     ) -> Response:
-        resources: Resources = request.app.state.resources
-        items = body.jobs  # type: ignore[attr-defined]
-        if len(items) > MAX_BATCH:
-            raise PayloadTooLarge(f"A batch holds at most {MAX_BATCH} jobs, not {len(items)}.")
-        refuse_webhook_urls(
-            resources.settings.webhooks,
-            (
-                (["body", "jobs", index, "options", "webhook_url"], item.options.webhook_url)
-                for index, item in enumerate(items)
-            ),
-        )
-        submitted = await submit_fused(
-            resources.engine,
-            resources.redis,
-            resources.settings,
-            token=token,
-            job_type=job_type,
-            requests=[(item.args, item.options) for item in items],
-        )
-        resources.jobs_submitted.labels(job_type.name, job_type.queue).inc(len(submitted.rows))
-        jobs = [JobOut.of_new(row) for row in submitted.rows]
-        return _json(JobBatch(jobs=jobs), 202, _rate_headers(submitted.rate))
+        return await serve_batch(request.app.state.resources, token, body)
 
     common: dict[str, Any] = {
         "methods": ["POST"],
@@ -296,7 +302,7 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
         summary=f"Submit one `{job_type.name}` job",
         response_model=JobOut,
         openapi_extra=submit_examples(job_type),
-        route_class_override=_direct_route(job_type, submission),
+        route_class_override=_direct_route(submission, serve_one),
         **common,
     )
     common["responses"] = {202: ACCEPTED_HEADERS} | SUBMIT_PROBLEMS
@@ -307,6 +313,7 @@ def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
         summary=f"Submit up to {MAX_BATCH} `{job_type.name}` jobs, all or nothing",
         response_model=JobBatch,
         openapi_extra=batch_examples(job_type),
+        route_class_override=_direct_route(batch, serve_batch),
         **common,
     )
 
