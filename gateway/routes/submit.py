@@ -26,7 +26,7 @@ from shared.contracts import Contract, JobType, Registry
 from shared.errors import PayloadTooLarge, UnknownJobType
 from shared.job_view import job_view
 from shared.ratelimit import RateState, rate_limit_for, take_tokens
-from shared.submit import SubmitOptions, submit_fused, submit_once
+from shared.submit import FusedSubmitted, SubmitOptions, submit_fused, submit_once
 from shared.webhook_destinations import refuse_webhook_urls
 
 MAX_BATCH = 1000
@@ -157,27 +157,14 @@ async def _submit_plain(
     args: Contract,
     options: SubmitOptions,
 ) -> Response:
-    """A submit without `Idempotency-Key`: key check and insert in one statement
-    (`shared.submit_statement`), then the hand-off to Redis."""
-    _refuse_webhook_url(resources, options)
-    submitted = await submit_fused(
-        resources.engine,
-        resources.redis,
-        resources.settings,
-        token=token,
-        job_type=job_type,
-        requests=[(args, options)],
+    """A submit without `Idempotency-Key`."""
+    submitted = await _store(
+        resources, job_type, token, [(args, options)], [["body", "options", "webhook_url"]]
     )
-    resources.jobs_submitted.labels(job_type.name, job_type.queue).inc()
     headers = _rate_headers(submitted.rate)
     (row,) = submitted.rows
     headers["Location"] = f"/jobs/{row['id']}"
     return _json(JobOut.of_new(row), 202, headers)
-
-
-def _refuse_webhook_url(resources: Resources, options: SubmitOptions) -> None:
-    location = ["body", "options", "webhook_url"]
-    refuse_webhook_urls(resources.settings.webhooks, [(location, options.webhook_url)])
 
 
 async def _submit_batch(
@@ -186,12 +173,29 @@ async def _submit_batch(
     """A batch: all jobs stored in one statement, or none."""
     if len(items) > MAX_BATCH:
         raise PayloadTooLarge(f"A batch holds at most {MAX_BATCH} jobs, not {len(items)}.")
+    submitted = await _store(
+        resources,
+        job_type,
+        token,
+        [(item.args, item.options) for item in items],
+        [["body", "jobs", index, "options", "webhook_url"] for index in range(len(items))],
+    )
+    jobs = [JobOut.of_new(row) for row in submitted.rows]
+    return _json(JobBatch(jobs=jobs), 202, _rate_headers(submitted.rate))
+
+
+async def _store(
+    resources: Resources,
+    job_type: JobType[Any, Any],
+    token: str,
+    requests: list[tuple[Contract, SubmitOptions]],
+    webhook_url_locations: list[list[str | int]],
+) -> FusedSubmitted:
+    """Key check and insert in one statement (`shared.submit_statement`), then the hand-off to
+    Redis; a refused webhook URL (named by its location in the body) stops it first."""
     refuse_webhook_urls(
         resources.settings.webhooks,
-        (
-            (["body", "jobs", index, "options", "webhook_url"], item.options.webhook_url)
-            for index, item in enumerate(items)
-        ),
+        zip(webhook_url_locations, (options.webhook_url for _, options in requests), strict=True),
     )
     submitted = await submit_fused(
         resources.engine,
@@ -199,11 +203,15 @@ async def _submit_batch(
         resources.settings,
         token=token,
         job_type=job_type,
-        requests=[(item.args, item.options) for item in items],
+        requests=requests,
     )
     resources.jobs_submitted.labels(job_type.name, job_type.queue).inc(len(submitted.rows))
-    jobs = [JobOut.of_new(row) for row in submitted.rows]
-    return _json(JobBatch(jobs=jobs), 202, _rate_headers(submitted.rate))
+    return submitted
+
+
+def _refuse_webhook_url(resources: Resources, options: SubmitOptions) -> None:
+    location: list[str | int] = ["body", "options", "webhook_url"]
+    refuse_webhook_urls(resources.settings.webhooks, [(location, options.webhook_url)])
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
