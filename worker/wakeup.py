@@ -192,9 +192,10 @@ class WakeableWorker(Worker):
         function = tenant_id = None
         try:
             job = self.job_deserializer(payload) if self.job_deserializer else {}
-            function, tenant_id = str(job["f"]), str(job["k"]["tenant_id"])
-        except (ValueError, KeyError, TypeError):
-            pass  # run and reported as unreadable by `_run_taken`
+            uuid.UUID(job_id)
+            function, tenant_id = str(job["f"]), str(uuid.UUID(job["k"]["tenant_id"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            function = None  # not one of jobgate's: reported and dropped by `_run_taken`
         return Taken(job_id, int(float(score)), function, tenant_id)
 
     async def _claim_together(self, taken: list[Taken]) -> dict[str, Claimed]:

@@ -6,6 +6,8 @@ deploy, a cancel or a crash would, and only then is a worker started.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -228,3 +230,37 @@ class TestTimeouts:
             "type": "TimeoutError",
             "message": "the upstream did not answer in 2 s",
         }
+
+
+class TestForeignDeliveries:
+    async def test_payloads_not_of_jobgate_are_dropped_and_the_worker_runs_on(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        start_worker: WorkerFactory,
+    ) -> None:
+        """Someone else's ARQ jobs on a jobgate queue: unknown function, a tenant that is not
+        an id, a job id that is not one, a payload that is not JSON."""
+        queue = queue_key("default")
+        foreign = {
+            "not-a-uuid": {"f": "echo", "a": [], "k": {"tenant_id": str(uuid.uuid4())}},
+            str(uuid.uuid4()): {"f": "echo", "a": [], "k": {"tenant_id": "acme"}},
+            str(uuid.uuid4()): {"f": "send_rockets", "a": [], "k": {}},
+        }
+        for job_id, payload in foreign.items():
+            await redis.set(job_key(job_id), json.dumps(payload))
+        garbled = str(uuid.uuid4())
+        await redis.set(job_key(garbled), b"\x80not json")
+        await redis.zadd(queue, dict.fromkeys([*foreign, garbled], 1))
+        _, token = await make_tenant(sessionmaker)
+
+        await start_worker()
+        job = await submit(client, token, "echo", {"message": "after them"})
+        done = await wait_for_status(client, token, job["id"], "succeeded", "failed")
+        assert done["status"] == "succeeded"
+        for _ in range(100):  # the foreign ones leave the queue as they are dropped
+            if await redis.zcard(queue) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await redis.zcard(queue) == 0
