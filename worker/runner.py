@@ -350,7 +350,8 @@ async def _record_failure(
     retry_at = datetime.now(UTC) + timedelta(
         seconds=max(delay_seconds, failure.retry_after_seconds)
     )
-    async with worker["autocommit_sessionmaker"]() as session:  # one statement, see _claim
+    # One statement in autocommit: no BEGIN/COMMIT round trips (the commit below is a no-op).
+    async with worker["autocommit_sessionmaker"]() as session:
         if will_retry:
             await store.record_retry(
                 session,

@@ -94,9 +94,9 @@ class Taken:
 
     job_id: str
     score: int
-    function: str | None
-    """The ARQ function (job type) named by the payload; None if the payload is unreadable."""
     tenant_id: str | None
+    """Its tenant; None if it is not a job this worker can run (someone else's ARQ job: an
+    unknown function, ids that are not UUIDs, a payload that is not JSON)."""
 
 
 ABORT_CHECK_INTERVAL_SECONDS = 0.1
@@ -189,14 +189,15 @@ class WakeableWorker(Worker):
         ]
 
     def _taken(self, job_id: str, score: bytes, payload: bytes) -> Taken:
-        function = tenant_id = None
+        tenant_id = None
         try:
             job = self.job_deserializer(payload) if self.job_deserializer else {}
             uuid.UUID(job_id)
-            function, tenant_id = str(job["f"]), str(uuid.UUID(job["k"]["tenant_id"]))
+            if job["f"] in self.functions:
+                tenant_id = str(uuid.UUID(job["k"]["tenant_id"]))
         except (ValueError, KeyError, TypeError, AttributeError):
-            function = None  # not one of jobgate's: reported and dropped by `_run_taken`
-        return Taken(job_id, int(float(score)), function, tenant_id)
+            pass  # not one of jobgate's: reported and dropped by `_run_taken`
+        return Taken(job_id, int(float(score)), tenant_id)
 
     async def _claim_together(self, taken: list[Taken]) -> dict[str, Claimed]:
         """Claim, in one statement, the jobs whose tenant has no concurrency quota.
@@ -206,7 +207,7 @@ class WakeableWorker(Worker):
         """
         keys = []
         for job in taken:
-            if job.function not in self.functions or job.tenant_id is None:
+            if job.tenant_id is None:
                 continue
             tenant_id = uuid.UUID(job.tenant_id)
             if await self.ctx["quotas"].limit_of(tenant_id) is None:
@@ -224,7 +225,7 @@ class WakeableWorker(Worker):
         ctx = {**self.ctx, "job_id": taken.job_id, "job_try": 1, "score": taken.score}
         ends = True
         try:
-            if taken.function not in self.functions or taken.tenant_id is None:
+            if taken.tenant_id is None:
                 # Not a job of this queue's types: ARQ would fail it ("function not found").
                 logger.warning("job %s: unknown or unreadable payload, dropped", taken.job_id)
             else:
