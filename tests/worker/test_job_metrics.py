@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.conftest import WorkerFactory
 from tests.factories import make_tenant, submit, wait_for_status
-from tests.polling import poll_job
+from tests.polling import poll_job, poll_until
 
 
 class Counts:
@@ -54,6 +54,16 @@ async def test_each_outcome_is_counted_once_by_type_queue_and_error(
     await wait_for_status(client, token, done["id"], "succeeded")
     await wait_for_status(client, token, failed["id"], "failed")
     await wait_for_status(client, token, retried["id"], "succeeded")
+    # A job's counters move once its outcome is committed, so a reader can see the row a
+    # moment before them (successes are committed in groups): wait for the last of them.
+    await poll_until(
+        lambda: (
+            counts.delta("jobgate_job_run_seconds_count", job_type="flaky") >= 3
+            and counts.delta("jobgate_jobs_succeeded_total", **flaky) >= 1
+            and counts.delta("jobgate_jobs_succeeded_total", **echo) >= 1
+        ),
+        what="the counters of every outcome",
+    )
 
     assert counts.delta("jobgate_jobs_succeeded_total", **echo) == 1
     assert counts.delta("jobgate_jobs_succeeded_total", **flaky) == 1
