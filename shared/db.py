@@ -22,6 +22,9 @@ def create_engine(settings: Settings, *, application_name: str = "jobgate") -> A
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=False,  # a dead connection fails its query and is replaced; no extra trip
+        # Last in, first out: an idle spell reuses the connection (and server process) used
+        # last, still warm, rather than cycling through every pooled one.
+        pool_use_lifo=True,
         connect_args={
             "timeout": settings.db_connect_timeout_seconds,
             "command_timeout": settings.db_statement_timeout_seconds + 5,

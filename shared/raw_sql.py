@@ -36,18 +36,26 @@ async def fetch(engine: AsyncEngine, sql: str, *args: Any) -> list[asyncpg.Recor
 
     Outages come out as `DatabaseUnavailable`, and the connection is not handed out again.
     """
-    async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver: asyncpg.Connection = raw.driver_connection
-        try:
-            rows: list[asyncpg.Record] = await driver.fetch(sql, *args)
-        except ArgumentRefused:
-            raise  # a value asyncpg cannot encode (an InterfaceError too): not an outage
-        except UNAVAILABLE as exc:
-            # SQLAlchemy did not see the failure: tell its pool not to hand this one out again.
-            await connection.invalidate(exc)
-            raise DatabaseUnavailable() from exc
-        return rows
+    # The pool's connection itself, not an `AsyncConnection` around it: that wrapper (two
+    # objects, events, greenlet hops in and out) took longer than the statement's round trip.
+    # No SQLAlchemy transaction is ever begun on it, so handing it back needs no I/O.
+    try:
+        connection = await engine.raw_connection()
+    except (engine.dialect.loaded_dbapi.Error, *UNAVAILABLE) as exc:
+        # Unwrapped here (`engine.connect()` would wrap a refusal in a `DBAPIError`).
+        raise DatabaseUnavailable() from exc
+    try:
+        driver: asyncpg.Connection = connection.driver_connection
+        rows: list[asyncpg.Record] = await driver.fetch(sql, *args)
+    except ArgumentRefused:
+        raise  # a value asyncpg cannot encode (an InterfaceError too): not an outage
+    except UNAVAILABLE as exc:
+        # SQLAlchemy did not see the failure: tell its pool not to hand this one out again.
+        connection.invalidate(exc)
+        raise DatabaseUnavailable() from exc
+    finally:
+        connection.close()
+    return rows
 
 
 async def fetchrow(engine: AsyncEngine, sql: str, *args: Any) -> asyncpg.Record | None:

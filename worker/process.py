@@ -53,6 +53,13 @@ class JobgateWorker(WakeableWorker):
                 await super().start_due_jobs(limit)
             self.budget.started += self.started_in_last_poll
 
+    def _free_slots(self) -> int:
+        # Also what a wait takes as it ends: no more than the budget has left (another queue's
+        # worker may spend some meanwhile; `start_due_jobs` gives back what it cannot start).
+        remaining = self.budget.remaining
+        slots = super()._free_slots()
+        return slots if remaining is None else min(slots, remaining)
+
     async def _poll_iteration(self) -> None:
         # ARQ's poll loop ends at the first Redis error (and so would this worker, its process
         # idling on); instead keep polling until Redis answers again.

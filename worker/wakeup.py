@@ -108,6 +108,8 @@ class WakeableWorker(Worker):
 
     started_in_last_poll = 0
     """Jobs the last poll started (0: nothing new was due)."""
+    _prefetched: list[Taken] | None = None
+    """Jobs the last wait took as it ended (`_wait_then_take`), for the next poll to start."""
     _next_abort_check = 0.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -129,14 +131,26 @@ class WakeableWorker(Worker):
         self._next_abort_check = now + ABORT_CHECK_INTERVAL_SECONDS
         await super()._cancel_aborted_jobs()
 
-    async def _poll_iteration(self) -> None:
-        # ARQ's, with `start_due_jobs` in place of its read of the queue and `start_jobs`.
+    def _free_slots(self) -> int:
+        """How many more jobs this worker may start now (its budget aside)."""
         limit = self.max_jobs - self.job_counter
         if self.burst and self.max_burst_jobs >= 0:
             limit = min(limit, self.max_burst_jobs - self._jobs_started())
+        return limit
+
+    async def _poll_iteration(self) -> None:
+        # ARQ's, with `start_due_jobs` in place of its read of the queue and `start_jobs`.
+        limit = self._free_slots()
         self.started_in_last_poll = 0
-        if self.allow_pick_jobs and limit > 0:
-            await self.start_due_jobs(limit)
+        try:
+            if self.allow_pick_jobs and limit > 0:
+                await self.start_due_jobs(limit)
+        finally:
+            # Taken as the wait ended but not started (picking paused, a stop, no budget left):
+            # give them up at once, for this worker's next poll or another worker.
+            if self._prefetched:
+                await self._write_ends([(job.job_id, False) for job in self._prefetched])
+            self._prefetched = None
         if self.allow_abort_jobs:
             await self._cancel_aborted_jobs()
         for job_id, task in list(self.tasks.items()):
@@ -171,18 +185,29 @@ class WakeableWorker(Worker):
         self.started_in_last_poll = len(taken)
 
     async def _take_due(self, limit: int) -> list[Taken]:
-        reply = await _TAKE_DUE.run(
-            self.pool,
-            [self.queue_name],
-            [
-                str(timestamp_ms()),
-                str(self._lease_ms()),
-                str(limit),
-                str(max(self.queue_read_limit, limit)),
-                in_progress_key_prefix,
-                job_key_prefix,
-            ],
-        )
+        """Up to `limit` due jobs, taken now or as the last wait ended (the rest given up)."""
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None:
+            if len(prefetched) > limit:  # the process's budget shrank meanwhile
+                await self._write_ends([(job.job_id, False) for job in prefetched[limit:]])
+            return prefetched[:limit]
+        keys, args = self._take_arguments(limit)
+        return self._taken_all(await _TAKE_DUE.run(self.pool, keys, args))
+
+    def _take_arguments(self, limit: int) -> tuple[list[str], list[str]]:
+        # The cut-off is now: every due score of jobgate's is far in the past (a priority
+        # offset of decades, shared.enqueue), so a take that runs later still finds what has
+        # been made due by then; only a foreign ARQ job enqueued meanwhile waits a poll.
+        return [self.queue_name], [
+            str(timestamp_ms()),
+            str(self._lease_ms()),
+            str(limit),
+            str(max(self.queue_read_limit, limit)),
+            in_progress_key_prefix,
+            job_key_prefix,
+        ]
+
+    def _taken_all(self, reply: list[bytes]) -> list[Taken]:
         return [
             self._taken(reply[i].decode(), reply[i + 1], reply[i + 2])
             for i in range(0, len(reply), 3)
@@ -313,10 +338,24 @@ class WakeableWorker(Worker):
         if self.started_in_last_poll:
             return  # the last poll found work: more may be due, look again at once
         try:
-            # Redis >= 6 takes fractional BLPOP timeouts; redis-py's annotation says int.
-            await self.pool.blpop([wake], timeout=self.poll_delay_s)  # type: ignore[misc,arg-type]
+            self._prefetched = await self._wait_then_take(wake, self._free_slots())
         except (RedisError, OSError):
             await asyncio.sleep(self.poll_delay_s)
+
+    async def _wait_then_take(self, wake: str, limit: int) -> list[Taken]:
+        """Wait for a wake token (BLPOP), then take due jobs: one round trip, not two.
+
+        Both commands go out together; Redis runs the take the moment the BLPOP returns
+        (a token, or `poll_delay` gone by), before answering either, so a woken worker has
+        its jobs in hand without asking again. Its caller's next poll starts them.
+        """
+        keys, args = self._take_arguments(limit)
+        async with self.pool.pipeline(transaction=False) as pipe:
+            # Redis >= 6 takes fractional BLPOP timeouts; redis-py's annotation says int.
+            pipe.blpop([wake], timeout=self.poll_delay_s)  # type: ignore[arg-type]
+            _TAKE_DUE.queue(pipe, keys, args)
+            _, reply = await pipe.execute(raise_on_error=False)
+        return self._taken_all(await _TAKE_DUE.reply_of(self.pool, reply, keys, args))
 
     async def _wait_for_free_slot(self) -> None:
         """Return once one of this worker's `max_jobs` slots is free, or after `poll_delay`."""
