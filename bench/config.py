@@ -11,7 +11,10 @@ class Sizes:
     """Every size and duration the bench uses; `--<name>` on the command line overrides one."""
 
     submit_seconds: float = 10.0
-    """Measured seconds of each submit load (after `warmup_seconds`)."""
+    """Measured seconds of single submits, per system, split over `submit_rounds`."""
+    submit_rounds: int = 3
+    """Bare endpoint and jobgate take turns this many times (each load after a warm-up), so a
+    drift in the machine's speed weighs on both alike."""
     warmup_seconds: float = 1.0
     submit_connections: int = 50
     batch_seconds: float = 5.0
@@ -36,6 +39,7 @@ class Sizes:
 
 QUICK = Sizes(
     submit_seconds=1.0,
+    submit_rounds=1,
     warmup_seconds=0.3,
     submit_connections=10,
     batch_seconds=1.0,
@@ -69,7 +73,8 @@ def with_overrides(sizes: Sizes, overrides: dict[str, Any]) -> Sizes:
 def describe(sizes: Sizes) -> str:
     """The sizes that shape the figures, in one line."""
     return (
-        f"submit {sizes.submit_seconds:g} s at {sizes.submit_connections} connections; "
+        f"submit {sizes.submit_seconds:g} s at {sizes.submit_connections} connections in "
+        f"{sizes.submit_rounds} alternating rounds; "
         f"batches of {sizes.batch_size} at {sizes.batch_connections} connections; "
         f"scaling {sizes.scale_small_rows:,} vs {sizes.scale_large_rows:,} rows; "
         f"drain {sizes.drain_jobs:,} jobs (raw ARQ untuned {sizes.drain_untuned_jobs:,}, "

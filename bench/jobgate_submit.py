@@ -1,13 +1,16 @@
 """jobgate's submit path: single and batch throughput, and how both scale with the table's size.
 
-No worker runs during these loads (nor during the bare endpoint's): both servers get the same
-two cores, shared only with PostgreSQL, Redis and the load generator.
+Single submits take turns with the bare endpoint's (baseline 1). No worker runs during these
+loads: each server gets the same two cores (the other one idle), shared only with PostgreSQL,
+Redis and the load generator.
 """
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
+from bench.baselines import bare as bare_baseline
 from bench.context import ECHO_BODY, Context, batch_body, check_load
 from bench.load import LoadSpec, run_load
 from bench.processes import Child
@@ -15,6 +18,7 @@ from bench.results import Figure, Results
 from bench.services import flush_redis, reset_jobs, seed_jobs_to
 
 SUBMIT_FIGURES = (
+    *bare_baseline.FIGURES,
     Figure.SUBMIT_RPS,
     Figure.SUBMIT_P50_MS,
     Figure.SUBMIT_P99_MS,
@@ -42,17 +46,32 @@ async def _submit_load(context: Context, gateway: Child, seconds: float) -> dict
     return summary
 
 
-async def measure_submit(context: Context, gateway: Child, results: Results) -> None:
-    """Single submit at N connections (as the bare endpoint), then batches."""
+async def measure_submit(context: Context, gateway: Child, bare: Child, results: Results) -> None:
+    """Single submits to the bare endpoint and to jobgate in alternating rounds, then batches.
+
+    Each system's figures are the medians of its rounds: on a shared VM the speed drifts by
+    a fifth or more within minutes, which one load after the other would read as a ratio.
+    """
     sizes = context.sizes
+    seconds = sizes.submit_seconds / sizes.submit_rounds
     await reset_jobs(context.database_url, context.redis_url)
-    single = await _submit_load(context, gateway, sizes.submit_seconds)
-    results.record(Figure.SUBMIT_RPS, single["rps"])
-    results.record(Figure.SUBMIT_P50_MS, single["p50_ms"])
-    results.record(Figure.SUBMIT_P99_MS, single["p99_ms"])
-    results.note(
-        f"Load generator CPU during jobgate's submit run: {single['client_cpu']:.0%} of one core."
-    )
+    bare_loads, jobgate_loads = [], []
+    for _ in range(sizes.submit_rounds):
+        bare_load = await run_load(bare_baseline.submit_spec(context, bare, seconds))
+        check_load(bare_load, 202, "bare endpoint")
+        bare_loads.append(bare_load)
+        jobgate_loads.append(await _submit_load(context, gateway, seconds))
+    for loads, (rps, p50, p99) in (
+        (bare_loads, (Figure.BARE_RPS, Figure.BARE_P50_MS, Figure.BARE_P99_MS)),
+        (jobgate_loads, (Figure.SUBMIT_RPS, Figure.SUBMIT_P50_MS, Figure.SUBMIT_P99_MS)),
+    ):
+        results.record(rps, statistics.median(load["rps"] for load in loads))
+        results.record(p50, statistics.median(load["p50_ms"] for load in loads))
+        results.record(p99, statistics.median(load["p99_ms"] for load in loads))
+    results.record(Figure.BARE_RSS_MB, bare.rss_mb())
+    for name, loads in (("the bare runs", bare_loads), ("jobgate's submit runs", jobgate_loads)):
+        cpu = statistics.median(load["client_cpu"] for load in loads)
+        results.note(f"Load generator CPU during {name}: {cpu:.0%} of one core.")
     await reset_jobs(context.database_url, context.redis_url)
     assert gateway.port is not None  # noqa: S101
     batch = await run_load(

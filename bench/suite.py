@@ -82,14 +82,19 @@ async def _server_versions(database_url: str, redis_url: str) -> str:
     return f"PostgreSQL {postgres}, Redis {info.get('redis_version', '?')}"
 
 
+async def _measure_submit(context: Context, gateway: Child, results: Results) -> None:
+    async with bare.bare_endpoint(context) as bare_server:
+        await jobgate_submit.measure_submit(context, gateway, bare_server, results)
+
+
 async def _jobgate_stages(context: Context, results: Results) -> None:
     try:
         async with jobgate_gateway(context) as gateway:
             await stage(
                 results,
-                "jobgate submit",
+                "submit: bare endpoint and jobgate, taking turns",
                 jobgate_submit.SUBMIT_FIGURES,
-                jobgate_submit.measure_submit(context, gateway, results),
+                _measure_submit(context, gateway, results),
             )
             await stage(
                 results,
@@ -130,8 +135,6 @@ async def run_suite(sizes: Sizes, *, database_name: str, skip_celery: str | None
         )
         versions = await _server_versions(database_url, servers.redis_url)
         results.note(f"Servers ({servers.origin}): {versions}, on loopback.")
-        bare_work = bare.measure_bare_endpoint(context, results)
-        await stage(results, "bare endpoint", bare.FIGURES, bare_work)
         await _jobgate_stages(context, results)
         arq_work = arq_raw.measure_raw_arq(context, results)
         await stage(results, "raw ARQ", arq_raw.FIGURES, arq_work)

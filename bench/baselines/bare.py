@@ -1,18 +1,25 @@
-"""Baseline 1: the bare endpoint (`bench.baselines.bare_app`) under the same load as jobgate."""
+"""Baseline 1: the bare endpoint (`bench.baselines.bare_app`) under the same load as jobgate.
+
+Its loads alternate with jobgate's (`bench.jobgate_submit.measure_submit`).
+"""
 
 from __future__ import annotations
 
-from bench.context import ECHO_BODY, Context, check_load
-from bench.load import LoadSpec, run_load
-from bench.processes import free_port, running, spawn, uvicorn_argv, wait_http_ready
-from bench.results import Figure, Results
+import contextlib
+from collections.abc import AsyncIterator
+
+from bench.context import ECHO_BODY, Context
+from bench.load import LoadSpec
+from bench.processes import Child, free_port, running, spawn, uvicorn_argv, wait_http_ready
+from bench.results import Figure
 from shared.db import libpq_url
 
 FIGURES = (Figure.BARE_RPS, Figure.BARE_P50_MS, Figure.BARE_P99_MS, Figure.BARE_RSS_MB)
 
 
-async def measure_bare_endpoint(context: Context, results: Results) -> None:
-    """Submit throughput and latency of the bare endpoint; its RSS afterwards."""
+@contextlib.asynccontextmanager
+async def bare_endpoint(context: Context) -> AsyncIterator[Child]:
+    """The bare endpoint, run as jobgate's gateway is, on a free loopback port."""
     port = free_port()
     env = context.jobgate_env(
         BENCH_BARE_DATABASE_URL=libpq_url(context.database_url),
@@ -22,23 +29,18 @@ async def measure_bare_endpoint(context: Context, results: Results) -> None:
     child = spawn("bare-endpoint", argv, env=env, log_dir=context.log_dir, port=port)
     async with running(child):
         await wait_http_ready(child, "/healthz")
-        sizes = context.sizes
-        summary = await run_load(
-            LoadSpec(
-                port=port,
-                path="/jobs",
-                body=ECHO_BODY,
-                headers={"Content-Type": "application/json"},
-                connections=sizes.submit_connections,
-                seconds=sizes.submit_seconds,
-                warmup_seconds=sizes.warmup_seconds,
-            )
-        )
-        check_load(summary, 202, "bare endpoint")
-        results.record(Figure.BARE_RPS, summary["rps"])
-        results.record(Figure.BARE_P50_MS, summary["p50_ms"])
-        results.record(Figure.BARE_P99_MS, summary["p99_ms"])
-        results.record(Figure.BARE_RSS_MB, child.rss_mb())
-        results.note(
-            f"Load generator CPU during the bare run: {summary['client_cpu']:.0%} of one core."
-        )
+        yield child
+
+
+def submit_spec(context: Context, bare: Child, seconds: float) -> LoadSpec:
+    """The bare endpoint's share of the submit load: jobgate's body, at jobgate's connections."""
+    assert bare.port is not None  # noqa: S101
+    return LoadSpec(
+        port=bare.port,
+        path="/jobs",
+        body=ECHO_BODY,
+        headers={"Content-Type": "application/json"},
+        connections=context.sizes.submit_connections,
+        seconds=seconds,
+        warmup_seconds=context.sizes.warmup_seconds,
+    )
