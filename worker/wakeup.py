@@ -183,6 +183,8 @@ class WakeableWorker(Worker):
             task.add_done_callback(self._job_task_done)
             self.tasks[job.job_id] = self.job_tasks[job.job_id] = task
         self.started_in_last_poll = len(taken)
+        # Let the new jobs begin before this loop looks for more (its next poll at once).
+        await asyncio.sleep(0)
 
     async def _take_due(self, limit: int) -> list[Taken]:
         """Up to `limit` due jobs, taken now or as the last wait ended (the rest given up)."""
