@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Sizes
+from bench.load import LoadSpec
 
 ECHO_ARGS = {"message": "hello", "repeat": 1}
 ECHO_BODY = json.dumps({"args": ECHO_ARGS}).encode()
@@ -44,6 +45,22 @@ class Context:
             "JOBGATE_JOB_MODULES": "bench.jobs",
             **extra,
         }
+
+
+def single_submit_load(
+    context: Context, port: int, *, path: str, headers: dict[str, str], seconds: float
+) -> LoadSpec:
+    """The single-submit load, the same for jobgate and the bare endpoint: the echo body at
+    `submit_connections`, measured for `seconds` after the warm-up."""
+    return LoadSpec(
+        port=port,
+        path=path,
+        body=ECHO_BODY,
+        headers=headers,
+        connections=context.sizes.submit_connections,
+        seconds=seconds,
+        warmup_seconds=context.sizes.warmup_seconds,
+    )
 
 
 def batch_body(size: int) -> bytes:

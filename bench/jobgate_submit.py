@@ -11,7 +11,7 @@ import statistics
 from typing import Any
 
 from bench.baselines import bare as bare_baseline
-from bench.context import ECHO_BODY, Context, batch_body, check_load
+from bench.context import Context, batch_body, check_load, single_submit_load
 from bench.load import LoadSpec, run_load
 from bench.processes import Child
 from bench.results import Figure, Results
@@ -29,14 +29,8 @@ SCALING_FIGURES = (Figure.SCALE_SMALL_COST_MS, Figure.SCALE_LARGE_COST_MS, Figur
 
 def _single_submit(context: Context, gateway: Child, seconds: float) -> LoadSpec:
     assert gateway.port is not None  # noqa: S101
-    return LoadSpec(
-        port=gateway.port,
-        path="/jobs/echo",
-        body=ECHO_BODY,
-        headers=context.auth_headers(),
-        connections=context.sizes.submit_connections,
-        seconds=seconds,
-        warmup_seconds=context.sizes.warmup_seconds,
+    return single_submit_load(
+        context, gateway.port, path="/jobs/echo", headers=context.auth_headers(), seconds=seconds
     )
 
 

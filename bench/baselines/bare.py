@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from bench.context import ECHO_BODY, Context
+from bench.context import Context, single_submit_load
 from bench.load import LoadSpec
 from bench.processes import Child, free_port, running, spawn, uvicorn_argv, wait_http_ready
 from bench.results import Figure
@@ -33,14 +33,7 @@ async def bare_endpoint(context: Context) -> AsyncIterator[Child]:
 
 
 def submit_spec(context: Context, bare: Child, seconds: float) -> LoadSpec:
-    """The bare endpoint's share of the submit load: jobgate's body, at jobgate's connections."""
+    """The bare endpoint's share of the submit load (no key: it has no authentication)."""
     assert bare.port is not None  # noqa: S101
-    return LoadSpec(
-        port=bare.port,
-        path="/jobs",
-        body=ECHO_BODY,
-        headers={"Content-Type": "application/json"},
-        connections=context.sizes.submit_connections,
-        seconds=seconds,
-        warmup_seconds=context.sizes.warmup_seconds,
-    )
+    headers = {"Content-Type": "application/json"}
+    return single_submit_load(context, bare.port, path="/jobs", headers=headers, seconds=seconds)
