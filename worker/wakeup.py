@@ -12,8 +12,9 @@ claimed with the others: the runner takes its quota slot first, then claims it a
 ARQ polls its queue every `poll_delay` seconds, so an idle worker starts a new job about half
 an interval late on average. The enqueue script (shared/enqueue.py) pushes a token onto
 `jobgate:wake:<queue>` for every job it makes due; this worker waits on that list with
-BLPOP, for at most `poll_delay`, between polls. A job reaches an idle worker within a few
-milliseconds, and the periodic poll still finds anything a lost token would have announced.
+BLPOP, for at most `poll_delay`, between polls, with its take sent along in the same pipeline
+(Redis runs it as the BLPOP returns). A job reaches an idle worker within a few milliseconds,
+and the periodic poll still finds anything a lost token would have announced.
 
 Between polls it never waits when waiting cannot help: after a poll that started jobs it
 polls again at once (more may be due than one read returned), and a full worker polls again as
