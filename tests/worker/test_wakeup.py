@@ -12,7 +12,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 from arq.constants import in_progress_key_prefix
+from arq.worker import Worker
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -43,16 +45,23 @@ async def _a_worker_blocks_on_its_wake_list(redis: Redis) -> None:
     await _until(blocked, "the worker waits on its wake list")
 
 
-async def test_an_idle_worker_starts_a_new_job_without_waiting_for_its_poll(
-    client: httpx.AsyncClient,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    redis: Redis,
-    start_worker: WorkerFactory,
-) -> None:
+@pytest.fixture
+async def token(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
     _, token = await make_tenant(sessionmaker)
-    await start_worker(poll_delay=POLL_DELAY_SECONDS)
-    await _a_worker_blocks_on_its_wake_list(redis)
+    return token
 
+
+@pytest.fixture
+async def idle_worker(redis: Redis, start_worker: WorkerFactory) -> Worker:
+    """A worker with a long poll delay, already waiting on its wake list."""
+    worker = await start_worker(poll_delay=POLL_DELAY_SECONDS)
+    await _a_worker_blocks_on_its_wake_list(redis)
+    return worker
+
+
+async def test_an_idle_worker_starts_a_new_job_without_waiting_for_its_poll(
+    client: httpx.AsyncClient, token: str, idle_worker: Worker
+) -> None:
     job = await submit(client, token, "echo", {"message": "hi"})
 
     done = await wait_for_status(client, token, job["id"], "succeeded", timeout=1)
@@ -61,15 +70,13 @@ async def test_an_idle_worker_starts_a_new_job_without_waiting_for_its_poll(
 
 async def test_a_job_taken_while_picking_is_paused_is_given_back_at_once(
     client: httpx.AsyncClient,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    token: str,
     redis: Redis,
+    idle_worker: Worker,
     start_worker: WorkerFactory,
 ) -> None:
     """As when the health monitor pauses a worker: its wait still ends with a take."""
-    _, token = await make_tenant(sessionmaker)
-    paused = await start_worker(poll_delay=POLL_DELAY_SECONDS)
-    await _a_worker_blocks_on_its_wake_list(redis)
-    paused.allow_pick_jobs = False
+    idle_worker.allow_pick_jobs = False
 
     job = await submit(client, token, "echo", {"message": "later"})
 
