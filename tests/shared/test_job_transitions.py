@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.job_transitions import JobKey, Success, claim_jobs, record_successes
 from shared.models import Job, WebhookDelivery
+from shared.raw_sql import fetchrow
 from tests.factories import make_tenant, submit
 
 LATER = datetime.now(UTC) + timedelta(days=1)
@@ -49,6 +50,20 @@ async def test_a_claim_moves_only_pairs_of_tenant_and_job_it_was_given(
     assert claimed[0].args in ({"message": "m0", "repeat": 1}, {"message": "m1", "repeat": 1})
     statuses = await _statuses(sessionmaker)
     assert [statuses[key.job_id] for key in theirs] == ["queued", "queued"]
+
+
+async def test_a_claims_asynchronous_commit_stays_within_the_claim(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """The next statement on the same pooled connection (the pool is LIFO) commits
+    synchronously again: a submit or an outcome must never inherit the claim's setting."""
+    engine = sessionmaker.kw["bind"]
+    mine, _ = await _two_jobs_each(client, sessionmaker)
+    assert len(await claim_jobs(engine, mine)) == 2
+    setting = await fetchrow(engine, "SELECT current_setting('synchronous_commit') AS value")
+
+    assert setting is not None
+    assert setting["value"] == "on"
 
 
 async def test_a_claim_skips_finished_jobs_and_bounds_redeliveries(
