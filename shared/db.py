@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Generator
+from typing import Any
+
+import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -26,6 +31,9 @@ def create_engine(settings: Settings, *, application_name: str = "jobgate") -> A
         # last, still warm, rather than cycling through every pooled one.
         pool_use_lifo=True,
         connect_args={
+            # SQLAlchemy's asyncpg dialect connects through this, with the arguments it would
+            # give `asyncpg.connect` (see `_connect_when_awaited`).
+            "async_creator_fn": _connect_when_awaited,
             "timeout": settings.db_connect_timeout_seconds,
             "command_timeout": settings.db_statement_timeout_seconds + 5,
             "server_settings": {
@@ -34,6 +42,28 @@ def create_engine(settings: Settings, *, application_name: str = "jobgate") -> A
             },
         },
     )
+
+
+class _Connecting:
+    """A connect that starts when awaited, and leaves nothing behind if it never is."""
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._connect = connect
+
+    def __await__(self) -> Generator[Any, None, asyncpg.Connection]:
+        connection: asyncpg.Connection = yield from self._connect().__await__()
+        return connection
+
+
+def _connect_when_awaited(*args: Any, **kwargs: Any) -> _Connecting:
+    """`asyncpg.connect(*args, **kwargs)`, its coroutine made only once it is awaited.
+
+    `shared.raw_sql` checks connections out of the pool without a greenlet, and SQLAlchemy
+    refuses such a checkout when it finds the connection has to be made anew (MissingGreenlet),
+    closing what it was about to await. With `asyncpg.connect` itself that is an outer coroutine
+    holding asyncpg's, which would then be dropped unawaited: a RuntimeWarning each time.
+    """
+    return _Connecting(functools.partial(asyncpg.connect, *args, **kwargs))
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.util.concurrency import in_greenlet
 
 from shared.db import create_engine
 from shared.errors import DatabaseUnavailable
@@ -37,10 +41,39 @@ async def test_statements_reuse_one_idle_connection(engine: AsyncEngine) -> None
     assert _pool(engine).checkedout() == 0
 
 
+async def test_an_idle_connection_is_taken_without_a_greenlet(engine: AsyncEngine) -> None:
+    """Only a checkout that must connect (or wait) runs in SQLAlchemy's greenlet."""
+    in_greenlets: list[bool] = []
+
+    def checked_out(*_: Any) -> None:
+        in_greenlets.append(in_greenlet())
+
+    event.listen(_pool(engine), "checkout", checked_out)
+
+    await fetch(engine, "SELECT 1")  # the pool is empty: this one connects
+    await fetch(engine, "SELECT 1")
+
+    assert in_greenlets == [True, False]
+
+
+async def test_statements_wait_for_a_connection_when_none_is_idle(settings: Settings) -> None:
+    engine = create_engine(settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
+    try:
+        await fetch(engine, "SELECT 1")
+        rows = await asyncio.gather(
+            *(fetchrow(engine, "SELECT pg_sleep(0.05), $1::int AS n", n) for n in range(3))
+        )
+        assert [row["n"] for row in rows if row is not None] == [0, 1, 2]
+        assert _pool(engine).checkedin() == 1
+    finally:
+        await engine.dispose()
+
+
 async def test_an_idle_connection_that_was_invalidated_is_reconnected(
     engine: AsyncEngine,
 ) -> None:
-    """It sits in the pool with no driver connection: taking it again connects anew."""
+    """It sits in the pool with no driver connection: taking it again connects anew (through
+    the greenlet, with no coroutine left unawaited by the refused checkout before it)."""
     before = await fetchrow(engine, "SELECT pg_backend_pid() AS pid")
     connection = await engine.raw_connection()
     connection.invalidate()  # back in the pool, its driver connection closed
