@@ -1,8 +1,10 @@
-"""Wake waiting requests when a job changes, from PostgreSQL's NOTIFY (see the migration).
+"""Wake waiting requests when a job changes, from PostgreSQL's NOTIFY (see the migrations).
 
-One LISTEN connection per gateway process fans notifications out to in-process waiters. If
-the connection drops, it reconnects with backoff and wakes every waiter, so each re-reads its
-job; waiters also re-read on a timer, so a missed notification costs latency, never a result.
+One LISTEN connection per gateway process fans notifications out to in-process waiters. A
+notification says `<job id>:<new status>`, so a waiter that only cares about some statuses (a
+long-poll: the terminal ones) is not woken by the others. If the connection drops, it
+reconnects with backoff and wakes every waiter, so each re-reads its job; waiters also re-read
+on a timer, so a missed notification costs latency, never a result.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass
 
 import asyncpg
 import structlog
@@ -22,13 +25,20 @@ CHANNEL = "jobgate_job"
 _MAX_BACKOFF_SECONDS = 5.0
 
 
+@dataclass(frozen=True, eq=False)
+class _Waiter:
+    event: asyncio.Event
+    statuses: Collection[str] | None
+    """Set the event only for changes to these statuses (None: for every change)."""
+
+
 class JobEvents:
     """Subscriptions to changes of individual jobs."""
 
     def __init__(self, dsn: str, *, connect_timeout_seconds: float) -> None:
         self._dsn = dsn
         self._connect_timeout = connect_timeout_seconds
-        self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: defaultdict[str, set[_Waiter]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.is_listening = False
 
@@ -44,27 +54,33 @@ class JobEvents:
                 await self._task
 
     @contextlib.asynccontextmanager
-    async def watch(self, job_id: uuid.UUID) -> AsyncIterator[asyncio.Event]:
-        """An event set whenever `job_id` changes while the block runs."""
-        key, event = str(job_id), asyncio.Event()
-        self._waiters[key].add(event)
+    async def watch(
+        self, job_id: uuid.UUID, *, statuses: Collection[str] | None = None
+    ) -> AsyncIterator[asyncio.Event]:
+        """An event set whenever `job_id` changes while the block runs; with `statuses`, only
+        when it changes to one of them (or may have: a notification that does not say)."""
+        key, waiter = str(job_id), _Waiter(asyncio.Event(), statuses)
+        self._waiters[key].add(waiter)
         try:
-            yield event
+            yield waiter.event
         finally:
             waiters = self._waiters.get(key)
             if waiters is not None:
-                waiters.discard(event)
+                waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[key]
 
     def _notify(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
-        for event in self._waiters.get(payload, ()):
-            event.set()
+        # Before migration 0007 the payload was the bare id; a status-less one wakes everyone.
+        job_id, _, status = payload.partition(":")
+        for waiter in self._waiters.get(job_id, ()):
+            if not status or waiter.statuses is None or status in waiter.statuses:
+                waiter.event.set()
 
     def _wake_all(self) -> None:
         for waiters in self._waiters.values():
-            for event in waiters:
-                event.set()
+            for waiter in waiters:
+                waiter.event.set()
 
     async def _listen_forever(self) -> None:
         backoff = 0.1

@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.job_events import JobEvents
 from shared import store
 from shared.models import Job
-from shared.status import JobStatus
+from shared.status import TERMINAL, JobStatus
+
+_TERMINAL = frozenset(status.value for status in TERMINAL)
 
 
 async def wait_until_terminal(
@@ -28,7 +30,9 @@ async def wait_until_terminal(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        async with events.watch(job.id) as changed:
+        # Woken only by a change to a terminal status: news of `running` or of progress (a
+        # long job may report it often) would each cost a re-read for nothing.
+        async with events.watch(job.id, statuses=_TERMINAL) as changed:
             # Re-read after subscribing: a change between the last read and now is not missed.
             job = await store.get_job(session, tenant_id=job.tenant_id, job_id=job.id)
             # End the read transaction: a waiting request must not hold a pooled connection.

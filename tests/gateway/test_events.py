@@ -19,6 +19,7 @@ import httpx
 import pytest
 from arq.worker import Worker
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.pool import QueuePool
 from starlette.types import Message
@@ -272,3 +273,30 @@ class TestStreamJobEvents:
         body = b"".join(message.get("body", b"") for message in sent[1:]).decode()
         first = parse_sse(body.splitlines())[0]
         assert (first.name, first.job["status"]) == ("status", "queued")
+
+
+class TestJobEventsFanOut:
+    async def test_a_waiter_for_some_statuses_wakes_only_for_them_or_for_news_that_does_not_say(
+        self, app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        events = resources_of(app).events
+        await poll_until(lambda: events.is_listening, what="the gateway listening")
+        job_id = uuid.uuid4()
+
+        async def announce(payload: str) -> None:
+            async with sessionmaker() as session:
+                await session.execute(text("SELECT pg_notify('jobgate_job', :p)"), {"p": payload})
+                await session.commit()
+
+        async with (
+            events.watch(job_id, statuses={"succeeded"}) as ended,
+            events.watch(job_id) as changed,
+        ):
+            await announce(f"{job_id}:running")
+            await asyncio.wait_for(changed.wait(), 5)
+            assert not ended.is_set()
+            await announce(str(job_id))  # as the trigger said it before migration 0007
+            await asyncio.wait_for(ended.wait(), 5)
+            ended.clear()
+            await announce(f"{job_id}:succeeded")
+            await asyncio.wait_for(ended.wait(), 5)

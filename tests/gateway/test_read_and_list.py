@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from arq.worker import Worker
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.app import create_app
+from gateway.deps import Resources
+from shared import store
 from shared.apikeys import Scope
+from shared.job_transitions import JobKey, Success, claim_jobs, record_successes
+from shared.settings import Settings
 from tests.factories import auth, make_api_key, make_tenant, submit, wait_for_status
 from tests.gateway.problem_checks import assert_problem, error_locations
+from tests.polling import poll_until
 
 
 def _without_instance(problem: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +108,56 @@ class TestReadJob:
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "queued"
         assert 1.4 <= elapsed < 4, elapsed
+
+    async def test_wait_reads_the_job_again_only_once_its_end_is_announced(
+        self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """`running` and progress notifications do not wake a long-poll; the terminal one does.
+
+        The job is moved by the worker's own statements, a notification each, with pauses
+        long enough for each to be delivered on its own.
+        """
+        tenant, token = await make_tenant(sessionmaker)
+        tenant_id = uuid.UUID(tenant)
+        app = create_app(settings.model_copy(update={"wait_recheck_seconds": 60}))
+        reads = 0
+
+        def count_job_reads(*args: Any) -> None:
+            nonlocal reads
+            reads += re.search(r"\bFROM job\b", args[2]) is not None
+
+        async with app.router.lifespan_context(app):
+            resources: Resources = app.state.resources
+            event.listen(resources.engine.sync_engine, "before_cursor_execute", count_job_reads)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://jobgate.test"
+            ) as client:
+                job = await submit(client, token, "echo", {"message": "hi"})  # no worker: queued
+                waiting = asyncio.create_task(
+                    client.get(f"/jobs/{job['id']}", params={"wait": 30}, headers=auth(token))
+                )
+                # The request's read, and the one after subscribing.
+                await poll_until(lambda: reads == 2, what="the long-poll's first reads")
+                key = JobKey(tenant_id, uuid.UUID(job["id"]))
+                engine = resources.engine
+                assert await claim_jobs(engine, [key])
+                for step in range(1, 4):
+                    await asyncio.sleep(0.1)
+                    async with sessionmaker() as session:
+                        progress = {"current": step, "total": 3}
+                        assert await store.record_progress(
+                            session, tenant_id=tenant_id, job_id=key.job_id, progress=progress
+                        )
+                        await session.commit()
+                await asyncio.sleep(0.1)
+                assert reads == 2, "woken by a change that was not the job's end"
+                expires = datetime.now(UTC) + timedelta(days=1)
+                assert await record_successes(engine, [Success(key, {"message": "hi"}, expires)])
+                response = await waiting
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "succeeded"
+        assert reads == 3
 
     @pytest.mark.parametrize("wait", ["61", "-1", "soon"])
     async def test_bad_wait_is_422(self, client: httpx.AsyncClient, token: str, wait: str) -> None:
