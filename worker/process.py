@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from shared.contracts import load_contracts
 from shared.db import libpq_url
 from shared.errors import DependencyUnavailable
+from shared.heap import freeze_startup_heap
 from shared.redis import create_redis
 from shared.settings import Settings
 from worker.announce import announce_while_running
@@ -182,6 +183,7 @@ async def run_workers(settings: Settings, queues: list[str] | None = None) -> bo
     """
     budget = JobBudget(settings.worker_max_jobs_per_process)
     workers = build_workers(settings, queues, budget=budget)
+    freeze_startup_heap()  # job modules, bindings and workers are built
     serve_metrics(settings.worker_metrics_port)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
