@@ -33,7 +33,10 @@ class Sizes:
     enqueue_jobs: int = 10_000
     celery_enqueue_jobs: int = 3_000
     celery_drain_jobs: int = 5_000
-    pickup_samples: int = 25
+    pickup_samples: int = 100
+    """jobgate's pickup samples: enough for a steady median and a p99 that is not the maximum."""
+    baseline_pickup_samples: int = 25
+    """Raw ARQ's and Celery's (at ARQ's default poll delay a sample costs about half a second)."""
     longpoll_samples: int = 25
 
 
@@ -56,6 +59,7 @@ QUICK = Sizes(
     celery_enqueue_jobs=100,
     celery_drain_jobs=200,
     pickup_samples=3,
+    baseline_pickup_samples=3,
     longpoll_samples=3,
 )
 
@@ -78,6 +82,7 @@ def describe(sizes: Sizes) -> str:
         f"batches of {sizes.batch_size} at {sizes.batch_connections} connections; "
         f"scaling {sizes.scale_small_rows:,} vs {sizes.scale_large_rows:,} rows; "
         f"drain {sizes.drain_jobs:,} jobs (raw ARQ untuned {sizes.drain_untuned_jobs:,}, "
-        f"Celery {sizes.celery_drain_jobs:,}); {sizes.pickup_samples} pickup and "
+        f"Celery {sizes.celery_drain_jobs:,}); {sizes.pickup_samples} pickup samples "
+        f"({sizes.baseline_pickup_samples} for each baseline) and "
         f"{sizes.longpoll_samples} long-poll samples"
     )

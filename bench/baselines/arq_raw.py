@@ -110,7 +110,7 @@ async def measure_raw_arq(context: Context, results: Results) -> None:
         async with arq_worker(
             context, redis, max_jobs=jobgate_max_jobs, poll_delay=ARQ_DEFAULT_POLL_DELAY_SECONDS
         ):
-            latencies = await pickup_latencies(redis, sizes.pickup_samples)
+            latencies = await pickup_latencies(redis, sizes.baseline_pickup_samples)
             results.record(Figure.ARQ_PICKUP_DEFAULT_P50_MS, percentile(latencies, 0.5) * 1000)
             results.record(Figure.ARQ_PICKUP_DEFAULT_P99_MS, percentile(latencies, 0.99) * 1000)
             count = sizes.drain_untuned_jobs
@@ -121,7 +121,7 @@ async def measure_raw_arq(context: Context, results: Results) -> None:
         async with arq_worker(
             context, redis, max_jobs=TUNED_MAX_JOBS, poll_delay=TUNED_POLL_DELAY_SECONDS
         ) as child:
-            latencies = await pickup_latencies(redis, sizes.pickup_samples)
+            latencies = await pickup_latencies(redis, sizes.baseline_pickup_samples)
             results.record(Figure.ARQ_PICKUP_TUNED_P50_MS, percentile(latencies, 0.5) * 1000)
             seconds, done = await drain(redis, sizes.drain_jobs, sizes.drain_deadline_seconds)
             results.record(Figure.ARQ_DRAIN_TUNED_JOBS_S, done / seconds)

@@ -106,7 +106,7 @@ async def measure_celery(context: Context, results: Results) -> None:
     env = {**os.environ, "BENCH_CELERY_REDIS_URL": context.redis_url}
     worker = spawn("celery-worker", argv, env=env, log_dir=context.log_dir)
     async with running(worker):
-        picked = await _driver(context, "pickup", f"--samples={sizes.pickup_samples}")
+        picked = await _driver(context, "pickup", f"--samples={sizes.baseline_pickup_samples}")
         results.record(Figure.CELERY_PICKUP_P50_MS, percentile(picked["latencies"], 0.5) * 1000)
         drained = await _driver(
             context,
