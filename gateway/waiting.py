@@ -13,8 +13,6 @@ from shared import store
 from shared.models import Job
 from shared.status import TERMINAL, JobStatus
 
-_TERMINAL = frozenset(status.value for status in TERMINAL)
-
 
 async def wait_until_terminal(
     session: AsyncSession,
@@ -32,7 +30,7 @@ async def wait_until_terminal(
             break
         # Woken only by a change to a terminal status: news of `running` or of progress (a
         # long job may report it often) would each cost a re-read for nothing.
-        async with events.watch(job.id, statuses=_TERMINAL) as changed:
+        async with events.watch(job.id, statuses=TERMINAL) as changed:
             # Re-read after subscribing: a change between the last read and now is not missed.
             job = await store.get_job(session, tenant_id=job.tenant_id, job_id=job.id)
             # End the read transaction: a waiting request must not hold a pooled connection.
