@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.ids import new_id
 from shared.models import Job, WebhookDelivery
 from shared.raw_sql import fetch
+from shared.sql_rows import row_parameters, row_source
 from shared.status import ALLOWED_FROM, JobStatus
 
 _JOB = Job.__tablename__
@@ -96,9 +97,11 @@ class Success:
 # forgets the claim; the row is `queued` again, its worker's outcome then matches nothing, and
 # the job runs again from the queue with that start uncounted. At least once, as before; no job
 # is lost. Every other write (submit, outcomes, cancel) stays synchronous.
-_CLAIM_SQL = f"""
+def _claim_sql(one_row: bool) -> str:
+    taken = row_source(["uuid", "uuid"], first=1, one_row=one_row)
+    return f"""
 WITH taken AS (
-    SELECT * FROM unnest($1::uuid[], $2::uuid[]) AS taken (tenant_id, id)
+    SELECT * FROM {taken} AS taken (tenant_id, id)
     WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
 )
 UPDATE {_JOB} AS job
@@ -112,10 +115,15 @@ WHERE job.tenant_id = taken.tenant_id AND job.id = taken.id
 RETURNING {_RETURNED}
 """  # noqa: S608
 
-_SUCCESS_SQL = f"""
+
+_CLAIM_SQL = {one_row: _claim_sql(one_row) for one_row in (True, False)}
+
+
+def _success_sql(one_row: bool) -> str:
+    done = row_source(["uuid", "uuid", "jsonb", "timestamptz", "uuid"], first=1, one_row=one_row)
+    return f"""
 WITH done AS (
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::timestamptz[], $5::uuid[])
-        AS done (tenant_id, id, result, expires_at, delivery_id)
+    SELECT * FROM {done} AS done (tenant_id, id, result, expires_at, delivery_id)
 ), moved AS (
     UPDATE {_JOB} AS job
     SET status = '{JobStatus.SUCCEEDED.value}', result = done.result, error = NULL,
@@ -130,6 +138,9 @@ WITH done AS (
 )
 SELECT tenant_id, id FROM moved
 """  # noqa: S608
+
+
+_SUCCESS_SQL = {one_row: _success_sql(one_row) for one_row in (True, False)}
 
 
 async def claim_jobs(
@@ -149,9 +160,8 @@ async def claim_jobs(
     ordered = sorted(keys, key=lambda key: key.job_id)
     rows = await fetch(
         engine,
-        _CLAIM_SQL,
-        [key.tenant_id for key in ordered],
-        [key.job_id for key in ordered],
+        _CLAIM_SQL[len(ordered) == 1],
+        *row_parameters([[key.tenant_id for key in ordered], [key.job_id for key in ordered]]),
         lost_attempts_allowed,
     )
     return [ClaimedJob(*row) for row in rows]
@@ -163,13 +173,12 @@ async def record_successes(engine: AsyncEngine, successes: Sequence[Success]) ->
     if not successes:
         return set()
     ordered = sorted(successes, key=lambda success: success.key.job_id)
-    rows = await fetch(
-        engine,
-        _SUCCESS_SQL,
+    columns: list[list[Any]] = [
         [success.key.tenant_id for success in ordered],
         [success.key.job_id for success in ordered],
         [json.dumps(success.result) for success in ordered],
         [success.expires_at for success in ordered],
         [new_id() for _ in ordered],
-    )
+    ]
+    rows = await fetch(engine, _SUCCESS_SQL[len(ordered) == 1], *row_parameters(columns))
     return {JobKey(row["tenant_id"], row["id"]) for row in rows}

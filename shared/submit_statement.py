@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.apikeys import Scope
 from shared.models import ApiKey, Job, Tenant
 from shared.raw_sql import fetchrow
+from shared.sql_rows import row_parameters, row_source
 from shared.tenancy import TenantLimits
 
 _JOB = Job.__table__
@@ -52,14 +53,9 @@ class PresentedKey:
     stored: bool
 
 
-def _column_arrays(columns: tuple[str, ...], first: int) -> str:
-    # One array per column, typed like it: one statement text for any number of jobs, so
-    # asyncpg prepares it once (a VALUES list per batch size was re-prepared every time once
-    # its text passed asyncpg's cacheable size, about 60 jobs).
-    return ", ".join(
-        f"${number}::{_JOB.c[column].type.compile(dialect=_DIALECT)}[]"
-        for number, column in enumerate(columns, start=first)
-    )
+def _rows_of(columns: tuple[str, ...], first: int, *, one_job: bool) -> str:
+    types = [_JOB.c[column].type.compile(dialect=_DIALECT) for column in columns]
+    return row_source(types, first=first, one_row=one_job)
 
 
 def _names(columns: tuple[str, ...]) -> str:
@@ -70,7 +66,7 @@ def _names(columns: tuple[str, ...]) -> str:
 # The f-strings below splice in only names from the table definitions and `$n` placeholders;
 # every value travels as a bound parameter (hence the `noqa: S608`). One text per column set.
 @functools.lru_cache(maxsize=64)
-def _check_and_store_sql(columns: tuple[str, ...]) -> str:
+def _check_and_store_sql(columns: tuple[str, ...], one_job: bool) -> str:
     return f"""
 WITH presented AS (
     SELECT k.tenant_id, k.secret_hash, k.scopes, t.rate_limit_per_second,
@@ -80,7 +76,7 @@ WITH presented AS (
 ), stored AS (
     INSERT INTO {_JOB_TABLE} (tenant_id, {_names(columns)})
     SELECT presented.tenant_id, v.*
-    FROM presented, unnest({_column_arrays(columns, 5)}) AS v ({_names(columns)})
+    FROM presented, {_rows_of(columns, 5, one_job=one_job)} AS v ({_names(columns)})
     WHERE presented.secret_hash = $2 AND $3 = ANY(presented.scopes)
       AND presented.rate_limit_per_second IS NULL AND $4::boolean
     RETURNING id
@@ -90,10 +86,10 @@ SELECT presented.*, EXISTS (SELECT FROM stored) AS stored FROM presented
 
 
 @functools.lru_cache(maxsize=64)
-def _store_sql(columns: tuple[str, ...]) -> str:
+def _store_sql(columns: tuple[str, ...], one_job: bool) -> str:
     return (
         f"INSERT INTO {_JOB_TABLE} (tenant_id, {_names(columns)})"  # noqa: S608
-        f" SELECT $1::uuid, v.* FROM unnest({_column_arrays(columns, 2)}) AS v"
+        f" SELECT $1::uuid, v.* FROM {_rows_of(columns, 2, one_job=one_job)} AS v"
     )
 
 
@@ -124,7 +120,7 @@ async def check_key_and_store(
     columns = _columns(jobs)
     row = await fetchrow(
         engine,
-        _check_and_store_sql(columns),
+        _check_and_store_sql(columns, len(jobs) == 1),
         key_id,
         secret_hash,
         Scope.SUBMIT.value,
@@ -151,7 +147,8 @@ async def store_jobs(
 ) -> None:
     """Store jobs of an authenticated tenant (after its rate-limit tokens were taken)."""
     columns = _columns(jobs)
-    await fetchrow(engine, _store_sql(columns), tenant_id, *_encoded(columns, jobs))
+    sql = _store_sql(columns, len(jobs) == 1)
+    await fetchrow(engine, sql, tenant_id, *_encoded(columns, jobs))
 
 
 async def delete_jobs(
@@ -161,12 +158,14 @@ async def delete_jobs(
     await fetchrow(engine, _DELETE_SQL, tenant_id, list(job_ids))
 
 
-def _encoded(columns: tuple[str, ...], jobs: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    """One array per column (see `_column_arrays`)."""
+def _encoded(columns: tuple[str, ...], jobs: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The parameters of `_rows_of`, one list (or value) per column."""
     # SQLAlchemy's asyncpg codecs take JSON as text (its bind processors serialise first).
-    return [
-        [json.dumps(job[column]) for job in jobs]
-        if column in _JSON_COLUMNS
-        else [job[column] for job in jobs]
-        for column in columns
-    ]
+    return row_parameters(
+        [
+            [json.dumps(job[column]) for job in jobs]
+            if column in _JSON_COLUMNS
+            else [job[column] for job in jobs]
+            for column in columns
+        ]
+    )
