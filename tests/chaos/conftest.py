@@ -82,14 +82,17 @@ def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
                 env=env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, `--processes` children too
             )
         started.append(WorkerProcess(process, log_path))
         return started[-1]
 
     yield spawn
     for worker in started:
-        if worker.is_running():
-            worker.signal(signal.SIGKILL)
+        # The whole group: a supervisor's children outlive it otherwise, and one left over
+        # from a failed test kept claiming jobs and webhooks in later runs' databases.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.process.pid, signal.SIGKILL)
         worker.process.wait(timeout=10)
 
 
