@@ -158,10 +158,12 @@ async def claim_jobs(
         return []
     # In id order: two statements locking overlapping rows lock them in the same order.
     ordered = sorted(keys, key=lambda key: key.job_id)
+    one_row = len(ordered) == 1
+    columns: list[list[Any]] = [[key.tenant_id for key in ordered], [key.job_id for key in ordered]]
     rows = await fetch(
         engine,
-        _CLAIM_SQL[len(ordered) == 1],
-        *row_parameters([[key.tenant_id for key in ordered], [key.job_id for key in ordered]]),
+        _CLAIM_SQL[one_row],
+        *row_parameters(columns, one_row=one_row),
         lost_attempts_allowed,
     )
     return [ClaimedJob(*row) for row in rows]
@@ -180,5 +182,6 @@ async def record_successes(engine: AsyncEngine, successes: Sequence[Success]) ->
         [success.expires_at for success in ordered],
         [new_id() for _ in ordered],
     ]
-    rows = await fetch(engine, _SUCCESS_SQL[len(ordered) == 1], *row_parameters(columns))
+    one_row = len(ordered) == 1
+    rows = await fetch(engine, _SUCCESS_SQL[one_row], *row_parameters(columns, one_row=one_row))
     return {JobKey(row["tenant_id"], row["id"]) for row in rows}

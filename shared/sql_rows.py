@@ -28,9 +28,9 @@ def row_source(types: Sequence[str], *, first: int, one_row: bool) -> str:
     return f"unnest({', '.join(f'{parameter}[]' for parameter in parameters)})"
 
 
-def row_parameters(columns: Sequence[list[Any]]) -> list[Any]:
-    """The parameters for `row_source`: each column's list of values, or its value if the
-    rows are one."""
-    if all(len(column) == 1 for column in columns):
+def row_parameters(columns: Sequence[list[Any]], *, one_row: bool) -> list[Any]:
+    """The parameters for `row_source` (given the same `one_row`): each column's list of
+    values, or for one row each column's value."""
+    if one_row:
         return [column[0] for column in columns]
     return list(columns)

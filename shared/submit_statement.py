@@ -117,15 +117,15 @@ async def check_key_and_store(
     limit applies to every tenant: then nothing is stored here and the caller charges the
     bucket first. None: no live key.
     """
-    columns = _columns(jobs)
+    columns, one_job = _columns(jobs), len(jobs) == 1
     row = await fetchrow(
         engine,
-        _check_and_store_sql(columns, len(jobs) == 1),
+        _check_and_store_sql(columns, one_job),
         key_id,
         secret_hash,
         Scope.SUBMIT.value,
         tenant_may_be_unlimited,
-        *_encoded(columns, jobs),
+        *_encoded(columns, jobs, one_job=one_job),
     )
     if row is None:
         return None
@@ -146,9 +146,9 @@ async def store_jobs(
     engine: AsyncEngine, *, tenant_id: uuid.UUID, jobs: Sequence[Mapping[str, Any]]
 ) -> None:
     """Store jobs of an authenticated tenant (after its rate-limit tokens were taken)."""
-    columns = _columns(jobs)
-    sql = _store_sql(columns, len(jobs) == 1)
-    await fetchrow(engine, sql, tenant_id, *_encoded(columns, jobs))
+    columns, one_job = _columns(jobs), len(jobs) == 1
+    sql = _store_sql(columns, one_job)
+    await fetchrow(engine, sql, tenant_id, *_encoded(columns, jobs, one_job=one_job))
 
 
 async def delete_jobs(
@@ -158,7 +158,9 @@ async def delete_jobs(
     await fetchrow(engine, _DELETE_SQL, tenant_id, list(job_ids))
 
 
-def _encoded(columns: tuple[str, ...], jobs: Sequence[Mapping[str, Any]]) -> list[Any]:
+def _encoded(
+    columns: tuple[str, ...], jobs: Sequence[Mapping[str, Any]], *, one_job: bool
+) -> list[Any]:
     """The parameters of `_rows_of`, one list (or value) per column."""
     # SQLAlchemy's asyncpg codecs take JSON as text (its bind processors serialise first).
     return row_parameters(
@@ -167,5 +169,6 @@ def _encoded(columns: tuple[str, ...], jobs: Sequence[Mapping[str, Any]]) -> lis
             if column in _JSON_COLUMNS
             else [job[column] for job in jobs]
             for column in columns
-        ]
+        ],
+        one_row=one_job,
     )
