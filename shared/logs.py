@@ -72,4 +72,8 @@ def configure_logging(settings: Settings) -> None:
     uvicorn.handlers.clear()
     uvicorn.propagate = True
     # ARQ logs each job's repr (its kwargs) at INFO; jobgate logs its own lines without args.
-    logging.getLogger("arq").setLevel(max(level, logging.WARNING))
+    # ARQ's command line gives its logger a handler of its own: one handler, one copy a line.
+    arq = logging.getLogger("arq")
+    arq.handlers.clear()
+    arq.propagate = True
+    arq.setLevel(max(level, logging.WARNING))

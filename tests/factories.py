@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -76,3 +78,16 @@ async def wait_for_status(
             return job
         if remaining <= 0:
             raise AssertionError(f"job {job_id} is {job['status']}, not {statuses}: {job}")
+
+
+def max_overlap(jobs: Sequence[dict[str, Any]]) -> int:
+    """The most of these jobs that were running at one instant (from started/finished_at)."""
+    edges = sorted(
+        [(datetime.fromisoformat(job["started_at"]), 1) for job in jobs]
+        + [(datetime.fromisoformat(job["finished_at"]), -1) for job in jobs]
+    )
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most

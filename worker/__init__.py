@@ -9,7 +9,7 @@ def __getattr__(name: str) -> Any:
     # Built on first access, not at import: importing `worker.runner` in a test or a tool must
     # not read the environment or require a database URL.
     if name == "WorkerSettings":
-        from worker.settings import build_worker_settings
+        from worker.arq_command import build_worker_settings
 
         return build_worker_settings()
     raise AttributeError(name)

@@ -1,8 +1,8 @@
 """ARQ worker configuration built from jobgate's settings and job registry.
 
-Each named queue is its own ARQ queue (a sorted set). `arq worker.WorkerSettings` serves the
-first queue of `JOBGATE_WORKER_QUEUES` (default `default`); `jobgate worker` serves several
-queues from one process, one ARQ worker each.
+Each named queue is its own ARQ queue (a sorted set); a worker process serves several queues,
+one ARQ worker each (`worker.process`), whether started as `jobgate worker` or as
+`arq worker.WorkerSettings` (`worker.arq_command`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from shared.contracts import DEFAULT_QUEUE, Registry, load_contracts
 from shared.db import create_engine, create_sessionmaker
 from shared.job_transitions import Success, record_successes
 from shared.keys import queue_key
-from shared.logs import configure_logging
 from shared.redis import arq_redis_settings, deserialize_payload, serialize_payload
 from shared.schedules import SCHEDULES, SYSTEM_TENANT
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 from shared.tenancy import ensure_tenant
 from shared.tracing import configure_tracing
 from worker.binding import Binding, load_bindings
@@ -161,11 +160,3 @@ def worker_options(
         "allow_abort_jobs": True,
         "health_check_key": f"jobgate:worker-health:{queue}",
     }
-
-
-def build_worker_settings() -> type:
-    """The class `arq worker.WorkerSettings` loads (ARQ reads its attributes)."""
-    settings = get_settings()
-    configure_logging(settings)
-    queue = settings.worker_queues[0] if settings.worker_queues else DEFAULT_QUEUE
-    return type("WorkerSettings", (), worker_options(settings, queue=queue))

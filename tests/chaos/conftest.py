@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -53,8 +54,28 @@ class WorkerProcess:
         """Wait until the worker has logged `text` (e.g. the event name of a state change)."""
         await poll_until(lambda: text in self.log(), timeout=timeout, what=f"worker logs {text!r}")
 
+    async def started(self) -> WorkerProcess:
+        """Wait until it serves its queues: a Python process's start-up takes seconds on a busy
+        machine, and tests time what the worker does, not how long its imports took."""
+        await self.wait_for_log("worker.started", timeout=STARTUP_TIMEOUT_SECONDS)
+        return self
+
 
 SpawnWorker = Callable[..., WorkerProcess]
+
+STARTUP_TIMEOUT_SECONDS = 60
+
+RUNNERS = ("jobgate worker", "arq worker.WorkerSettings")
+"""The two documented ways to start a worker process; both must give the same guarantees."""
+
+
+def _worker_command(runner: str, queue: str | None, options: tuple[str, ...]) -> list[str]:
+    """The command line of `runner` serving `queue` (None: every queue, the default)."""
+    if runner == "arq worker.WorkerSettings":
+        # ARQ's own command line; the queue comes from JOBGATE_WORKER_QUEUES (see `spawn`).
+        return [sys.executable, "-m", "arq", "worker.WorkerSettings", *options]
+    queues = ["--queue", queue] if queue is not None else []
+    return [sys.executable, "-m", "shared.cli", "worker", *queues, *options]
 
 
 @pytest.fixture
@@ -62,12 +83,18 @@ def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
     """Start `jobgate worker --queue default` processes on the test database and Redis.
 
     Positional arguments are more command-line options; keyword arguments become
-    `JOBGATE_<NAME>` variables (`database_url=...` points one elsewhere). Each process logs to
-    its own file under `tmp_path`; any still running at teardown is killed.
+    `JOBGATE_<NAME>` variables (`database_url=...` points one elsewhere). `runner` picks the
+    command (one of `RUNNERS`), `queue=None` serves every queue. Each process logs to its own
+    file under `tmp_path`; any still running at teardown is killed.
     """
     started: list[WorkerProcess] = []
 
-    def spawn(*options: str, **overrides: object) -> WorkerProcess:
+    def spawn(
+        *options: str,
+        runner: str = "jobgate worker",
+        queue: str | None = "default",
+        **overrides: object,
+    ) -> WorkerProcess:
         env = {
             **os.environ,
             "JOBGATE_DATABASE_URL": settings.require_database_url(),
@@ -75,10 +102,13 @@ def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
             **FAST_WORKER_ENV,
             **{f"JOBGATE_{name.upper()}": str(value) for name, value in overrides.items()},
         }
+        env.pop("JOBGATE_WORKER_QUEUES", None)
+        if queue is not None and runner == "arq worker.WorkerSettings":
+            env["JOBGATE_WORKER_QUEUES"] = queue
         log_path = tmp_path / f"worker-{len(started)}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(  # noqa: S603 (our interpreter; options from the test)
-                [sys.executable, "-m", "shared.cli", "worker", "--queue", "default", *options],
+                _worker_command(runner, queue, options),
                 env=env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -94,6 +124,18 @@ def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.process.pid, signal.SIGKILL)
         worker.process.wait(timeout=10)
+
+
+@pytest.fixture(params=RUNNERS)
+def runner(request: pytest.FixtureRequest) -> str:
+    """Each of the documented worker commands in turn."""
+    return str(request.param)
+
+
+@pytest.fixture
+def spawn_runner(spawn_worker: SpawnWorker, runner: str) -> SpawnWorker:
+    """`spawn_worker`, started with the command of this test's `runner`."""
+    return functools.partial(spawn_worker, runner=runner)
 
 
 GatewayFactory = Callable[..., Awaitable[httpx.AsyncClient]]

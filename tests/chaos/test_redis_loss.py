@@ -11,8 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.models import Job
-from shared.settings import Settings
-from tests.conftest import WorkerFactory
+from tests.chaos.conftest import SpawnWorker
 from tests.factories import auth, make_tenant, wait_for_status
 
 
@@ -20,8 +19,7 @@ async def test_jobs_survive_a_redis_flush_and_run_exactly_once(
     client: httpx.AsyncClient,
     sessionmaker: async_sessionmaker[AsyncSession],
     redis: Redis,
-    settings: Settings,
-    start_worker: WorkerFactory,
+    spawn_runner: SpawnWorker,
 ) -> None:
     _, token = await make_tenant(sessionmaker)
     items = [
@@ -34,10 +32,7 @@ async def test_jobs_survive_a_redis_flush_and_run_exactly_once(
 
     await redis.flushdb()  # every queue entry, payload and scheduled entry is gone
 
-    fast = settings.model_copy(
-        update={"reconcile_interval_seconds": 0.3, "reconcile_grace_seconds": 0}
-    )
-    await start_worker(settings=fast)
+    await spawn_runner(reconcile_interval_seconds=0.3, reconcile_grace_seconds=0).started()
     done = await asyncio.gather(
         *(wait_for_status(client, token, job_id, "succeeded", timeout=20) for job_id in ids)
     )

@@ -27,11 +27,11 @@ async def test_a_killed_workers_job_runs_again_on_another_worker(
     client: httpx.AsyncClient,
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
-    spawn_worker: SpawnWorker,
+    spawn_runner: SpawnWorker,
     start_worker: WorkerFactory,
 ) -> None:
     _, token = await make_tenant(sessionmaker)
-    doomed = spawn_worker()
+    doomed = await spawn_runner().started()
     job = await submit(client, token, "sleep", {"seconds": 3, "steps": 6})
     await poll_job(client, token, job["id"], _running(1), timeout=15)
 
@@ -53,7 +53,7 @@ async def test_a_job_that_keeps_killing_its_workers_fails_as_worker_lost(
     client: httpx.AsyncClient,
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
-    spawn_worker: SpawnWorker,
+    spawn_runner: SpawnWorker,
     start_worker: WorkerFactory,
 ) -> None:
     """max_tries 1 and 1 lost attempt allowed: two starts, both killed, then `worker_lost`."""
@@ -61,11 +61,11 @@ async def test_a_job_that_keeps_killing_its_workers_fails_as_worker_lost(
     job = await submit(
         client, token, "sleep", {"seconds": 60, "steps": 60}, options={"max_tries": 1}
     )
-    current = spawn_worker(worker_lost_attempts_allowed=1)
+    current = await spawn_runner(worker_lost_attempts_allowed=1).started()
     for attempt in (1, 2):
         await poll_job(client, token, job["id"], _running(attempt), timeout=15)
         # The next worker starts up while this one holds the job's lease.
-        following = spawn_worker(worker_lost_attempts_allowed=1) if attempt == 1 else None
+        following = spawn_runner(worker_lost_attempts_allowed=1) if attempt == 1 else None
         current.signal(signal.SIGKILL)
         await current.exit_code(timeout=5)
         current = following or current

@@ -17,11 +17,11 @@ from tests.polling import poll_job
 async def test_sigterm_lets_the_running_job_finish_and_takes_no_new_one(
     client: httpx.AsyncClient,
     sessionmaker: async_sessionmaker[AsyncSession],
-    spawn_worker: SpawnWorker,
+    spawn_runner: SpawnWorker,
     start_worker: WorkerFactory,
 ) -> None:
     _, token = await make_tenant(sessionmaker)
-    worker = spawn_worker(worker_shutdown_grace_seconds=10)
+    worker = await spawn_runner(worker_shutdown_grace_seconds=10).started()
     running = await submit(client, token, "sleep", {"seconds": 2, "steps": 4})
     await poll_job(client, token, running["id"], lambda job: job["status"] == "running", timeout=15)
 
@@ -44,11 +44,11 @@ async def test_a_job_cut_off_at_the_grace_limit_runs_again_elsewhere(
     client: httpx.AsyncClient,
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
-    spawn_worker: SpawnWorker,
+    spawn_runner: SpawnWorker,
     start_worker: WorkerFactory,
 ) -> None:
     _, token = await make_tenant(sessionmaker)
-    worker = spawn_worker(worker_shutdown_grace_seconds=0.5)
+    worker = await spawn_runner(worker_shutdown_grace_seconds=0.5).started()
     job = await submit(client, token, "sleep", {"seconds": 3, "steps": 6})
     await poll_job(client, token, job["id"], lambda job: job["status"] == "running", timeout=15)
 

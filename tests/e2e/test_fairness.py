@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,7 +26,14 @@ from shared.keys import in_progress_key, queue_key, vclock_key
 from shared.models import Job
 from shared.settings import Settings
 from tests.conftest import WorkerFactory
-from tests.factories import auth, make_tenant, set_tenant_limits, submit, wait_for_status
+from tests.factories import (
+    auth,
+    make_tenant,
+    max_overlap,
+    set_tenant_limits,
+    submit,
+    wait_for_status,
+)
 from tests.polling import POLL_INTERVAL_SECONDS
 from worker.quota import take_slot
 
@@ -156,19 +162,6 @@ def _delivery(
     )
 
 
-def _max_overlap(jobs: Sequence[dict[str, Any]]) -> int:
-    """The most of these jobs that were running at one instant (from started/finished_at)."""
-    edges = sorted(
-        [(datetime.fromisoformat(job["started_at"]), 1) for job in jobs]
-        + [(datetime.fromisoformat(job["finished_at"]), -1) for job in jobs]
-    )
-    running = most = 0
-    for _, step in edges:
-        running += step
-        most = max(most, running)
-    return most
-
-
 class TestConcurrencyQuota:
     @pytest.mark.timeout(60)
     async def test_never_more_than_the_quota_run_at_once_and_all_finish(
@@ -210,12 +203,12 @@ class TestConcurrencyQuota:
             await wait_for_status(client, token, job["id"], "succeeded")
             for job in response.json()["jobs"]
         ]
-        assert _max_overlap(mine) == 2
+        assert max_overlap(mine) == 2
         # Being put back is not an attempt.
         assert {job["attempts"] for job in mine} == {1}
         # The quota is the tenant's own: the other tenant's three ran side by side.
         done = [await wait_for_status(client, other, job["id"], "succeeded") for job in theirs]
-        assert _max_overlap(done) == 3
+        assert max_overlap(done) == 3
 
     async def test_a_slot_of_a_dead_attempt_is_taken_over(
         self, arq_redis: ArqRedis, redis: Redis
