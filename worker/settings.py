@@ -39,6 +39,7 @@ from worker.webhook_sender import deliver_forever
 ARQ_MAX_TRIES = 10_000
 # Longest attempt ARQ lets run; each job's own `timeout_seconds` (≤ 7 days) is enforced first.
 ARQ_TIMEOUT_SECONDS = 7 * 24 * 3600 + 60
+BACKGROUND_STOP_RETRY_SECONDS = 0.1
 
 
 def worker_name() -> str:
@@ -114,11 +115,20 @@ def _success_recorder(engine: AsyncEngine) -> GroupCommit[Success, bool]:
     return GroupCommit(record)
 
 
+async def _stop_background(task: asyncio.Task[None]) -> None:
+    # Cancelled while a Redis connection is being set up, a loop went on (the cancellation was
+    # swallowed below us) and a worker that recycled at once hung in its drain for good: one
+    # cancel per wait, until the task has really ended.
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=BACKGROUND_STOP_RETRY_SECONDS)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _on_shutdown(ctx: dict[str, Any]) -> None:
     for task in ctx.get("background", []):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _stop_background(task)
     engine = ctx.get("engine")
     if engine is not None:
         await engine.dispose()

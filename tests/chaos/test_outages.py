@@ -22,7 +22,7 @@ from shared.keys import in_progress_key, queue_key
 from shared.models import Job
 from shared.settings import Settings
 from tests.chaos.conftest import GatewayFactory, SpawnWorker
-from tests.chaos.outages import EmbeddedPostgres, RedisServer, TcpProxy
+from tests.chaos.outages import EmbeddedPostgres, RedisServer, TcpProxy, database_address
 from tests.factories import auth, make_tenant, submit, wait_for_status
 
 PROBLEM_JSON = "application/problem+json"
@@ -150,9 +150,8 @@ async def test_postgresql_outage_pauses_workers_and_is_503_then_resumes(
 
 @pytest.fixture
 async def database_proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
-    """A TCP proxy in front of the test database's server, listening."""
-    url = make_url(settings.require_database_url())
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    """A TCP proxy in front of the test database's server (a port or a socket), listening."""
+    proxy = TcpProxy(database_address(settings.require_database_url()))
     await proxy.open()
     yield proxy
     await proxy.close()
@@ -165,8 +164,11 @@ async def test_a_hung_database_gets_503s_within_the_timeouts_not_hung_requests(
     database_proxy: TcpProxy,
 ) -> None:
     """The server accepts connections and never answers; requests beyond the pool size too."""
-    proxied = make_url(settings.require_database_url()).set(
-        host="127.0.0.1", port=database_proxy.port
+    # No `host` query left behind: asyncpg would take it over the proxy's address.
+    proxied = (
+        make_url(settings.require_database_url())
+        .set(host="127.0.0.1", port=database_proxy.port)
+        .difference_update_query(["host"])
     )
     http = await make_gateway(
         database_url=proxied.render_as_string(hide_password=False),

@@ -14,6 +14,10 @@ from tests.conftest import WorkerFactory
 from tests.factories import auth, make_tenant, wait_for_status
 
 JOBS = 8
+# Bounded apart: a process's start-up (imports, connections) goes at the machine's pace, which
+# is slow on a busy CI runner; once started, recycling itself must be quick.
+STARTUP_SECONDS = 30
+RECYCLE_SECONDS = 10
 
 
 async def _submit_echoes(client: httpx.AsyncClient, token: str) -> list[str]:
@@ -38,7 +42,8 @@ async def test_a_worker_exits_after_its_job_budget_and_leaves_the_rest_queued(
     ids = await _submit_echoes(client, token)
 
     worker = spawn_worker(worker_max_jobs_per_process=5)
-    assert await worker.exit_code(timeout=15) == 0
+    await worker.wait_for_log("worker.started", timeout=STARTUP_SECONDS)
+    assert await worker.exit_code(timeout=RECYCLE_SECONDS) == 0
     assert "job budget spent" in worker.log()
     assert await _statuses(sessionmaker) == {"succeeded": 5, "queued": JOBS - 5}
 
@@ -58,7 +63,8 @@ async def test_a_worker_above_its_memory_limit_drains_and_exits(
     ids = await _submit_echoes(client, token)
 
     worker = spawn_worker(worker_max_rss_mb=1)  # any Python process is above 1 MiB
-    assert await worker.exit_code(timeout=15) == 0
+    await worker.wait_for_log("worker.started", timeout=STARTUP_SECONDS)
+    assert await worker.exit_code(timeout=RECYCLE_SECONDS) == 0
     assert "memory limit" in worker.log()
 
     await start_worker()

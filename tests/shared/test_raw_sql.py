@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.util.concurrency import in_greenlet
@@ -90,8 +91,14 @@ async def test_an_idle_connection_that_was_invalidated_is_reconnected(
 async def test_an_unreachable_database_is_unavailable_not_a_driver_error(
     settings: Settings,
 ) -> None:
-    url = settings.require_database_url().replace("127.0.0.1:5432", "127.0.0.1:9")
-    engine = create_engine(settings.model_copy(update={"database_url": url}))
+    # The same database on a port nobody listens on, whether the URL names a port or a socket.
+    url = (
+        make_url(settings.require_database_url())
+        .set(host="127.0.0.1", port=9)
+        .difference_update_query(["host"])
+    )
+    unreachable = url.render_as_string(hide_password=False)
+    engine = create_engine(settings.model_copy(update={"database_url": unreachable}))
     try:
         with pytest.raises(DatabaseUnavailable):
             await fetch(engine, "SELECT 1")
