@@ -19,9 +19,13 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
+from shared.db_errors import describe_database_error
+
 log = structlog.get_logger("jobgate.gateway")
 
 CHANNEL = "jobgate_job"
+APPLICATION_NAME = "jobgate-gateway-listen"
+"""The LISTEN connection in `pg_stat_activity`: one per gateway process, outside its pool."""
 _MAX_BACKOFF_SECONDS = 5.0
 
 
@@ -86,9 +90,13 @@ class JobEvents:
         backoff = 0.1
         while True:
             try:
-                connection = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+                connection = await asyncpg.connect(
+                    self._dsn,
+                    timeout=self._connect_timeout,
+                    server_settings={"application_name": APPLICATION_NAME},
+                )
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                log.warning("job_events.connect_failed", error=type(exc).__name__)
+                log.warning("job_events.connect_failed", cause=describe_database_error(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
                 continue

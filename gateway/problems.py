@@ -22,6 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from shared import errors
+from shared.db_errors import describe_database_error
 from shared.settings import Settings
 
 log = structlog.get_logger("jobgate.gateway")
@@ -215,7 +216,7 @@ def _translate_dependency_error(exc: Exception) -> errors.JobgateError | None:
     # A plain OSError (refused, no socket, TimeoutError) is asyncpg failing to connect:
     # Redis failures are RedisError, which `shared.enqueue` turns into QueueUnavailable.
     if isinstance(exc, DBAPIError | PoolTimeout | OSError):
-        return errors.DatabaseUnavailable()
+        return errors.DatabaseUnavailable(describe_database_error(exc))
     return errors.DependencyUnavailable()
 
 
@@ -228,12 +229,25 @@ def _issues_of(error: errors.JobgateError) -> list[dict[str, object]] | None:
     return None
 
 
+def _log_error(exc: errors.JobgateError) -> None:
+    """Log what an operator should hear of: an outage, with its cause ("too many
+    connections"), whether a store raised it (`shared.raw_sql`, `shared.enqueue`) or it was
+    translated from the driver; a value that validation let through."""
+    error = type(exc.__cause__).__name__ if exc.__cause__ is not None else None
+    if isinstance(exc, errors.DependencyUnavailable):
+        cause = exc.cause if isinstance(exc, errors.DatabaseUnavailable) else None
+        log.warning("dependency.unavailable", code=exc.code, cause=cause, error=error)
+    elif isinstance(exc, errors.UnstorableValue):
+        log.warning("request.unstorable_value", code=exc.code, error=error)
+
+
 def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
     """Make every error answer as problem+json."""
     retry_after = {"Retry-After": str(settings.retry_after_seconds)}
 
     async def on_jobgate_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.JobgateError)  # noqa: S101 (registered for this class)
+        _log_error(exc)
         status = _status_of(exc)
         headers = _headers_of(exc) or {503: retry_after, 401: BEARER_CHALLENGE}.get(status)
         issues = _issues_of(exc)
@@ -281,9 +295,7 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
         translated = _translate_dependency_error(exc)
         if translated is None:
             return await on_unexpected(request, exc)
-        unstorable = isinstance(translated, errors.UnstorableValue)
-        event = "request.unstorable_value" if unstorable else "dependency.unavailable"
-        log.warning(event, error=type(exc).__name__, code=translated.code)
+        translated.__cause__ = exc  # for the log line `on_jobgate_error` writes
         return await on_jobgate_error(request, translated)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -213,6 +213,13 @@ class DatabaseUnavailable(DependencyUnavailable):
 
     code = "database-unavailable"
 
+    def __init__(self, cause: str | None = None) -> None:
+        # `cause` comes from `shared.db_errors`: fixed phrases, never the server's own text.
+        super().__init__(
+            f"PostgreSQL is unavailable: {cause}; try again shortly." if cause else None
+        )
+        self.cause = cause
+
 
 class QueueUnavailable(DependencyUnavailable):
     """Redis is unavailable; try again shortly."""

@@ -18,7 +18,9 @@ from asyncpg.exceptions._base import DataError as ArgumentRefused
 from sqlalchemy.exc import MissingGreenlet
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection, QueuePool
+from sqlalchemy.util.concurrency import greenlet_spawn
 
+from shared.db_errors import describe_database_error
 from shared.errors import DatabaseUnavailable
 
 # What "the database did not answer" looks like from asyncpg; mapped to a 503 like the
@@ -65,7 +67,7 @@ async def fetch(engine: AsyncEngine, sql: str, *args: Any) -> list[asyncpg.Recor
         connection = _idle_connection(engine) or await engine.raw_connection()
     except (engine.dialect.loaded_dbapi.Error, *UNAVAILABLE) as exc:
         # Unwrapped here (`engine.connect()` would wrap a refusal in a `DBAPIError`).
-        raise DatabaseUnavailable() from exc
+        raise DatabaseUnavailable(describe_database_error(exc)) from exc
     try:
         driver: asyncpg.Connection = connection.driver_connection
         rows: list[asyncpg.Record] = await driver.fetch(sql, *args)
@@ -74,10 +76,25 @@ async def fetch(engine: AsyncEngine, sql: str, *args: Any) -> list[asyncpg.Recor
     except UNAVAILABLE as exc:
         # SQLAlchemy did not see the failure: tell its pool not to hand this one out again.
         connection.invalidate(exc)
-        raise DatabaseUnavailable() from exc
+        raise DatabaseUnavailable(describe_database_error(exc)) from exc
     finally:
-        connection.close()
+        await _hand_back(engine, connection)
     return rows
+
+
+async def _hand_back(engine: AsyncEngine, connection: PoolProxiedConnection) -> None:
+    """Return `connection` to the pool it came from.
+
+    Kept by the pool, that needs no I/O. But an overflow connection handed back to a pool with
+    `pool_size` idle ones already is closed there and then, which is I/O: outside a greenlet
+    SQLAlchemy would refuse it (MissingGreenlet), log it and leave the socket to the garbage
+    collector, so that one goes back through a greenlet.
+    """
+    pool = engine.sync_engine.pool
+    if isinstance(pool, QueuePool) and pool.checkedin() < pool.size():
+        connection.close()
+    else:
+        await greenlet_spawn(connection.close)
 
 
 async def fetchrow(engine: AsyncEngine, sql: str, *args: Any) -> asyncpg.Record | None:

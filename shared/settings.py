@@ -151,11 +151,14 @@ class Settings(BaseSettings):
     )
 
     # Connections: every call out has a bound, so a hung dependency cannot hang every request.
-    # Kept open once opened (pools open lazily). Overflow connections are closed as soon as
-    # they are handed back to a pool with enough idle ones: under steady load above the pool
-    # size that is a new PostgreSQL session every few requests, so the default has none.
-    db_pool_size: int = Field(30, ge=1)
-    db_max_overflow: int = Field(0, ge=0)
+    # One pool per process (a worker's queues share it). Its `db_pool_size` connections stay
+    # open once opened (pools open lazily); up to `db_max_overflow` more open for a burst and
+    # close as they are handed back to a pool that already has `db_pool_size` idle, so a burst
+    # pins nothing. A process holds at most pool + overflow + 1 (the gateway's LISTEN, the
+    # worker's health probe): 21, so a gateway and two worker processes stay at 63, well under
+    # a stock PostgreSQL's 100 (README "Production notes" has the formula).
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
     db_pool_timeout_seconds: float = Field(5.0, gt=0)
     db_connect_timeout_seconds: float = Field(5.0, gt=0)
     db_statement_timeout_seconds: float = Field(15.0, gt=0)

@@ -116,7 +116,10 @@ def settings(database_url: str, redis_url: str) -> Settings:
         worker_poll_delay_seconds=0.02,
         worker_run_schedules=False,  # cron ticks would add jobs mid-test; cron tests opt in
         wait_recheck_seconds=0.5,
+        # Others test against the same server: no overflow, so a test holds at most 5 per pool
+        # (the overflow itself is tested in tests/shared/test_db_pool.py).
         db_pool_size=5,
+        db_max_overflow=0,
     )
 
 

@@ -17,29 +17,46 @@ import asyncpg
 import structlog
 from arq.worker import Worker
 
+from shared.db_errors import describe_database_error
+
 log = structlog.get_logger("jobgate.worker")
 
 
+APPLICATION_NAME = "jobgate-worker-health"
+"""The probe's connection in `pg_stat_activity`: one per worker process, outside its pool."""
+
+
 class DatabaseProbe:
-    """`SELECT 1` on one dedicated connection, reopened after a failure; bounded in time."""
+    """`SELECT 1` on one dedicated connection, reopened after a failure; bounded in time.
+
+    Not a pooled connection: a pool busy with jobs (or exhausted) must not read as an outage.
+    """
 
     def __init__(self, dsn: str, *, timeout_seconds: float) -> None:
         self._dsn = dsn
         self._timeout = timeout_seconds
         self._connection: asyncpg.Connection | None = None
+        self.last_failure: str | None = None
+        """Why the last check failed ("too many connections (SQLSTATE 53300)"), for the log."""
 
     async def is_reachable(self) -> bool:
         """Whether PostgreSQL answered within the timeout."""
         try:
             async with asyncio.timeout(self._timeout):
                 if self._connection is None or self._connection.is_closed():
-                    self._connection = await asyncpg.connect(self._dsn, timeout=self._timeout)
+                    self._connection = await asyncpg.connect(
+                        self._dsn,
+                        timeout=self._timeout,
+                        server_settings={"application_name": APPLICATION_NAME},
+                    )
                 await self._connection.fetchval("SELECT 1")
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # TimeoutError is an OSError; so are refused and reset connections.
-            log.debug("health.database_check_failed", error=type(exc).__name__)
+            self.last_failure = describe_database_error(exc)
+            log.debug("health.database_check_failed", cause=self.last_failure)
             self.close()
             return False
+        self.last_failure = None
         return True
 
     def close(self) -> None:
@@ -65,7 +82,9 @@ async def pause_while_database_down(
                 if reachable:
                     log.info("health.database_back", action="taking jobs again")
                 else:
-                    log.warning("health.database_down", action="taking no jobs")
+                    log.warning(
+                        "health.database_down", action="taking no jobs", cause=probe.last_failure
+                    )
             await asyncio.sleep(interval_seconds)
     finally:
         probe.close()

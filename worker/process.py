@@ -16,9 +16,10 @@ from typing import Any
 import structlog
 from arq.worker import Worker
 from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.contracts import load_contracts
-from shared.db import libpq_url
+from shared.db import create_engine, libpq_url
 from shared.errors import DependencyUnavailable
 from shared.heap import freeze_startup_heap
 from shared.redis import create_redis
@@ -78,9 +79,14 @@ class JobgateWorker(WakeableWorker):
 
 
 def build_workers(
-    settings: Settings, queues: list[str] | None = None, *, budget: JobBudget | None = None
+    settings: Settings,
+    queues: list[str] | None = None,
+    *,
+    engine: AsyncEngine,
+    budget: JobBudget | None = None,
 ) -> list[JobgateWorker]:
-    """ARQ workers for `queues` (default: the configured ones, else every registered queue).
+    """ARQ workers for `queues` (default: the configured ones, else every registered queue),
+    all on `engine`'s pool: one PostgreSQL connection budget per process, whatever it serves.
 
     Call it inside the running event loop: an ARQ worker binds to the loop it is built in.
     """
@@ -89,7 +95,7 @@ def build_workers(
     shared_budget = budget or JobBudget(settings.worker_max_jobs_per_process)
     return [
         JobgateWorker(
-            **worker_options(settings, queue=queue, registry=registry),
+            **worker_options(settings, queue=queue, registry=registry, engine=engine),
             # Our client, not ARQ's: it bounds every read (ARQ's has no socket timeout).
             redis_pool=create_redis(settings),
             handle_signals=False,
@@ -181,8 +187,18 @@ async def run_workers(settings: Settings, queues: list[str] | None = None) -> bo
 
     Returns False if a worker died by itself (the process should exit non-zero).
     """
+    # Named as a lone ARQ worker's own pool is (`worker.settings`).
+    engine = create_engine(settings, application_name="jobgate-worker")
+    try:
+        return await _run_workers(settings, queues, engine)
+    finally:
+        # Only now: every queue's worker has stopped using it (its on_shutdown leaves it).
+        await engine.dispose()
+
+
+async def _run_workers(settings: Settings, queues: list[str] | None, engine: AsyncEngine) -> bool:
     budget = JobBudget(settings.worker_max_jobs_per_process)
-    workers = build_workers(settings, queues, budget=budget)
+    workers = build_workers(settings, queues, engine=engine, budget=budget)
     freeze_startup_heap()  # job modules, bindings and workers are built
     serve_metrics(settings.worker_metrics_port)
     loop = asyncio.get_running_loop()

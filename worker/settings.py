@@ -47,10 +47,14 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _on_startup(settings: Settings, bindings: dict[str, Binding]) -> Any:
+def _on_startup(
+    settings: Settings, bindings: dict[str, Binding], shared_engine: AsyncEngine | None
+) -> Any:
     async def on_startup(ctx: dict[str, Any]) -> None:
         configure_tracing(settings, service_name="jobgate-worker")
-        engine = create_engine(settings, application_name="jobgate-worker")
+        # `jobgate worker` passes one engine to all the queues it serves (one pool per
+        # process, disposed by `run_workers`); a lone ARQ worker makes and disposes its own.
+        engine = shared_engine or create_engine(settings, application_name="jobgate-worker")
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
             system_tenant_id = await ensure_tenant(session, name=SYSTEM_TENANT)
@@ -86,6 +90,7 @@ def _on_startup(settings: Settings, bindings: dict[str, Binding]) -> Any:
         ctx.update(
             settings=settings,
             engine=engine,
+            owns_engine=shared_engine is None,
             sessionmaker=sessionmaker,
             # The same pool; each status change is one statement, so it needs no BEGIN/COMMIT.
             autocommit_sessionmaker=create_sessionmaker(
@@ -130,14 +135,22 @@ async def _on_shutdown(ctx: dict[str, Any]) -> None:
     for task in ctx.get("background", []):
         await _stop_background(task)
     engine = ctx.get("engine")
-    if engine is not None:
+    if engine is not None and ctx.get("owns_engine"):
         await engine.dispose()
 
 
 def worker_options(
-    settings: Settings, *, queue: str = DEFAULT_QUEUE, registry: Registry | None = None
+    settings: Settings,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    registry: Registry | None = None,
+    engine: AsyncEngine | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `arq.Worker` serving one jobgate queue."""
+    """Keyword arguments for `arq.Worker` serving one jobgate queue.
+
+    `engine`: the process's engine, shared with its other queues and disposed by its owner;
+    without one, the worker makes its own at start-up and disposes it at shutdown.
+    """
     registry = registry or load_contracts(settings.contract_modules)
     bindings = load_bindings(registry, settings.job_modules)
     functions = [
@@ -156,7 +169,7 @@ def worker_options(
         "functions": functions,
         "queue_name": queue_key(queue),
         "redis_settings": arq_redis_settings(settings),
-        "on_startup": _on_startup(settings, bindings),
+        "on_startup": _on_startup(settings, bindings, engine),
         "on_shutdown": _on_shutdown,
         "after_job_end": reschedule_after_attempt,
         "job_serializer": serialize_payload,

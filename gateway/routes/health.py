@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -12,6 +13,9 @@ from sqlalchemy import text
 from gateway.deps import ResourcesDep
 from gateway.problems import PROBLEM_JSON, problem_response
 from gateway.schemas import Health, Readiness
+from shared.db_errors import describe_database_error
+
+log = structlog.get_logger("jobgate.gateway")
 
 router = APIRouter(tags=["health"])
 
@@ -24,13 +28,21 @@ async def healthz() -> Health:
     return Health()
 
 
-async def _check(name: str, probe: Awaitable[object]) -> tuple[str, str]:
+async def _check(
+    name: str, probe: Awaitable[object], describe: Callable[[BaseException], str]
+) -> tuple[str, str]:
     try:
         async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
             await probe
-    except Exception as exc:  # any failure means "down"; only its type is reported
-        return name, f"down: {type(exc).__name__}"
+    except Exception as exc:  # any failure means "down"; `describe` says why, without secrets
+        cause = describe(exc)
+        log.warning("readiness.down", dependency=name, cause=cause)
+        return name, f"down: {cause}"
     return name, "ok"
+
+
+def _class_name(exc: BaseException) -> str:
+    return type(exc).__name__
 
 
 @router.get(
@@ -54,7 +66,8 @@ async def readyz(request: Request, resources: ResourcesDep) -> Readiness | JSONR
 
     checks = dict(
         await asyncio.gather(
-            _check("postgresql", database()), _check("redis", resources.redis.ping())
+            _check("postgresql", database(), describe_database_error),
+            _check("redis", resources.redis.ping(), _class_name),
         )
     )
     if all(state == "ok" for state in checks.values()):
