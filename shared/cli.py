@@ -11,11 +11,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 import uvloop
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from typer.core import TyperGroup
 
 from shared import tenancy
 from shared.apikeys import ALL_SCOPES, Scope
@@ -23,15 +25,39 @@ from shared.cli_inspect import inspect
 from shared.cli_jobs import dlq, jobs
 from shared.db import create_engine, create_sessionmaker
 from shared.embedded import embedded_services
-from shared.errors import JobgateError
+from shared.errors import JobgateError, SettingNotSet
 from shared.logs import configure_logging
 from shared.migrate import upgrade
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, describe_problems, get_settings
 
 T = TypeVar("T")
 DEV_TENANT = "dev"
 
-app = typer.Typer(help="jobgate: a typed HTTP job gateway in front of ARQ workers.")
+
+class _Commands(TyperGroup):
+    """The root command: whichever subcommand runs, a configuration problem ends it in a line
+    per problem (exit 2, like usage errors), not in a traceback.
+
+    Settings are read lazily, wherever a command first needs them, so this is the one place
+    that sees every command's settings errors.
+    """
+
+    # `Any`: the context's class lives in typer's private copy of click (`typer._click`).
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SettingNotSet as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except ValidationError as exc:
+            if exc.title != Settings.__name__:
+                raise
+            for problem in describe_problems(exc):
+                typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=_Commands, help="jobgate: a typed HTTP job gateway in front of ARQ workers.")
 tenants = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 keys = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(tenants, name="tenants")

@@ -98,16 +98,25 @@ def dlq_list(
     name: Annotated[str | None, typer.Option(help="Only this job type.")] = None,
     tenant: Annotated[str | None, typer.Option(help="Tenant id or name.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    ids: Annotated[
+        bool, typer.Option("--ids", help="Show tenant ids instead of tenant names.")
+    ] = False,
 ) -> None:
-    """Failed jobs, newest first: id, tenant, type, attempts, error."""
+    """Failed jobs, newest first: id, tenant name (or id), type, attempts, error."""
 
     async def action(session: AsyncSession, _redis: ArqRedis) -> list[str]:
         tenant_id = (await tenancy.find_tenant(session, tenant=tenant)).id if tenant else None
         failed = await operator_queries.failed_jobs(
             session, name=name, tenant_id=tenant_id, limit=limit
         )
+        names = (
+            {}
+            if ids
+            else await operator_queries.tenant_names(session, {job.tenant_id for job in failed})
+        )
         return [
-            f"{job.id}  {job.tenant_id}  {job.name:<16} tries={job.attempts}/{job.max_tries}  "
+            f"{job.id}  {names.get(job.tenant_id, job.tenant_id)}  {job.name:<16} "
+            f"tries={job.attempts}/{job.max_tries}  "
             f"{(job.error or {}).get('type', '-')}: {(job.error or {}).get('message', '')[:80]}"
             + (f"  (re-run as {job.retried_by})" if job.retried_by else "")
             for job in failed

@@ -32,6 +32,8 @@
         └── PermanentJobError
 
 The gateway maps each class to an HTTP status in one table (`gateway/problems.py`).
+
+    SettingNotSet                 outside the tree: no request causes it, a process cannot start
 """
 
 from __future__ import annotations
@@ -253,3 +255,7 @@ class PermanentJobError(JobError):
     """The job failed in a way that retrying cannot fix."""
 
     code = "permanent"
+
+
+class SettingNotSet(RuntimeError):
+    """A setting this process needs is not set; the message says what to set it to."""

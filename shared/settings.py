@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -11,12 +12,19 @@ from pydantic import (
     Field,
     IPvAnyNetwork,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.errors import SettingNotSet
+
 MIN_ADMIN_TOKEN_CHARS = 24
+DATABASE_URL_EXAMPLE = "postgresql+asyncpg://user@host/db"
+REDIS_URL_EXAMPLE = "redis://host:6379/0"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*)://")
 WebhookScheme = Literal["https", "http"]
 
 
@@ -300,6 +308,25 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    # Checked here, not left to the drivers: their errors are tracebacks, and some print the
+    # whole URL, password included.
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: str | None) -> str | None:
+        if value and _scheme_of(value) != "postgresql+asyncpg":
+            raise ValueError(f"must be a URL like {DATABASE_URL_EXAMPLE}{_got(value)}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and _scheme_of(value) not in REDIS_SCHEMES:
+            raise ValueError(
+                f"must be a redis://, rediss:// or unix:// URL like {REDIS_URL_EXAMPLE}"
+                f"{_got(value)}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:
         token = self.admin_token.get_secret_value() if self.admin_token else None
@@ -318,14 +345,63 @@ class Settings(BaseSettings):
     def require_database_url(self) -> str:
         """The database URL, or a clear error naming the variable to set."""
         if not self.database_url:
-            raise RuntimeError("JOBGATE_DATABASE_URL is not set (or run `jobgate dev`)")
+            raise SettingNotSet(
+                "JOBGATE_DATABASE_URL is not set: point it at your PostgreSQL"
+                f" ({DATABASE_URL_EXAMPLE}), or run `jobgate dev` for embedded servers"
+            )
         return self.database_url
 
     def require_redis_url(self) -> str:
         """The Redis URL, or a clear error naming the variable to set."""
         if not self.redis_url:
-            raise RuntimeError("JOBGATE_REDIS_URL is not set (or run `jobgate dev`)")
+            raise SettingNotSet(
+                "JOBGATE_REDIS_URL is not set: point it at your Redis"
+                f" ({REDIS_URL_EXAMPLE}), or run `jobgate dev` for embedded servers"
+            )
         return self.redis_url
+
+
+def _scheme_of(url: str) -> str | None:
+    found = _SCHEME.match(url)
+    return found.group(1) if found else None
+
+
+def _got(url: str) -> str:
+    # The scheme alone: the rest of a URL may hold a password, and a value without a scheme
+    # may be anything (a password pasted into the wrong variable).
+    scheme = _scheme_of(url)
+    return f" (it starts with {scheme}://)" if scheme else ""
+
+
+def describe_problems(error: ValidationError) -> list[str]:
+    """One line per invalid setting of `Settings`, naming its variable and never its value."""
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False, include_context=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        if not problem["loc"]:  # a check across fields: its message names the variables
+            lines.append(message)
+            continue
+        lines.append(f"{_variable_of(problem['loc'])}: {message}")
+    return lines
+
+
+def _variable_of(loc: tuple[int | str, ...]) -> str:
+    """The variable that sets the field at `loc`, then the path inside its JSON value, if any.
+
+    Groups of settings (`webhooks`, `circuits`) take one variable per field, joined by `__`.
+    """
+    model: type[BaseModel] | None = Settings
+    names: list[str] = []
+    rest = list(loc)
+    while model is not None and rest and str(rest[0]) in model.model_fields:
+        names.append(str(rest.pop(0)))
+        annotation = model.model_fields[names[-1]].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            model = None
+    variable = "JOBGATE_" + "__".join(name.upper() for name in names)
+    return variable + (f" (at {'.'.join(map(str, rest))})" if rest else "")
 
 
 @lru_cache

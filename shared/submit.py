@@ -207,7 +207,14 @@ async def submit_once(
             await session.commit()  # nothing was written; commit, unlike rollback, keeps `existing`
             if existing is None:  # purged between the two statements: the key is free again
                 raise IdempotencyConflict("The idempotency key was just released; submit again.")
-            if existing.name != job.name or existing.args != job.args:
+            if existing.name != job.name:
+                # Naming the other type leaks nothing: keys are per tenant (the unique index and
+                # `find_by_idempotency_key` are both scoped to it), so `existing` is the caller's.
+                raise IdempotencyConflict(
+                    f"This idempotency key was already used for a job of another type"
+                    f" ({existing.name!r}, not {job.name!r}); use a new key for this job."
+                )
+            if existing.args != job.args:
                 raise IdempotencyConflict()
             return Submitted(job=existing, is_new=False)
         await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=[inserted])

@@ -96,3 +96,23 @@ def install_example() -> None:
         _npm_ci(CLIENT_DIR)
         _build_client()
         _npm_ci(EXAMPLE_DIR)
+
+
+def install_as_a_user(root: Path) -> Path:
+    """The client and example copied under `root` as a fresh clone has them (no node_modules,
+    no dist/), then the README's one step: `npm ci` in the example, scripts on. Returns the
+    example's directory, ready for `node main.mjs`.
+
+    `install_example` builds the client explicitly, so it cannot see this path break (as it did
+    with `tsc: not found`).
+    """
+    require_node()
+    for source in (CLIENT_DIR, EXAMPLE_DIR):
+        shutil.copytree(
+            source,
+            root / source.relative_to(REPO_ROOT),
+            ignore=shutil.ignore_patterns("node_modules", "dist"),
+        )
+    example = root / EXAMPLE_DIR.relative_to(REPO_ROOT)
+    run(["npm", "ci", "--no-audit", "--no-fund"], example, timeout=NPM_TIMEOUT_SECONDS)
+    return example

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.processes import free_port, running, spawn, uvicorn_argv, wait_http_ready
-from tests.clients.node_packages import EXAMPLE_DIR, install_example
+from tests.clients.node_packages import EXAMPLE_DIR, install_as_a_user, install_example
 from tests.factories import auth, make_tenant
 
 NODE_TIMEOUT_SECONDS = 30
@@ -108,6 +108,23 @@ async def test_the_node_example_prints_the_result_jobgate_recorded(
     assert recorded["name"] == "echo"
     assert printed == {"id": recorded["id"], "status": "succeeded", "result": recorded["result"]}
     assert recorded["result"] == {"message": "hi from nodehi from node"}
+
+
+async def test_a_fresh_clone_runs_the_example_after_one_npm_ci(
+    tmp_path: Path,
+    gateway_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    worker: Worker,
+) -> None:
+    """`cd examples/node && npm ci` alone installs, builds and links the client (README)."""
+    example = await asyncio.to_thread(install_as_a_user, tmp_path)
+    _, token = await make_tenant(sessionmaker)
+    env = {"JOBGATE_URL": gateway_url, "JOBGATE_API_KEY": token}
+
+    code, stdout, stderr = await _node(example, "main.mjs", "fresh", env=env)
+
+    assert code == 0, stderr
+    assert json.loads(stdout)["result"] == {"message": "freshfresh"}
 
 
 async def test_wait_for_long_polls_instead_of_polling(

@@ -115,6 +115,36 @@ class TestIdempotencyKey:
         assert response.json()["type"] == "/problems/idempotency-conflict"
         assert await _count_jobs(sessionmaker) == 1
 
+    async def test_same_key_other_type_is_409_naming_the_first_type(
+        self, client: httpx.AsyncClient, token: str, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        headers = {**auth(token), "Idempotency-Key": "order-44"}
+        await client.post("/jobs/echo", json={"args": {"message": "a"}}, headers=headers)
+        response = await client.post(
+            "/jobs/flaky", json={"args": {"fail_times": 0}}, headers=headers
+        )
+        assert response.status_code == 409
+        problem = response.json()
+        assert problem["type"] == "/problems/idempotency-conflict"
+        assert "another type ('echo', not 'flaky')" in problem["detail"]
+        assert await _count_jobs(sessionmaker) == 1
+
+    async def test_another_tenants_key_on_another_type_is_no_conflict(
+        self, client: httpx.AsyncClient, token: str, other_token: str
+    ) -> None:
+        theirs = await client.post(
+            "/jobs/flaky",
+            json={"args": {"fail_times": 0}},
+            headers={**auth(other_token), "Idempotency-Key": "shared-key"},
+        )
+        mine = await client.post(
+            "/jobs/echo",
+            json={"args": {"message": "a"}},
+            headers={**auth(token), "Idempotency-Key": "shared-key"},
+        )
+        assert theirs.status_code == mine.status_code == 202
+        assert "flaky" not in mine.text
+
     async def test_keys_are_per_tenant(
         self,
         client: httpx.AsyncClient,

@@ -113,3 +113,22 @@ class TestJobCommands:
         # Already re-run jobs are not re-queued twice (the re-run failed too: that one is new).
         again = await jobgate("dlq", "retry", "--name", "flaky")
         assert "re-queued 1 failed jobs" in again.output
+
+    async def test_dlq_list_shows_tenant_names_and_ids_on_request(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        worker: Worker,
+    ) -> None:
+        tenant_id, token = await make_tenant(sessionmaker)
+        failed = await submit(client, token, "flaky", {"fail_times": 1, "permanent": True})
+        await wait_for_status(client, token, failed["id"], "failed")
+
+        by_name = await jobgate("dlq", "list")
+        assert by_name.exit_code == 0, by_name.output
+        assert by_name.output.split()[:2] == [failed["id"], "acme"]
+        assert tenant_id not in by_name.output
+
+        by_id = await jobgate("dlq", "list", "--ids")
+        assert by_id.exit_code == 0, by_id.output
+        assert by_id.output.split()[:2] == [failed["id"], tenant_id]
