@@ -23,8 +23,8 @@ soon as one of its jobs ends rather than sleeping a whole `poll_delay`.
 What ARQ's own job loop did and still holds: a job stays on its queue until it ends, its
 in-progress key is its lease (`worker.lease`), an abort cancels its task (`_cancel_aborted_jobs`)
 and ends it, a shutdown cancels it and leaves it queued for another worker, and `after_job_end`
-runs once it has ended. `arq worker.WorkerSettings` runs ARQ's own `Worker` (plain polling,
-one job at a time through ARQ's loop); `jobgate worker` and the test suite run this one.
+runs once it has ended. `jobgate worker`, `arq worker.WorkerSettings` (`worker.arq_command`)
+and the test suite all run this one.
 """
 
 from __future__ import annotations
