@@ -52,8 +52,9 @@ def _on_startup(
 ) -> Any:
     async def on_startup(ctx: dict[str, Any]) -> None:
         configure_tracing(settings, service_name="jobgate-worker")
-        # `jobgate worker` passes one engine to all the queues it serves (one pool per
-        # process, disposed by `run_workers`); a lone ARQ worker makes and disposes its own.
+        # A worker process (`jobgate worker` or `arq worker.WorkerSettings`) passes one engine
+        # to all its queues (one pool, disposed by `run_workers`); a worker built on its own
+        # (the test fixtures, `worker.testing`) makes and disposes its own.
         engine = shared_engine or create_engine(settings, application_name="jobgate-worker")
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
