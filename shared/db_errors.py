@@ -51,6 +51,10 @@ def _cause_of_one(exc: BaseException) -> str | None:
         return "connection pool exhausted"  # our own limit, not the server's
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(exc, FileNotFoundError):
+        # A unix socket whose file is missing: the local server is not running (libpq asks
+        # "Is the server running locally?" here too).
+        return "no server at the socket"
     if isinstance(exc, socket.gaierror):
         return "host not found"
     if isinstance(exc, TimeoutError):
