@@ -15,7 +15,6 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 import uvloop
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from typer.core import TyperGroup
 
@@ -25,10 +24,10 @@ from shared.cli_inspect import inspect
 from shared.cli_jobs import dlq, jobs
 from shared.db import create_engine, create_sessionmaker
 from shared.embedded import embedded_services
-from shared.errors import JobgateError, SettingNotSet
+from shared.errors import InvalidSettings, JobgateError, SettingNotSet
 from shared.logs import configure_logging
 from shared.migrate import upgrade
-from shared.settings import Settings, describe_problems, get_settings
+from shared.settings import Settings, get_settings
 
 T = TypeVar("T")
 DEV_TENANT = "dev"
@@ -49,10 +48,8 @@ class _Commands(TyperGroup):
         except SettingNotSet as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        except ValidationError as exc:
-            if exc.title != Settings.__name__:
-                raise
-            for problem in describe_problems(exc):
+        except InvalidSettings as exc:
+            for problem in exc.problems:
                 typer.echo(f"error: {problem}", err=True)
             raise typer.Exit(2) from None
 

@@ -34,6 +34,7 @@
 The gateway maps each class to an HTTP status in one table (`gateway/problems.py`).
 
     SettingNotSet                 outside the tree: no request causes it, a process cannot start
+    InvalidSettings               likewise: a setting is set but refused
 """
 
 from __future__ import annotations
@@ -259,3 +260,15 @@ class PermanentJobError(JobError):
 
 class SettingNotSet(RuntimeError):
     """A setting this process needs is not set; the message says what to set it to."""
+
+
+class InvalidSettings(RuntimeError):
+    """Settings were refused: one line per problem, naming the variable and never its value.
+
+    Raised instead of pydantic's `ValidationError`, whose text quotes the input: for a check
+    across fields that input is every setting, the admin token and URL passwords included.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems

@@ -31,7 +31,7 @@ import uvloop
 
 from shared.contracts import load_contracts
 from shared.logs import configure_logging
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, settings_or_exit
 from worker.settings import worker_options
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
@@ -58,7 +58,7 @@ def _run_jobgate_worker(settings: Settings, queues: list[str]) -> Hook:
 
 def build_worker_settings() -> type:
     """The class `arq worker.WorkerSettings` loads: ARQ builds its Worker from its attributes."""
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging(settings)
     # Until the start-up hook reinstates ours, ARQ's first lines (its start and Redis info) go
     # through the handler its CLI installs next, not through both.
