@@ -11,7 +11,7 @@ import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -51,6 +51,18 @@ class JobQuery:
     created_after: datetime | None = None
     created_before: datetime | None = None
     before_id: uuid.UUID | None = None
+
+
+def utc_filter_time(value: datetime) -> datetime:
+    """A `JobQuery` time in UTC (one without an offset is taken as UTC). A time outside years
+    1..9999 once in UTC raises `ValueError`: asyncpg could not send it, and Python's own
+    conversion raises `OverflowError` (`0001-01-01T00:00:00+01:00`)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time must lie between years 1 and 9999 in UTC") from None
 
 
 def _owned(tenant_id: uuid.UUID) -> Select[Job]:

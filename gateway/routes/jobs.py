@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -26,17 +26,7 @@ MAX_FILTER_VALUES = 50
 FilterText = Annotated[str, StringConstraints(max_length=512, pattern=r"^[^\x00]*$")]
 
 
-def _utc(value: datetime) -> datetime:
-    """A filter time in UTC; one outside years 1..9999 there is refused, not sent to asyncpg."""
-    if value.tzinfo is None:
-        return value
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("the time must lie between years 1 and 9999 in UTC") from None
-
-
-FilterTime = Annotated[datetime, AfterValidator(_utc)]
+FilterTime = Annotated[datetime, AfterValidator(store.utc_filter_time)]
 
 
 async def read_job(

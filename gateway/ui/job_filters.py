@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
@@ -17,7 +17,7 @@ from starlette.datastructures import QueryParams
 from gateway.pagination import decode_cursor
 from shared.errors import InvalidCursor
 from shared.status import JobStatus
-from shared.store import JobQuery
+from shared.store import JobQuery, utc_filter_time
 
 PAGE_SIZE = 25
 MAX_TEXT = 256
@@ -59,11 +59,10 @@ def _time(value: str, what: str, problems: list[str]) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        problems.append(f"{what} is not a date and time; ignored.")
+        return utc_filter_time(datetime.fromisoformat(value))
+    except ValueError:  # not a time, or one outside years 1..9999 in UTC
+        problems.append(f"{what} is not a date and time between years 1 and 9999; ignored.")
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def read_filters(params: QueryParams) -> tuple[JobFilters, JobQuery, uuid.UUID | None]:

@@ -41,21 +41,21 @@ STRONG = [
 @pytest.mark.parametrize(("token", "problem"), WEAK)
 def test_a_weak_token_is_refused_outside_dev(env: str, token: str, problem: str) -> None:
     with pytest.raises(ValidationError) as refused:
-        Settings(env=env, admin_token=token)  # type: ignore[arg-type]
+        Settings(env=env, admin_token=token)
     assert f"JOBGATE_ADMIN_TOKEN {problem}" in str(refused.value)
 
 
 @pytest.mark.parametrize("env", ["test", "prod"])
 @pytest.mark.parametrize("token", STRONG)
 def test_a_random_token_is_accepted(env: str, token: str) -> None:
-    settings = Settings(env=env, admin_token=token)  # type: ignore[arg-type]
+    settings = Settings(env=env, admin_token=token)
     assert settings.admin_token is not None
     assert settings.admin_token.get_secret_value() == token
 
 
 @pytest.mark.parametrize(("token", "problem"), WEAK)
 def test_dev_accepts_any_token(token: str, problem: str) -> None:
-    settings = Settings(env="dev", admin_token=token)  # type: ignore[arg-type]
+    settings = Settings(env="dev", admin_token=token)
     assert settings.admin_token is not None
 
 
