@@ -178,3 +178,27 @@ class TestOverview:
         assert lines == {"critical": "2", "default": "0", "low": "1"}
         assert "all queues: 1 waiting for their time" in page
         assert "upcoming" in page.lower() and "purge_expired" in page
+
+
+class TestJobFilters:
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("created_after", "0001-01-01T00:00:00+01:00"),  # year 0 in UTC
+            ("created_before", "9999-12-31T23:30:00-01:00"),  # year 10000 in UTC
+            ("created_after", "yesterday"),
+        ],
+    )
+    async def test_a_time_outside_the_calendar_is_shown_next_to_the_filters(
+        self, client: httpx.AsyncClient, acme: tuple[str, str], name: str, value: str
+    ) -> None:
+        job = await submit(client, acme[1], "echo", {"message": "still-listed"})
+        await sign_in(client, acme[1])
+        page = await client.get("/ui/jobs", params={name: value})
+        assert page.status_code == 200
+        assert re.search(r'role="alert">Created (after|before) is not a date and time', page.text)
+        assert job["id"].replace("-", "")[-12:] in page.text  # the filter is ignored, not the page
+        # The API refuses the same value with a 422 naming the parameter.
+        api = await client.get("/jobs", params={name: value}, headers=auth(acme[1]))
+        assert api.status_code == 422
+        assert api.json()["errors"][0]["loc"] == ["query", name]
