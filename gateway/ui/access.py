@@ -86,16 +86,20 @@ async def current_viewer(request: Request, resources: ResourcesDep) -> Viewer:
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
 
 
-def check_same_origin(request: Request) -> None:
+def check_same_origin(request: Request, *, origin_required: bool = False) -> None:
     """Refuse a form posted from another site (browsers send `Origin` with every POST).
 
-    SameSite=Strict already keeps the session cookie off such requests; this also covers the
-    sign-in form, which has no session yet (login CSRF).
+    SameSite=Strict already keeps the session cookie off such requests, and the CSRF token is
+    checked too, so signed-in forms let a missing `Origin` pass unless `Sec-Fetch-Site` says
+    cross-site. The sign-in form has neither guard (no session yet), so it passes
+    `origin_required`: without a same-origin `Origin` (absent, or `null` from a sandboxed
+    frame or a privacy setting), an older browser could be made to sign in to an attacker's
+    account (login CSRF).
     """
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         site = request.headers.get("sec-fetch-site")
-        if site in ("cross-site", "same-site"):
+        if origin_required or site in ("cross-site", "same-site"):
             raise Forbidden("The form was posted from another site.")
         return
     # Behind a proxy that rewrites `Host`, the browser's host arrives as `X-Forwarded-Host`;

@@ -64,7 +64,7 @@ async def _session_for(resources: Resources, token: str) -> UiSession | str:
 
 @router.post("/login")
 async def login(request: Request, resources: ResourcesDep) -> Response:
-    check_same_origin(request)
+    check_same_origin(request, origin_required=True)
     form = await request.form()
     token = form.get("token")
     token = token.strip() if isinstance(token, str) else ""

@@ -25,9 +25,16 @@ async def globex(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[str, s
     return await make_tenant(sessionmaker, "globex")
 
 
+async def post_login(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    """Post the sign-in form as a browser does: with a same-origin `Origin`, without which it
+    is refused."""
+    origin = {"Origin": str(client.base_url).rstrip("/")}
+    return await client.post("/ui/login", data={"token": token}, headers=origin)
+
+
 async def sign_in(client: httpx.AsyncClient, token: str) -> None:
     """Sign the client in with the login form; its cookie jar keeps the session."""
-    response = await client.post("/ui/login", data={"token": token})
+    response = await post_login(client, token)
     assert response.status_code == 303, response.text
     assert response.headers["location"] == "/ui"
 

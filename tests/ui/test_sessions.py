@@ -18,7 +18,7 @@ from shared.keys import UI_SESSION_PREFIX
 from shared.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import make_api_key, submit
-from tests.ui.conftest import csrf_token, sign_in
+from tests.ui.conftest import csrf_token, post_login, sign_in
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ class TestSignIn:
         self, client: httpx.AsyncClient, acme: tuple[str, str]
     ) -> None:
         wrong = acme[1][:-4] + "AAAA"
-        response = await client.post("/ui/login", data={"token": wrong})
+        response = await post_login(client, wrong)
         assert response.status_code == 401
         assert "unknown or revoked" in response.text
         assert wrong not in response.text
@@ -63,14 +63,14 @@ class TestSignIn:
         acme: tuple[str, str],
     ) -> None:  # fmt: skip
         submit_only = await make_api_key(sessionmaker, acme[0], Scope.SUBMIT)
-        response = await client.post("/ui/login", data={"token": submit_only})
+        response = await post_login(client, submit_only)
         assert response.status_code == 401
         assert "jobs:read" in response.text
 
     async def test_cookie_is_opaque_httponly_strict_and_path_scoped(
         self, client: httpx.AsyncClient, redis: Redis, acme: tuple[str, str]
     ) -> None:
-        response = await client.post("/ui/login", data={"token": acme[1]})
+        response = await post_login(client, acme[1])
         assert response.status_code == 303
         attributes = _cookie_attributes(response)
         assert {"httponly", "samesite=strict", "path=/ui"} <= attributes
@@ -88,7 +88,7 @@ class TestSignIn:
     async def test_cookie_is_secure_over_https(
         self, https_client: httpx.AsyncClient, acme: tuple[str, str]
     ) -> None:
-        response = await https_client.post("/ui/login", data={"token": acme[1]})
+        response = await post_login(https_client, acme[1])
         assert response.status_code == 303
         assert "secure" in _cookie_attributes(response)
 
@@ -168,6 +168,24 @@ class TestCsrf:
         assert response.status_code == 403
         assert "set-cookie" not in response.headers
 
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            pytest.param({}, id="no-origin"),
+            pytest.param({"Origin": "null"}, id="null-origin"),
+            pytest.param({"Origin": "null", "Sec-Fetch-Site": "same-origin"}, id="null-same"),
+        ],
+    )
+    async def test_login_needs_a_same_origin_origin(
+        self, client: httpx.AsyncClient, acme: tuple[str, str], headers: dict[str, str]
+    ) -> None:
+        """Older browsers send no `Sec-Fetch-Site`: without `Origin` a page elsewhere could
+        sign the visitor in as someone else (login CSRF)."""
+        response = await client.post("/ui/login", data={"token": acme[1]}, headers=headers)
+        assert response.status_code == 403
+        assert "set-cookie" not in response.headers
+        assert (await post_login(client, acme[1])).status_code == 303
+
 
 class TestSecrecy:
     @pytest.fixture
@@ -183,13 +201,13 @@ class TestSecrecy:
         seen: list[str] = []
         for secret in secrets:
             client.cookies.clear()
-            login = await client.post("/ui/login", data={"token": secret})
+            login = await post_login(client, secret)
             seen += [login.headers["location"], login.headers["set-cookie"]]
             for page in ("/ui", "/ui/jobs", "/ui/dead-letters", "/ui/submit/echo"):
                 response = await client.get(page)
                 assert response.status_code == 200, page
                 seen += [str(response.url), response.text]
-            await client.post("/ui/login", data={"token": secret + "x"})  # a failed try too
+            await post_login(client, secret + "x")  # a failed try too
         out, err = capfd.readouterr()
         for secret in secrets:
             for text in (caplog.text, out, err, *seen):
