@@ -41,10 +41,20 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
+def _static_path(request: Request, path: str) -> str:
+    """A dashboard asset's path (`/ui/static/htmx.min.js`), never an absolute URL: `url_for`
+    builds those from the `Host` header, which the client chooses, so a forged one (or a cache
+    keyed without it) would load our script from another host."""
+    root: str = request.scope.get("root_path", "")
+    asset: str = request.app.url_path_for("ui-static", path=path)
+    return root + asset
+
+
 templates.env.filters["when"] = _when
 templates.env.filters["pretty_json"] = _pretty_json
 templates.env.globals["csrf_field"] = CSRF_FIELD
 templates.env.globals["csrf_header"] = CSRF_HEADER
+templates.env.globals["static_path"] = _static_path
 
 
 def render(

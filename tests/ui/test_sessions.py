@@ -212,3 +212,21 @@ class TestSecrecy:
         for secret in secrets:
             for text in (caplog.text, out, err, *seen):
                 assert secret not in text
+
+
+class TestHostHeader:
+    async def test_pages_link_their_assets_by_path_whatever_the_host_header(
+        self, client: httpx.AsyncClient, acme: tuple[str, str]
+    ) -> None:
+        """A forged `Host` (or one a shared cache ignores) must not move our script elsewhere."""
+        forged = {"Host": "evil.example"}
+        signed_out = await client.get("/ui/login", headers=forged)
+        await sign_in(client, acme[1])
+        signed_in = await client.get("/ui/jobs", headers=forged)
+        for page in (signed_out, signed_in):
+            assert page.status_code == 200
+            assert "evil.example" not in page.text
+            assert '<script src="/ui/static/htmx.min.js" defer>' in page.text
+            assert 'href="/ui/static/dashboard.css"' in page.text
+        asset = await client.get("/ui/static/htmx.min.js")
+        assert asset.status_code == 200
