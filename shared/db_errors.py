@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import socket
 
+import asyncpg
+from asyncpg.exceptions._base import DataError as ArgumentRefused
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from shared.errors import DatabaseUnavailable
 
 # The connection-time refusals worth telling apart (PostgreSQL Appendix A, "Error Codes").
 _CAUSES_BY_SQLSTATE = {
@@ -23,6 +27,11 @@ _CAUSES_BY_SQLSTATE = {
     "53200": "server out of memory",
     "57P01": "server shut the connection down",
 }
+# SQLSTATEs that say the server could not be used, not that it refused a statement: connection
+# exceptions (08), insufficient resources (53: too many connections, disk full, out of memory),
+# and shutdowns or a start-up in progress (57P: not 57014, a statement cancelled by its timeout,
+# which a retry of the same statement would meet again).
+_OUTAGE_SQLSTATE_PREFIXES = ("08", "53", "57P")
 # How far down `__cause__`/`__context__` to look: SQLAlchemy adds two levels, asyncio one.
 _MAX_DEPTH = 6
 
@@ -71,3 +80,20 @@ def describe_database_error(exc: BaseException) -> str:
         if cause is not None:
             return cause
     return type(chain[-1]).__name__
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says PostgreSQL could not be used (unreachable, refusing connections, the
+    connection cut, the pool exhausted), rather than that it refused a statement: the first
+    passes by itself and is worth waiting out; the second (a bug, a value) would recur."""
+    for link in _chain(exc):
+        if isinstance(link, DatabaseUnavailable | PoolTimeout | OSError):
+            return True  # TimeoutError, refused and reset connections are OSErrors
+        if getattr(link, "connection_invalidated", False):
+            return True  # SQLAlchemy saw the connection die under the statement
+        if isinstance(link, asyncpg.InterfaceError) and not isinstance(link, ArgumentRefused):
+            return True  # "connection was closed in the middle of operation" and the like
+        sqlstate = getattr(link, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_OUTAGE_SQLSTATE_PREFIXES):
+            return True
+    return False

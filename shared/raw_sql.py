@@ -28,8 +28,13 @@ from shared.errors import DatabaseUnavailable
 UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.QueryCanceledError,
-    asyncpg.CannotConnectNowError,
+    # 57: the server shut the connection down (`pg_terminate_backend`, a restart), cannot
+    # take connections yet, or cancelled the statement; 53: too many connections and the like.
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    # A connection left half-way through an error by its server going away refuses any
+    # further statement ("cannot switch to state 12; another operation is in progress").
+    asyncpg.InternalClientError,
     OSError,
     TimeoutError,
 )

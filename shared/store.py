@@ -336,6 +336,29 @@ async def record_retry(
 
 
 @functools.cache
+def _hand_back_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.RETRYING,
+        attempts=func.greatest(Job.attempts - 1, 0),
+        scheduled_at=_bound("run_at"),
+    )
+
+
+async def record_handed_back(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, run_at: datetime
+) -> Job | None:
+    """The running job's attempt was cut short by jobgate's own failure (PostgreSQL or Redis
+    unavailable), not by the job: it runs again at `run_at` and the attempt is not counted.
+
+    `retrying` is the one waiting status a running job may move to; its `error` stays what it
+    was (None on a first try), since nothing went wrong with the job itself.
+    """
+    return await _transition(
+        session, _hand_back_statement(), tenant_id=tenant_id, job_id=job_id, run_at=run_at
+    )
+
+
+@functools.cache
 def _failure_statement() -> Select[Job]:
     return _transition_statement(
         JobStatus.FAILED,

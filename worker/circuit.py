@@ -32,6 +32,7 @@ from shared.errors import CircuitOpenError, PermanentJobError
 from shared.keys import circuit_failures_key, circuit_key
 from shared.settings import CircuitPolicy, CircuitSettings
 from worker.metrics import CIRCUIT_REJECTED, CIRCUIT_STATE
+from worker.platform_failures import redis_call
 
 log = structlog.get_logger("jobgate.circuit")
 
@@ -203,15 +204,17 @@ class CircuitBreaker:
 
     async def state(self) -> CircuitState:
         """The state in Redis now (an open breaker turns half-open only when a call asks)."""
-        state = await self._redis.hget(self._keys[0], "state")  # type: ignore[misc,unused-ignore]
+        with redis_call():  # Redis down is jobgate's failure, not the job's
+            state = await self._redis.hget(self._keys[0], "state")  # type: ignore[misc,unused-ignore]
         return _state(state or "closed")
 
     async def _ask(self) -> bool:
         """Ask to make a call: True if it is a half-open trial; `CircuitOpenError` if refused."""
-        decision, state, wait_ms = await self._acquire(
-            keys=self._keys[:1],
-            args=[_ms(self.policy.recovery_seconds), self.policy.half_open_trials],
-        )
+        with redis_call():  # Redis down is jobgate's failure, not the job's
+            decision, state, wait_ms = await self._acquire(
+                keys=self._keys[:1],
+                args=[_ms(self.policy.recovery_seconds), self.policy.half_open_trials],
+            )
         self._observe(_state(state))
         if _text(decision) == "reject":
             CIRCUIT_REJECTED.labels(self.name).inc()

@@ -61,7 +61,11 @@ class JobContext:
     worker_name: str
     report: ProgressReporter
     data: TenantData
-    """The job's own tenant's data; a job function has no other way into PostgreSQL."""
+    """The job's own tenant's data; a job function has no other way into PostgreSQL.
+
+    Its calls, and the circuit breakers', raise `DependencyUnavailable` when jobgate's own
+    PostgreSQL or Redis is unavailable; let it propagate: the runner then hands the attempt
+    back without counting it (`worker.platform_failures`)."""
     mail: Mailer
     """Sends email through the configured SMTP server."""
     maintenance: Maintenance | None = None
@@ -96,7 +100,11 @@ class JobContext:
     async def progress(
         self, current: int, total: int | None = None, message: str | None = None
     ) -> None:
-        """Record how far the job is; callers polling the job see it at once."""
+        """Record how far the job is; callers polling the job see it at once.
+
+        Best effort: if PostgreSQL cannot take it, it is logged and dropped, never raised here
+        (`worker.progress`); a later call records the progress as it is by then.
+        """
         await self.report(current, total, message)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import operator_queries
+from worker.platform_failures import database_call
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,9 @@ class Maintenance:
         """Delete every job past its retention, a batch per transaction; returns the count."""
         deleted = 0
         while True:
-            async with self.sessionmaker() as session:
-                count = await operator_queries.purge_expired(session, batch_size=batch_size)
+            with database_call():  # an outage is jobgate's, not the job's
+                async with self.sessionmaker() as session:
+                    count = await operator_queries.purge_expired(session, batch_size=batch_size)
             deleted += count
             if count < batch_size:
                 return deleted

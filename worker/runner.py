@@ -10,6 +10,10 @@ ignores its priority. The runner records `retrying`, ARQ finishes the attempt, a
 Before the claim comes the tenant's concurrency quota (`worker.quota`): a job that finds no
 free slot is not claimed (no attempt counted, its row still waiting) and goes back the same
 way, shortly, at its former place in line.
+
+jobgate's own failures are not the job's (`worker.platform_failures`): an attempt cut short by
+PostgreSQL or Redis being unavailable is handed back, uncounted, to run again shortly; and what
+the runner records after an attempt waits for PostgreSQL to answer rather than being lost.
 """
 
 from __future__ import annotations
@@ -24,11 +28,18 @@ from typing import Any, cast
 import structlog
 from pydantic import ValidationError
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from shared import store
 from shared.contracts import Contract
+from shared.db_errors import describe_database_error
 from shared.enqueue import Delivery, enqueue
-from shared.errors import CircuitOpenError, PermanentJobError
+from shared.errors import (
+    CircuitOpenError,
+    DatabaseUnavailable,
+    DependencyUnavailable,
+    PermanentJobError,
+)
 from shared.job_transitions import ClaimedJob, JobKey, Success, claim_jobs
 from shared.retention import expires_at
 from shared.status import CLAIMABLE, JobStatus
@@ -40,6 +51,8 @@ from worker.job_observation import JobObservation
 from worker.mail import Mailer
 from worker.maintenance import Maintenance
 from worker.metrics import JOB_DURATION, QUOTA_DEFERRALS, record_outcome, record_start
+from worker.platform_failures import until_written
+from worker.progress import BestEffortProgress
 from worker.quota import give_back_slot, take_slot
 from worker.tenant_data import TenantData
 from worker.workflow_advance import advance_after_step
@@ -51,6 +64,17 @@ RESCHEDULE_KEY = "jobgate_reschedule"
 """Per-job ctx entry: the delivery of the job's next try, enqueued by `after_job_end`."""
 SLOT_KEY = "jobgate_quota_slot"
 """Per-job ctx entry: the tenant whose concurrency slot the job holds, freed by `after_job_end`."""
+HAND_BACK_DELAY_SECONDS = 1.0
+"""How soon an attempt handed back runs again. Short: while PostgreSQL is down no worker takes
+it anyway (`worker.health`); the delay only keeps a Redis outage from becoming a busy loop."""
+
+
+class HandedBack(Exception):
+    """The attempt failed because jobgate's own PostgreSQL or Redis did: not the job's doing."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause  # fixed phrases (`shared.db_errors`), for the log
 
 
 class JobFailure(Exception):
@@ -94,30 +118,47 @@ async def run_job(ctx: dict[str, Any], *, tenant_id: str, claimed: Claimed | Non
         binding = worker["bindings"][job.name]
         record_start(job)
         context = _job_context(worker, job)
-        started = time.monotonic()
-        try:
-            with worker["leases"].hold(worker["job_id"]):
-                result = await _attempt(binding, job, context)
-        except asyncio.CancelledError:
-            # Either an abort (someone cancelled the job) or a shutdown; only the row knows.
-            await asyncio.shield(_record_if_aborted(worker, binding, job))
-            raise
-        except JobFailure as failure:
-            retry = await _record_failure(worker, binding, job, failure)
-            if retry is not None:
-                ctx[RESCHEDULE_KEY] = retry
-                outcome = JobOutcome("retrying", error=failure.error, retry_at=retry.run_at)
-            else:
-                outcome = JobOutcome("failed", error=failure.error)
-        else:
-            await _record_success(worker, binding, job, result)
-            outcome = JobOutcome("succeeded", result=result)
-        finally:
-            JOB_DURATION.labels(job.name).observe(time.monotonic() - started)
+        outcome = await _run_and_record(ctx, worker, binding, job, context)
+        if outcome is None:
+            return  # handed back: no outcome, so no hook and no workflow step
         observed.finished(outcome)
         if outcome.status != "retrying":  # a step's final outcome moves its workflow on
             await advance_after_step(worker, job)
         await _run_hook(binding, context, outcome)
+
+
+async def _run_and_record(
+    ctx: dict[str, Any],
+    worker: WorkerContext,
+    binding: Binding,
+    job: ClaimedJob,
+    context: JobContext,
+) -> JobOutcome | None:
+    """The attempt, then its outcome recorded; None if it was handed back (`HandedBack`)."""
+    started = time.monotonic()
+    # The lease is held until the outcome is recorded too: while PostgreSQL is down that
+    # waits (`until_written`), and another worker must not take the job meanwhile.
+    with worker["leases"].hold(worker["job_id"]):
+        try:
+            result = await _attempt(binding, job, context)
+        except asyncio.CancelledError:
+            # Either an abort (someone cancelled the job) or a shutdown; only the row knows.
+            await asyncio.shield(_record_if_aborted(worker, binding, job))
+            raise
+        except HandedBack as handed_back:
+            ctx[RESCHEDULE_KEY] = await _hand_back(worker, job, handed_back)
+            return None
+        except JobFailure as failure:
+            retry = await _record_failure(worker, binding, job, failure)
+            if retry is None:
+                return JobOutcome("failed", error=failure.error)
+            ctx[RESCHEDULE_KEY] = retry
+            return JobOutcome("retrying", error=failure.error, retry_at=retry.run_at)
+        else:
+            await _record_success(worker, binding, job, result)
+            return JobOutcome("succeeded", result=result)
+        finally:
+            JOB_DURATION.labels(job.name).observe(time.monotonic() - started)
 
 
 async def _claim(
@@ -187,6 +228,12 @@ async def _attempt(binding: Binding, job: ClaimedJob, context: JobContext) -> di
             outcome = await binding.function(context, args)
     except PermanentJobError as exc:
         raise JobFailure("permanent", exc.message, is_retryable=False) from None
+    except DependencyUnavailable as exc:
+        # Raised by jobgate's own helpers only (its progress, data, breakers): their PostgreSQL
+        # or Redis failed, not the job. Job code that catches it and raises something else
+        # makes that the job's failure.
+        cause = exc.cause if isinstance(exc, DatabaseUnavailable) else None
+        raise HandedBack(cause or exc.code) from None
     except CircuitOpenError as exc:
         # No retry before the breaker lets a trial through: it would only be refused again.
         raise JobFailure(
@@ -202,8 +249,20 @@ async def _attempt(binding: Binding, job: ClaimedJob, context: JobContext) -> di
             ) from None
         # Job code may raise anything (a TimeoutError of its own too: a call it made timed
         # out); it is recorded by class name and retried.
-        raise JobFailure(type(exc).__name__, str(exc) or repr(exc), is_retryable=True) from None
+        raise JobFailure(type(exc).__name__, _message_of(exc), is_retryable=True) from None
     return _validate_result(binding, outcome)
+
+
+def _message_of(exc: Exception) -> str:
+    """What the job's `error` says of an exception job code raised; the one place it is made.
+
+    The tenant sees it. A SQLAlchemy error's text carries the statement, its parameters and
+    the driver's message: only a fixed cause is kept ("too many connections (SQLSTATE
+    53300)", or the driver error's class name), never that text.
+    """
+    if isinstance(exc, SQLAlchemyError):
+        return describe_database_error(exc)
+    return str(exc) or repr(exc)
 
 
 def _validate_args(binding: Binding, job: ClaimedJob) -> Contract:
@@ -232,22 +291,13 @@ def _summarise(exc: ValidationError) -> str:
 
 def _job_context(worker: WorkerContext, job: ClaimedJob) -> JobContext:
     sessionmaker = worker["sessionmaker"]
-
-    async def report(current: int, total: int | None, message: str | None) -> None:
-        progress = {"current": current, "total": total, "message": message}
-        async with sessionmaker() as session:
-            await store.record_progress(
-                session, tenant_id=job.tenant_id, job_id=job.id, progress=progress
-            )
-            await session.commit()
-
     return JobContext(
         job_id=job.id,
         tenant_id=job.tenant_id,
         attempt=job.attempts,
         max_tries=job.max_tries,
         worker_name=worker["worker_name"],
-        report=report,
+        report=BestEffortProgress(sessionmaker, tenant_id=job.tenant_id, job_id=job.id),
         data=TenantData(sessionmaker, tenant_id=job.tenant_id),
         mail=Mailer(worker["settings"]),
         circuits=Circuits(worker["redis"], worker["settings"].circuits),
@@ -330,13 +380,32 @@ async def reschedule_after_attempt(ctx: dict[str, Any]) -> None:
         await enqueue(ctx["redis"], [retry])
 
 
+async def _hand_back(
+    worker: WorkerContext, job: ClaimedJob, handed_back: HandedBack
+) -> Delivery | None:
+    """Put the job back to run again shortly, its attempt not counted; its delivery, or None if
+    it no longer runs (cancelled meanwhile)."""
+    run_at = datetime.now(UTC) + timedelta(seconds=HAND_BACK_DELAY_SECONDS)
+
+    async def write() -> bool:
+        async with worker["autocommit_sessionmaker"]() as session:
+            moved = await store.record_handed_back(
+                session, tenant_id=job.tenant_id, job_id=job.id, run_at=run_at
+            )
+            await session.commit()
+        return moved is not None
+
+    moved = await until_written(write, outcome="handed_back")
+    log.warning("job.handed_back", job_type=job.name, cause=handed_back.cause, moved=moved)
+    return replace(delivery_of(job), run_at=run_at) if moved else None
+
+
 async def _record_success(
     worker: WorkerContext, binding: Binding, job: ClaimedJob, result: dict[str, Any]
 ) -> None:
     # With the other jobs ending meanwhile: one statement for all (see worker.group_commit).
-    await worker["successes"].submit(
-        Success(JobKey(job.tenant_id, job.id), result, _expires_at(worker, binding))
-    )
+    success = Success(JobKey(job.tenant_id, job.id), result, _expires_at(worker, binding))
+    await until_written(lambda: worker["successes"].submit(success), outcome="succeeded")
     record_outcome(job, "succeeded")
     log.info("job.succeeded", job_type=job.name, attempt=job.attempts)
 
@@ -350,26 +419,30 @@ async def _record_failure(
     retry_at = datetime.now(UTC) + timedelta(
         seconds=max(delay_seconds, failure.retry_after_seconds)
     )
-    # One statement in autocommit: no BEGIN/COMMIT round trips (the commit below is a no-op).
-    async with worker["autocommit_sessionmaker"]() as session:
-        if will_retry:
-            await store.record_retry(
-                session,
-                tenant_id=job.tenant_id,
-                job_id=job.id,
-                error=failure.error,
-                retry_at=retry_at,
-            )
-        else:
-            await store.record_failure(
-                session,
-                tenant_id=job.tenant_id,
-                job_id=job.id,
-                error=failure.error,
-                expires_at=_expires_at(worker, binding),
-            )
-        await session.commit()
     outcome = "retrying" if will_retry else "failed"
+
+    async def write() -> None:
+        # One statement in autocommit: no BEGIN/COMMIT round trips (the commit is a no-op).
+        async with worker["autocommit_sessionmaker"]() as session:
+            if will_retry:
+                await store.record_retry(
+                    session,
+                    tenant_id=job.tenant_id,
+                    job_id=job.id,
+                    error=failure.error,
+                    retry_at=retry_at,
+                )
+            else:
+                await store.record_failure(
+                    session,
+                    tenant_id=job.tenant_id,
+                    job_id=job.id,
+                    error=failure.error,
+                    expires_at=_expires_at(worker, binding),
+                )
+            await session.commit()
+
+    await until_written(write, outcome=outcome)
     record_outcome(job, outcome, failure.error["type"])
     log.warning(
         f"job.{outcome}", job_type=job.name, attempt=job.attempts, error_type=failure.error["type"]

@@ -2,6 +2,8 @@
 
 Job functions never get a session: the runner hands them a `TenantData` bound to the job's
 tenant, whose every method calls a tenant-scoped `shared.store` function with that tenant.
+PostgreSQL being unavailable comes out as `DatabaseUnavailable`, which the runner does not
+count against the job (`worker.platform_failures`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import store
 from shared.store import JobCount
+from worker.platform_failures import database_call
 
 
 class TenantData:
@@ -33,5 +36,6 @@ class TenantData:
 
     async def job_counts(self, since: datetime) -> list[JobCount]:
         """This tenant's jobs created since `since`, counted by type and status."""
-        async with self._sessionmaker() as session:
-            return await store.count_jobs(session, tenant_id=self._tenant_id, since=since)
+        with database_call():  # an outage is jobgate's, not the job's (`DatabaseUnavailable`)
+            async with self._sessionmaker() as session:
+                return await store.count_jobs(session, tenant_id=self._tenant_id, since=since)
