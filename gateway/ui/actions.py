@@ -18,7 +18,7 @@ from gateway.ui.access import PostedForm, ViewerDep
 from gateway.ui.templating import render
 from shared import control, dashboard
 from shared.apikeys import Scope
-from shared.errors import JobStateConflict
+from shared.errors import JobStateConflict, QueueUnavailable
 
 router = APIRouter()
 MAX_BULK_RETRY = 500
@@ -81,6 +81,8 @@ async def retry(
         )
     except JobStateConflict:
         return _back_to(job_id, "conflict")
+    except QueueUnavailable:  # undone: the job is as it was, and can be re-run again
+        return _back_to(job_id, "unavailable")
     return _back_to(new.id, "retried")
 
 
@@ -99,7 +101,7 @@ async def retry_group(
         limit=MAX_BULK_RETRY,
     )
     targets = [(job.tenant_id, job.id) for job in jobs]  # read before commits expire them
-    retried = 0
+    retried, notice = 0, "retried-many"
     for tenant_id, job_id in targets:
         try:
             await control.retry_job(
@@ -112,7 +114,8 @@ async def retry_group(
         except JobStateConflict:  # re-run meanwhile by someone else: nothing to do
             await session.rollback()
             continue
+        except QueueUnavailable:  # this one was undone; the rest stay listed for a next try
+            notice = "retried-some"
+            break
         retried += 1
-    return RedirectResponse(
-        f"/ui/dead-letters?notice=retried-many&count={retried}", status_code=303
-    )
+    return RedirectResponse(f"/ui/dead-letters?notice={notice}&count={retried}", status_code=303)

@@ -14,8 +14,8 @@ from typer.testing import CliRunner, Result
 from shared import tenancy
 from shared.cli import app
 from shared.settings import Settings, get_settings
+from tests.conftest import ClientFactory
 from tests.factories import auth, make_tenant, set_tenant_limits
-from tests.gateway.conftest import ClientFactory
 from tests.gateway.problem_checks import assert_problem, error_locations
 
 RATE_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
