@@ -144,8 +144,14 @@ def dlq_retry(
         registry = load_contracts(get_settings().contract_modules)
         for done, (job_tenant, job_id) in enumerate(refs):
             try:
+                # An operator's repair: not charged to the tenant's rate limit.
                 await control.retry_job(
-                    session, redis, tenant_id=job_tenant, job_id=job_id, registry=registry
+                    session,
+                    redis,
+                    tenant_id=job_tenant,
+                    job_id=job_id,
+                    registry=registry,
+                    rate=None,
                 )
             except QueueUnavailable as exc:  # that one was undone; the rest were not tried
                 raise QueueUnavailable(

@@ -31,11 +31,13 @@ from shared.enqueue import enqueue
 from shared.errors import (
     JobStateConflict,
     QueueUnavailable,
+    RateLimited,
     WorkflowNotFound,
     WorkflowStateConflict,
 )
 from shared.ids import new_id
 from shared.models import Job, Workflow
+from shared.ratelimit import RateLimit, charge
 from shared.settings import Settings
 from shared.status import TERMINAL, JobStatus
 from shared.submit import Undo, build_job, commit_and_enqueue, delivery_of
@@ -241,9 +243,13 @@ async def retry_workflow(
     tenant_id: uuid.UUID,
     workflow_id: uuid.UUID,
     registry: Registry,
+    rate: RateLimit | None,
 ) -> Workflow:
     """Resume a failed or cancelled workflow: its failed and cancelled steps run again as new
-    jobs (linked by `retry_of` / `retried_by`), succeeded steps are kept, the rest follows."""
+    jobs (linked by `retry_of` / `retried_by`), succeeded steps are kept, the rest follows.
+
+    Each re-run step takes a token of `rate` (the tenant's limit), as a submitted step does.
+    """
     workflow = await find_workflow(session, tenant_id=tenant_id, workflow_id=workflow_id, lock=True)
     if workflow.status not in ("failed", "cancelled"):
         status = workflow.status
@@ -258,6 +264,11 @@ async def retry_workflow(
     workflow.status, workflow.finished_at, workflow.result = "running", None, None
     # Planned without the failed jobs, their steps are released again, inputs and all.
     new_jobs = _released_jobs(workflow, plan_of(workflow, kept), registry)
+    try:
+        await charge(redis, tenant_id=tenant_id, rate=rate, cost=len(new_jobs))
+    except (RateLimited, QueueUnavailable):
+        await session.rollback()  # the workflow stays as it was
+        raise
     for job in new_jobs:
         old = retried.get(job.workflow_step)
         if old is not None:  # link first: the unique index allows one current job per step

@@ -18,6 +18,8 @@ NOTICES = {
     "conflict": "Nothing done: the job changed meanwhile (see its status).",
     "unavailable": "Nothing done: the queue is unavailable. Try again shortly.",
     "forbidden": "Your key lacks the scope this needs.",
+    "rate-limited": "Nothing done: this would create jobs faster than your rate limit allows"
+    " (a re-run counts as a submit). Try again shortly.",
     "submitted": "Submitted.",
 }
 
