@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared import control, operator_queries, tenancy
 from shared.contracts import load_contracts
 from shared.db import create_engine, create_sessionmaker
-from shared.errors import JobgateError, JobNotFound
+from shared.errors import JobgateError, JobNotFound, QueueUnavailable
 from shared.redis import create_redis
 from shared.settings import get_settings
 
@@ -142,10 +142,21 @@ def dlq_retry(
         refs = [(job.tenant_id, job.id) for job in failed]
         await session.commit()
         registry = load_contracts(get_settings().contract_modules)
-        for job_tenant, job_id in refs:
-            await control.retry_job(
-                session, redis, tenant_id=job_tenant, job_id=job_id, registry=registry
-            )
+        for done, (job_tenant, job_id) in enumerate(refs):
+            try:
+                # An operator's repair: not charged to the tenant's rate limit.
+                await control.retry_job(
+                    session,
+                    redis,
+                    tenant_id=job_tenant,
+                    job_id=job_id,
+                    registry=registry,
+                    rate=None,
+                )
+            except QueueUnavailable as exc:  # that one was undone; the rest were not tried
+                raise QueueUnavailable(
+                    f"re-queued {done} failed jobs, then stopped: {exc.message}"
+                ) from exc
         return len(refs)
 
     typer.echo(f"re-queued {_run(action)} failed jobs")

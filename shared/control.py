@@ -22,6 +22,7 @@ from shared.contracts import Registry
 from shared.enqueue import request_abort, withdraw
 from shared.errors import JobStateConflict, QueueUnavailable
 from shared.models import Job
+from shared.ratelimit import RateLimit, charge
 from shared.retention import expires_at
 from shared.settings import Settings
 from shared.submit import SubmitOptions, build_job, commit_and_enqueue, delivery_of
@@ -73,8 +74,14 @@ async def retry_job(
     tenant_id: uuid.UUID,
     job_id: uuid.UUID,
     registry: Registry,
+    rate: RateLimit | None,
 ) -> Job:
-    """Re-run a failed or cancelled job as a new job with the same args, linked both ways."""
+    """Re-run a failed or cancelled job as a new job with the same args, linked both ways.
+
+    A re-run creates a job for the tenant: it takes a token of `rate` (the tenant's limit; None
+    for callers not charged), once the job is known to be re-runnable, before anything is
+    stored (`RateLimited` stores nothing).
+    """
     old = await store.get_job(session, tenant_id=tenant_id, job_id=job_id)
     if old.status not in ("failed", "cancelled") or old.retried_by is not None:
         reason = "was already re-run" if old.retried_by else f"is {old.status}"
@@ -102,6 +109,7 @@ async def retry_job(
         job_type, tenant_id=tenant_id, args=args, options=options, now=datetime.now(UTC)
     )
     new.retry_of = old.id
+    await charge(redis, tenant_id=tenant_id, rate=rate, cost=1)
     await store.insert_jobs(session, tenant_id=tenant_id, jobs=[new])
     if not await store.link_retry(session, tenant_id=tenant_id, job_id=old.id, retried_by=new.id):
         await session.rollback()

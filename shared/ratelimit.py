@@ -1,9 +1,12 @@
 """Per-tenant submit rate limits: one token bucket per tenant, kept in Redis.
 
-A bucket holds up to `burst` tokens and refills at `per_second`; a submit takes one token, a
-batch one per job, in one atomic script (so every gateway process shares the bucket, and the
-clock is Redis's own). A batch larger than the whole bucket is let through only when the bucket
-is full, and leaves it in debt: the long-run rate holds, and no batch is refused forever.
+A bucket holds up to `burst` tokens and refills at `per_second`. Every job a tenant creates
+takes one token: a submit one, a batch one per job, a re-run one, a workflow one per step it
+starts or re-runs, a dashboard bulk re-run one per job of its group (the operator's re-runs,
+from the dashboard or `jobgate dlq retry`, are repairs and not charged). Tokens are taken in one
+atomic script (so every gateway process shares the bucket, and the clock is Redis's own). A
+batch larger than the whole bucket is let through only when the bucket is full, and leaves it
+in debt: the long-run rate holds, and no batch is refused forever.
 
 The check runs before anything is stored, and only for tenants that have a limit: without one
 a submit makes no extra Redis round trip.
@@ -107,3 +110,12 @@ async def take_tokens(
         reset_seconds=state.reset_seconds,
         retry_after_seconds=retry_after,
     )
+
+
+async def charge(
+    redis: ArqRedis, *, tenant_id: uuid.UUID, rate: RateLimit | None, cost: int
+) -> RateState | None:
+    """`take_tokens` for a tenant that has a limit; None (and no Redis trip) for one without."""
+    if rate is None:
+        return None
+    return await take_tokens(redis, tenant_id=tenant_id, rate=rate, cost=cost)

@@ -15,20 +15,25 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    ARRAY,
     BindParameter,
     ColumnElement,
     Integer,
     Select,
     Table,
+    Update,
+    any_,
     bindparam,
     delete,
     func,
     literal_column,
+    null,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from shared import webhooks
@@ -119,13 +124,48 @@ async def find_by_idempotency_key(
     return result.scalar_one_or_none()
 
 
-async def delete_jobs(
-    session: AsyncSession, *, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]
+_IDS = ARRAY(UUID)
+
+
+@functools.cache
+def _discard_statement() -> Update:
+    """Delete jobs and unlink whatever names them as its re-run, in one statement.
+
+    The `UPDATE` takes its ids from the `DELETE`'s `RETURNING`, so it runs after it: a
+    workflow step's old job becomes its step's current job again only once the new job is
+    gone (the unique index on (workflow, step) allows one). Named parameters only: SQLAlchemy's
+    statement cache could not fill in anonymous ones inside a DML CTE.
+    """
+    tenant_id: BindParameter[uuid.UUID] = bindparam("p_tenant_id")
+    gone = (
+        delete(Job)
+        .where(Job.tenant_id == tenant_id, Job.id == any_(bindparam("p_job_ids", type_=_IDS)))
+        .returning(Job.id)
+        .cte("gone")
+    )
+    return (
+        update(Job)
+        .where(Job.tenant_id == tenant_id, Job.retried_by.in_(select(gone.c.id)))
+        .values(retried_by=null())
+        .add_cte(gone)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def discard_jobs(
+    connection: AsyncSession | AsyncConnection,
+    *,
+    tenant_id: uuid.UUID,
+    job_ids: Sequence[uuid.UUID],
 ) -> None:
-    """Remove jobs that never reached a queue (their submit failed)."""
-    await session.execute(
-        delete(Job).where(Job.tenant_id == tenant_id, Job.id.in_(job_ids)),
-        execution_options={"synchronize_session": False},
+    """Undo the creation of jobs that never reached a queue (their hand-off to Redis failed).
+
+    Removes the rows and the links other jobs hold to them (`retried_by` of the job they
+    re-run), atomically, so a refused hand-off leaves no trace. Every path that creates jobs
+    undoes them here.
+    """
+    await connection.execute(
+        _discard_statement(), {"p_tenant_id": tenant_id, "p_job_ids": list(job_ids)}
     )
 
 

@@ -1,15 +1,19 @@
 """Submitting jobs: validate options, store the rows in one transaction, then hand them to ARQ.
 
 Order matters. Rows are committed before Redis is touched, so a worker never picks up a job
-whose row it cannot see. If the hand-off fails, the rows are deleted again and the caller gets
-`QueueUnavailable`: a submit either returns jobs that will run or stores nothing. (A crash
-between commit and hand-off leaves waiting rows that the reconciler re-enqueues.)
+whose row it cannot see. If the hand-off fails, the creation is undone in one transaction (the
+rows deleted, with everything that points at them: `store.discard_jobs`, plus what the caller
+changed, e.g. a workflow's status) and the caller gets `QueueUnavailable`: a submit or re-run
+either returns jobs that will run or leaves no trace. Every path that creates jobs for a
+tenant goes through `commit_and_enqueue` (or `submit_fused`, the same steps without a
+session). (A crash between commit and hand-off leaves waiting rows that the reconciler
+re-enqueues: accepted work still runs.)
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Self, cast
@@ -38,9 +42,8 @@ from shared.models import Job
 from shared.ratelimit import RateState, rate_limit_for, take_tokens
 from shared.settings import Settings
 from shared.status import JobStatus
-from shared.store import delete_jobs, find_by_idempotency_key, insert_job_once, insert_jobs
+from shared.store import discard_jobs, find_by_idempotency_key, insert_job_once, insert_jobs
 from shared.submit_statement import check_key_and_store, store_jobs
-from shared.submit_statement import delete_jobs as delete_jobs_now
 from shared.tenancy import UNKNOWN_KEY, check_scope
 from shared.tracing import current_traceparent, submit_span
 
@@ -283,20 +286,38 @@ async def submit_fused(
         try:
             await enqueue(redis, [delivery_of_row(row) for row in rows])
         except QueueUnavailable:
-            await delete_jobs_now(engine, tenant_id=tenant_id, job_ids=[row["id"] for row in rows])
+            async with engine.begin() as connection:
+                job_ids = [row["id"] for row in rows]
+                await discard_jobs(connection, tenant_id=tenant_id, job_ids=job_ids)
             raise
         return FusedSubmitted(rows=rows, rate=rate_state)
 
 
+Undo = Callable[[AsyncSession], Awaitable[None]]
+"""What a caller changed besides inserting jobs, taken back when their hand-off fails."""
+
+
 async def commit_and_enqueue(
-    session: AsyncSession, redis: ArqRedis, *, tenant_id: uuid.UUID, jobs: Sequence[Job]
+    session: AsyncSession,
+    redis: ArqRedis,
+    *,
+    tenant_id: uuid.UUID,
+    jobs: Sequence[Job],
+    undo: Undo | None = None,
 ) -> None:
-    """Commit the new jobs, then hand them to ARQ; if that fails, delete them and re-raise."""
+    """Commit the new jobs, then hand them to ARQ; if that fails, undo and re-raise.
+
+    The undo is one transaction: the jobs and the links to them (`store.discard_jobs`), then
+    `undo` for the caller's own changes. If it cannot commit either (PostgreSQL gone too), the
+    jobs stay, waiting, and the reconciler enqueues them: accepted work, never a half undo.
+    """
     await session.commit()
     try:
         await enqueue(redis, [delivery_of(job) for job in jobs])
     except QueueUnavailable:
-        await delete_jobs(session, tenant_id=tenant_id, job_ids=[job.id for job in jobs])
+        await discard_jobs(session, tenant_id=tenant_id, job_ids=[job.id for job in jobs])
+        if undo is not None:
+            await undo(session)
         await session.commit()
         raise
 

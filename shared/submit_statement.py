@@ -93,9 +93,6 @@ def _store_sql(columns: tuple[str, ...], one_job: bool) -> str:
     )
 
 
-_DELETE_SQL = f"DELETE FROM {_JOB_TABLE} WHERE tenant_id = $1 AND id = ANY($2::uuid[])"  # noqa: S608
-
-
 def _columns(jobs: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     columns = tuple(jobs[0])
     if any(tuple(job) != columns for job in jobs):
@@ -149,13 +146,6 @@ async def store_jobs(
     columns, one_job = _columns(jobs), len(jobs) == 1
     sql = _store_sql(columns, one_job)
     await fetchrow(engine, sql, tenant_id, *_encoded(columns, jobs, one_job=one_job))
-
-
-async def delete_jobs(
-    engine: AsyncEngine, *, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]
-) -> None:
-    """Remove jobs whose hand-off to Redis failed (they never reached a queue)."""
-    await fetchrow(engine, _DELETE_SQL, tenant_id, list(job_ids))
 
 
 def _encoded(

@@ -6,8 +6,10 @@ Redis and nothing can run early. Advancing locks the workflow row (`SELECT ... F
 reads its steps' current jobs, plans (`shared.workflow_plan`) and inserts the released jobs in
 that one transaction; two steps finishing at once advance one after the other, and the unique
 index on (workflow, step) keeps a step from being released twice. Jobs are handed to Redis
-after the commit: if that fails, the reconciler enqueues them (their rows are waiting), and a
-workflow whose advance was lost (a worker killed between recording a step and advancing) is
+after the commit. A submit or retry that Redis refuses is undone and answered 503, like any
+job submit (`shared.submit.commit_and_enqueue`); the steps an advance releases were already
+accepted, so if their hand-off fails the reconciler enqueues them (their rows are waiting), and
+a workflow whose advance was lost (a worker killed between recording a step and advancing) is
 advanced again by the reconciler (`stalled_workflows`).
 """
 
@@ -20,7 +22,7 @@ from datetime import UTC, datetime
 
 from arq.connections import ArqRedis
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy import Select, delete, exists, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import control, store
@@ -29,14 +31,16 @@ from shared.enqueue import enqueue
 from shared.errors import (
     JobStateConflict,
     QueueUnavailable,
+    RateLimited,
     WorkflowNotFound,
     WorkflowStateConflict,
 )
 from shared.ids import new_id
 from shared.models import Job, Workflow
+from shared.ratelimit import RateLimit, charge
 from shared.settings import Settings
 from shared.status import TERMINAL, JobStatus
-from shared.submit import build_job, commit_and_enqueue, delivery_of
+from shared.submit import Undo, build_job, commit_and_enqueue, delivery_of
 from shared.workflow_plan import Plan, Release, StepRun, plan_workflow
 from shared.workflow_spec import WorkflowNode, check_workflow, resolve
 
@@ -159,14 +163,13 @@ async def submit_workflow(
     await session.flush()
     jobs = _released_jobs(workflow, plan_of(workflow, []), registry)
     await _insert(session, tenant_id=tenant_id, jobs=jobs)
-    try:
-        await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=jobs)
-    except QueueUnavailable:
+
+    async def undo(session: AsyncSession) -> None:
         await session.execute(
             delete(Workflow).where(Workflow.tenant_id == tenant_id, Workflow.id == workflow.id)
         )
-        await session.commit()
-        raise
+
+    await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=jobs, undo=undo)
     return workflow
 
 
@@ -240,9 +243,13 @@ async def retry_workflow(
     tenant_id: uuid.UUID,
     workflow_id: uuid.UUID,
     registry: Registry,
+    rate: RateLimit | None,
 ) -> Workflow:
     """Resume a failed or cancelled workflow: its failed and cancelled steps run again as new
-    jobs (linked by `retry_of` / `retried_by`), succeeded steps are kept, the rest follows."""
+    jobs (linked by `retry_of` / `retried_by`), succeeded steps are kept, the rest follows.
+
+    Each re-run step takes a token of `rate` (the tenant's limit), as a submitted step does.
+    """
     workflow = await find_workflow(session, tenant_id=tenant_id, workflow_id=workflow_id, lock=True)
     if workflow.status not in ("failed", "cancelled"):
         status = workflow.status
@@ -253,9 +260,15 @@ async def retry_workflow(
     jobs = await step_jobs(session, tenant_id=tenant_id, workflow_id=workflow_id)
     retried = {job.workflow_step: job for job in jobs if job.status in ("failed", "cancelled")}
     kept = [job for job in jobs if job.workflow_step not in retried]
+    undo = _restore(workflow)
     workflow.status, workflow.finished_at, workflow.result = "running", None, None
     # Planned without the failed jobs, their steps are released again, inputs and all.
     new_jobs = _released_jobs(workflow, plan_of(workflow, kept), registry)
+    try:
+        await charge(redis, tenant_id=tenant_id, rate=rate, cost=len(new_jobs))
+    except (RateLimited, QueueUnavailable):
+        await session.rollback()  # the workflow stays as it was
+        raise
     for job in new_jobs:
         old = retried.get(job.workflow_step)
         if old is not None:  # link first: the unique index allows one current job per step
@@ -267,9 +280,33 @@ async def retry_workflow(
                 .execution_options(synchronize_session=False)
             )
     await _insert(session, tenant_id=tenant_id, jobs=new_jobs)
-    await session.commit()
-    await hand_over(redis, new_jobs)
+    # Refused by Redis, the retry is undone (new jobs and their links, the workflow's state),
+    # as a job's re-run is: a 503, and the workflow stays failed for the next retry.
+    await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=new_jobs, undo=undo)
     return workflow
+
+
+def _restore(workflow: Workflow) -> Undo:
+    """Take a retry's state change back, if the workflow is still where the retry put it."""
+    tenant_id, workflow_id = workflow.tenant_id, workflow.id
+    status, finished_at, result = workflow.status, workflow.finished_at, workflow.result
+
+    async def undo(session: AsyncSession) -> None:
+        await session.execute(
+            update(Workflow)
+            .where(
+                Workflow.tenant_id == tenant_id,
+                Workflow.id == workflow_id,
+                Workflow.status == "running",
+            )
+            # SQL NULL, not JSON null, when there was no result (as the row had it).
+            .values(
+                status=status, finished_at=finished_at, result=null() if result is None else result
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+    return undo
 
 
 async def stalled_workflows(session: AsyncSession, *, limit: int = 1000) -> list[Workflow]:

@@ -168,6 +168,25 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+ClientFactory = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def make_client(settings: Settings) -> AsyncIterator[ClientFactory]:
+    """Build a gateway from `settings` with some fields replaced, lifespan running."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(**overrides: object) -> httpx.AsyncClient:
+            app = create_app(settings.model_copy(update=overrides))
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            return await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url="http://jobgate.test")
+            )
+
+        yield make
+
+
 WorkerFactory = Callable[..., Awaitable[Worker]]
 
 

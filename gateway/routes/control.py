@@ -9,11 +9,21 @@ from fastapi import APIRouter, Response
 from gateway.auth import CancelAuth, SubmitAuth
 from gateway.deps import RedisDep, ResourcesDep, SessionDep
 from gateway.problems import problems
+from gateway.routes.submit import SUBMIT_PROBLEMS
 from gateway.schemas import JobOut
 from shared import control
 from shared.job_view import job_view
+from shared.ratelimit import rate_limit_for
 
 router = APIRouter(tags=["jobs"])
+RETRY_PROBLEMS = problems(401, 403, 404, 409, 422, 429, 503)
+RETRY_PROBLEMS[429] = SUBMIT_PROBLEMS[429] | {
+    "description": "The tenant creates jobs faster than its rate limit (a re-run counts as one"
+    " job); nothing was re-run. Retry after `Retry-After` seconds."
+}
+RETRY_PROBLEMS[503]["description"] = (
+    "Redis or PostgreSQL is unavailable; nothing was re-run, and the job can be re-run again."
+)
 
 
 @router.post(
@@ -53,7 +63,7 @@ async def cancel_job(
     status_code=201,
     operation_id="retry_job",
     summary="Re-run a failed or cancelled job",
-    responses=problems(401, 403, 404, 409, 422, 503),
+    responses=RETRY_PROBLEMS,
 )
 async def retry_job(
     job_id: uuid.UUID,
@@ -66,10 +76,15 @@ async def retry_job(
     """Re-run a failed or cancelled job as a new job with the same args (201, linked both ways).
 
     A step of a workflow is re-run by retrying its workflow (`POST /workflows/{id}/retry`):
-    here it is a 409.
+    here it is a 409. The new job takes a token of the tenant's rate limit, as a submit does.
     """
     job = await control.retry_job(
-        session, redis, tenant_id=principal.tenant_id, job_id=job_id, registry=resources.registry
+        session,
+        redis,
+        tenant_id=principal.tenant_id,
+        job_id=job_id,
+        registry=resources.registry,
+        rate=rate_limit_for(principal.limits, resources.settings),
     )
     response.headers["Location"] = f"/jobs/{job.id}"
     return JobOut.of(job)

@@ -132,7 +132,7 @@ async def cancel_workflow(
 @router.post(
     "/workflows/{workflow_id}/retry",
     operation_id="retry_workflow",
-    responses=problems(401, 403, 404, 409, 422, 503),
+    responses=problems(401, 403, 404, 409, 422, 429, 503),
 )
 async def retry_workflow(
     workflow_id: uuid.UUID,
@@ -141,12 +141,17 @@ async def retry_workflow(
     redis: RedisDep,
     resources: ResourcesDep,
 ) -> WorkflowOut:
-    """Resume a failed or cancelled workflow from its failed steps; succeeded ones are kept."""
+    """Resume a failed or cancelled workflow from its failed steps; succeeded ones are kept.
+
+    Each re-run step takes a token of the tenant's rate limit (429 when short: nothing re-run);
+    Redis refusing the new jobs is a 503 that leaves the workflow as it was.
+    """
     workflow = await workflows.retry_workflow(
         session,
         redis,
         tenant_id=principal.tenant_id,
         workflow_id=workflow_id,
         registry=resources.registry,
+        rate=rate_limit_for(principal.limits, resources.settings),
     )
     return await workflow_view(session, workflow)

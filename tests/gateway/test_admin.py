@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.settings import Settings
+from tests.conftest import ClientFactory
 from tests.factories import auth, make_tenant, submit
-from tests.gateway.conftest import ClientFactory
 from tests.gateway.problem_checks import assert_problem, error_locations
 
 

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.models import Job
+from tests.conftest import ClientFactory
 from tests.factories import auth, wait_for_status
-from tests.gateway.conftest import ClientFactory
 
 
 async def _count_jobs(sessionmaker: async_sessionmaker[AsyncSession]) -> int:

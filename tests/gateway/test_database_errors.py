@@ -23,9 +23,8 @@ from gateway.app import create_app
 from gateway.deps import ResourcesDep, SessionDep
 from shared.models import Job
 from shared.settings import Settings
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, ClientFactory
 from tests.factories import auth, submit
-from tests.gateway.conftest import ClientFactory
 from tests.gateway.problem_checks import assert_problem, assert_validation_problem
 
 JSON = {"Content-Type": "application/json"}

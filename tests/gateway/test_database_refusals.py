@@ -21,8 +21,8 @@ from shared.db import libpq_url
 from shared.db_errors import describe_database_error
 from shared.settings import Settings
 from tests.chaos.outages import database_address
+from tests.conftest import ClientFactory
 from tests.factories import auth
-from tests.gateway.conftest import ClientFactory
 from tests.gateway.problem_checks import assert_problem
 from tests.log_capture import json_lines, rendered_logs
 

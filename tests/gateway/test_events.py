@@ -28,9 +28,8 @@ from gateway.app import create_app
 from gateway.deps import Resources
 from shared.apikeys import Scope
 from shared.settings import Settings
-from tests.conftest import WorkerFactory
+from tests.conftest import ClientFactory, WorkerFactory
 from tests.factories import auth, make_api_key, make_tenant, submit, wait_for_status
-from tests.gateway.conftest import ClientFactory
 from tests.gateway.problem_checks import assert_problem, error_locations
 from tests.polling import poll_until
 

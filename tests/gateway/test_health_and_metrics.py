@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import ClientFactory
 from tests.factories import auth, submit
-from tests.gateway.conftest import ClientFactory
 from tests.gateway.problem_checks import assert_problem
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"

@@ -8,9 +8,8 @@ import httpx
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import WorkerFactory
+from tests.conftest import ClientFactory, WorkerFactory
 from tests.factories import auth, submit, wait_for_status
-from tests.gateway.conftest import ClientFactory
 from tests.polling import poll_job
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"

@@ -12,8 +12,8 @@ import pytest
 
 from gateway.problems import STATUS_OF
 from shared import errors
+from tests.conftest import ClientFactory
 from tests.factories import auth
-from tests.gateway.conftest import ClientFactory
 from tests.gateway.problem_checks import assert_problem
 
 SMALL_LIMIT = 1024

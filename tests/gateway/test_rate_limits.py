@@ -8,16 +8,18 @@ from typing import Any
 
 import httpx
 import pytest
+from arq.worker import Worker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner, Result
 
 from shared import tenancy
 from shared.cli import app
 from shared.settings import Settings, get_settings
-from tests.factories import auth, make_tenant, set_tenant_limits
-from tests.gateway.conftest import ClientFactory
+from tests.conftest import ClientFactory
+from tests.factories import auth, make_tenant, set_tenant_limits, submit, wait_for_status
 from tests.gateway.problem_checks import assert_problem, error_locations
 
+FAILING = {"fail_times": 1, "permanent": True}
 RATE_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 
 
@@ -263,6 +265,69 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
 async def jobgate(*args: str) -> Result:
     """Run a `jobgate` command (in a thread: the CLI runs its own event loop)."""
     return await asyncio.to_thread(CliRunner().invoke, app, list(args))
+
+
+class TestReRunsSpendTokens:
+    """A re-run creates a job for the tenant: it spends a token like a submit."""
+
+    async def test_an_empty_bucket_refuses_a_re_run_and_creates_nothing(
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], token: str
+    ) -> None:
+        cancelled = [await _cancelled_job(client, token) for _ in range(3)]
+        await set_tenant_limits(
+            sessionmaker, "acme", rate_limit_per_second=0.01, rate_limit_burst=1
+        )
+        first = await client.post(f"/jobs/{cancelled[0]}/retry", headers=auth(token))
+        assert first.status_code == 201, first.text
+        for job_id in cancelled[1:]:
+            refused = await client.post(f"/jobs/{job_id}/retry", headers=auth(token))
+            body = assert_problem(refused, 429, "rate-limited")
+            assert "jobs per second" in body["detail"]
+            assert int(refused.headers["retry-after"]) >= 1
+            assert _rate_headers(refused)[:2] == (1, 0)
+            old = (await client.get(f"/jobs/{job_id}", headers=auth(token))).json()
+            assert old["retried_by"] is None
+        assert await _stored(client, token) == 4  # three cancelled, one re-run
+        assert_problem(await _echo(client, token), 429, "rate-limited")
+
+    async def test_a_workflow_retry_spends_a_token_per_re_run_step(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        token: str,
+        worker: Worker,
+    ) -> None:
+        definition = {
+            "type": "group",
+            "steps": [
+                {"type": "step", "job": "flaky", "args": FAILING},
+                {"type": "step", "job": "flaky", "args": FAILING},
+            ],
+        }
+        submitted = await client.post(
+            "/workflows", json={"workflow": definition}, headers=auth(token)
+        )
+        assert submitted.status_code == 202, submitted.text
+        url = f"/workflows/{submitted.json()['id']}"
+        for step in submitted.json()["steps"]:
+            await wait_for_status(client, token, step["job"]["id"], "failed")
+        await set_tenant_limits(
+            sessionmaker, "acme", rate_limit_per_second=0.01, rate_limit_burst=3
+        )
+        for _ in range(2):  # one token left, the retry needs two
+            assert (await _echo(client, token)).status_code == 202
+        stored = await _stored(client, token)
+        refused = await client.post(f"{url}/retry", headers=auth(token))
+        assert_problem(refused, 429, "rate-limited")
+        assert (await client.get(url, headers=auth(token))).json()["status"] == "failed"
+        assert await _stored(client, token) == stored
+
+
+async def _cancelled_job(client: httpx.AsyncClient, token: str) -> str:
+    job = await submit(client, token, "echo", {"message": "later"}, {"delay_seconds": 600})
+    response = await client.post(f"/jobs/{job['id']}/cancel", headers=auth(token))
+    assert response.status_code == 200, response.text
+    return str(job["id"])
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.apikeys import Scope
 from shared.models import Job
+from tests.conftest import ClientFactory
 from tests.factories import auth, make_api_key, make_tenant, submit
-from tests.gateway.conftest import ClientFactory
 from tests.gateway.problem_checks import assert_problem, error_locations
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.models import Job
 from shared.settings import WebhookSettings
+from tests.conftest import ClientFactory
 from tests.factories import auth, submit
-from tests.gateway.conftest import ClientFactory
 from tests.gateway.problem_checks import assert_problem
 
 PRIVATE = [

@@ -114,6 +114,32 @@ class TestJobCommands:
         again = await jobgate("dlq", "retry", "--name", "flaky")
         assert "re-queued 1 failed jobs" in again.output
 
+    async def test_dlq_retry_refused_by_redis_changes_nothing(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        worker: Worker,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        _, token = await make_tenant(sessionmaker)
+        failed = await submit(client, token, "flaky", {"fail_times": 1, "permanent": True})
+        await wait_for_status(client, token, failed["id"], "failed")
+        with monkeypatch.context() as down:
+            down.setenv("JOBGATE_REDIS_URL", "redis://127.0.0.1:1/0")
+            down.setenv("JOBGATE_REDIS_TIMEOUT_SECONDS", "0.5")
+            get_settings.cache_clear()
+            refused = await jobgate("dlq", "retry")
+        get_settings.cache_clear()
+        assert refused.exit_code == 1
+        assert "re-queued 0 failed jobs, then stopped: " in refused.output
+        assert "Redis" in refused.output
+        old = (await client.get(f"/jobs/{failed['id']}", headers=auth(token))).json()
+        assert old["retried_by"] is None
+        assert len((await client.get("/jobs", headers=auth(token))).json()["items"]) == 1
+        assert failed["id"] in (await jobgate("dlq", "list")).output
+        retried = await jobgate("dlq", "retry")
+        assert "re-queued 1 failed jobs" in retried.output
+
     async def test_dlq_list_shows_tenant_names_and_ids_on_request(
         self,
         client: httpx.AsyncClient,

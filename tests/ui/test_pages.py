@@ -7,11 +7,16 @@ import re
 import httpx
 import pytest
 from arq.worker import Worker
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.settings import Settings
-from tests.conftest import ADMIN_TOKEN
-from tests.factories import auth, submit, wait_for_status
+from tests.chaos.outages import scripts_refused
+from tests.conftest import ADMIN_TOKEN, ClientFactory
+from tests.factories import auth, set_tenant_limits, submit, wait_for_status
 from tests.ui.conftest import csrf_token, sign_in
+
+FAILING = {"fail_times": 1, "permanent": True}
 
 
 class TestTenantScoping:
@@ -136,7 +141,7 @@ class TestDeadLetters:
         self, client: httpx.AsyncClient, worker: Worker, acme: tuple[str, str],
         globex: tuple[str, str],
     ) -> None:  # fmt: skip
-        failing = {"fail_times": 1, "permanent": True}
+        failing = FAILING
         failed = [await submit(client, acme[1], "flaky", failing) for _ in range(2)]
         foreign = await submit(client, globex[1], "flaky", failing)
         for job in failed:
@@ -161,6 +166,82 @@ class TestDeadLetters:
             assert old["retried_by"] is not None
         untouched = (await client.get(f"/jobs/{foreign['id']}", headers=auth(globex[1]))).json()
         assert untouched["retried_by"] is None
+
+    async def test_re_runs_refused_by_redis_change_nothing(
+        self,
+        client: httpx.AsyncClient,
+        make_client: ClientFactory,
+        redis: Redis,
+        settings: Settings,
+        worker: Worker,
+        acme: tuple[str, str],
+    ) -> None:
+        failed = [await submit(client, acme[1], "flaky", FAILING) for _ in range(2)]
+        for job in failed:
+            await wait_for_status(client, acme[1], job["id"], "failed")
+        async with scripts_refused(redis, settings.require_redis_url()) as refusing_url:
+            refusing = await make_client(redis_url=refusing_url)
+            await sign_in(refusing, acme[1])
+            token = await csrf_token(refusing, "/ui/dead-letters")
+            one = await refusing.post(
+                f"/ui/jobs/{failed[0]['id']}/retry", data={"csrf_token": token}
+            )
+            assert one.status_code == 303
+            assert one.headers["location"] == f"/ui/jobs/{failed[0]['id']}?notice=unavailable"
+            assert "queue is unavailable" in (await refusing.get(one.headers["location"])).text
+            response = await refusing.post(
+                "/ui/dead-letters/retry",
+                data={"csrf_token": token, "name": "flaky", "error_type": "permanent"},
+            )
+            assert response.status_code == 303
+            assert response.headers["location"] == ("/ui/dead-letters?notice=retried-some&count=0")
+            page = (await refusing.get(response.headers["location"])).text
+            assert "Re-runs submitted: 0; the queue is unavailable" in page
+        for job in failed:
+            old = (await client.get(f"/jobs/{job['id']}", headers=auth(acme[1]))).json()
+            assert old["retried_by"] is None
+        assert len((await client.get("/jobs", headers=auth(acme[1]))).json()["items"]) == 2
+
+        # Redis takes the hand-off again: the whole group is still there to re-run.
+        await sign_in(client, acme[1])
+        token = await csrf_token(client, "/ui/dead-letters")
+        response = await client.post(
+            "/ui/dead-letters/retry",
+            data={"csrf_token": token, "name": "flaky", "error_type": "permanent"},
+        )
+        assert response.headers["location"] == "/ui/dead-letters?notice=retried-many&count=2"
+
+    async def test_re_runs_spend_the_tenants_tokens(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        worker: Worker,
+        acme: tuple[str, str],
+    ) -> None:
+        failed = [await submit(client, acme[1], "flaky", FAILING) for _ in range(2)]
+        for job in failed:
+            await wait_for_status(client, acme[1], job["id"], "failed")
+        await set_tenant_limits(
+            sessionmaker, acme[0], rate_limit_per_second=0.01, rate_limit_burst=3
+        )
+        await submit(client, acme[1], "echo", {"message": "x"}, {"delay_seconds": 600})
+        await submit(client, acme[1], "echo", {"message": "x"}, {"delay_seconds": 600})
+        await sign_in(client, acme[1])
+        token = await csrf_token(client, "/ui/dead-letters")
+        group = {"csrf_token": token, "name": "flaky", "error_type": "permanent"}
+        refused = await client.post("/ui/dead-letters/retry", data=group)  # two, one token left
+        assert refused.headers["location"] == "/ui/dead-letters?notice=rate-limited"
+        assert "rate limit" in (await client.get(refused.headers["location"])).text
+        assert len((await client.get("/jobs", headers=auth(acme[1]))).json()["items"]) == 4
+
+        one = await client.post(f"/ui/jobs/{failed[0]['id']}/retry", data={"csrf_token": token})
+        new_id = (await client.get(f"/jobs/{failed[0]['id']}", headers=auth(acme[1]))).json()[
+            "retried_by"
+        ]
+        assert one.headers["location"] == f"/ui/jobs/{new_id}?notice=retried"  # the last token
+        again = await client.post(f"/ui/jobs/{failed[1]['id']}/retry", data={"csrf_token": token})
+        assert again.headers["location"] == f"/ui/jobs/{failed[1]['id']}?notice=rate-limited"
+        assert len((await client.get("/jobs", headers=auth(acme[1]))).json()["items"]) == 5
 
 
 class TestOverview:

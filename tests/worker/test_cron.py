@@ -15,12 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared import tenancy
 from shared.contracts import ECHO
 from shared.errors import TenantExists
+from shared.keys import job_key
 from shared.models import Job
+from shared.redis import create_redis
 from shared.schedules import SCHEDULES, SYSTEM_TENANT, Schedule, cron_expression
+from shared.settings import Settings
 from shared.tenancy import ensure_tenant
 from tests.conftest import WorkerFactory
 from tests.factories import auth, make_tenant, submit, wait_for_status
-from worker.cron import run_tick
+from worker.cron import TICK_RETRY_SECONDS, Slot, run_due, run_tick
 
 TICK = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -99,6 +102,75 @@ class TestTicks:
         assert done["result"] == {"message": "hi"}
         listed = await client.get("/jobs", params={"label": "schedule:t"}, headers=auth(key.token))
         assert [item["id"] for item in listed.json()["items"]] == [str(job.id)]
+
+
+class TestRefusedHandOff:
+    async def test_a_tick_redis_refuses_leaves_no_run_and_is_tried_again(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        arq_redis: ArqRedis,
+        settings: Settings,
+    ) -> None:
+        tenant_id = await _system_tenant(sessionmaker)
+        schedule = Schedule(name="t", job_type=ECHO, cron="* * * * *", args={"message": "x"})
+        slots = {"t": Slot(tick=TICK, attempt_at=TICK)}
+        down = create_redis(
+            settings.model_copy(
+                update={"redis_url": "redis://127.0.0.1:1/0", "redis_timeout_seconds": 0.5}
+            )
+        )
+        refused_at = TICK + timedelta(seconds=1)
+        try:
+            await run_due(
+                sessionmaker, down, schedules=[schedule], slots=slots, tenant_id=tenant_id,
+                now=refused_at,
+            )  # fmt: skip
+        finally:
+            await down.aclose(close_connection_pool=True)
+        assert await _jobs_of(sessionmaker, tenant_id) == []  # the key is free again
+        retry_at = refused_at + timedelta(seconds=TICK_RETRY_SECONDS)
+        assert slots["t"] == Slot(tick=TICK, attempt_at=retry_at)
+
+        # Redis is back: not before the retry time, then the same tick runs, once.
+        await run_due(
+            sessionmaker, arq_redis, schedules=[schedule], slots=slots, tenant_id=tenant_id,
+            now=refused_at,
+        )  # fmt: skip
+        assert await _jobs_of(sessionmaker, tenant_id) == []
+        await run_due(
+            sessionmaker, arq_redis, schedules=[schedule], slots=slots, tenant_id=tenant_id,
+            now=retry_at,
+        )  # fmt: skip
+        (run,) = await _jobs_of(sessionmaker, tenant_id)
+        assert run.idempotency_key == f"cron:t:{TICK.isoformat()}"
+        assert await arq_redis.exists(job_key(str(run.id)))
+        following = TICK + timedelta(minutes=1)
+        assert slots["t"] == Slot(tick=following, attempt_at=following)
+
+    async def test_a_tick_still_refused_when_the_next_one_comes_is_given_up(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+    ) -> None:
+        tenant_id = await _system_tenant(sessionmaker)
+        schedule = Schedule(name="t", job_type=ECHO, cron="* * * * *", args={"message": "x"})
+        slots = {"t": Slot(tick=TICK, attempt_at=TICK)}
+        down = create_redis(
+            settings.model_copy(
+                update={"redis_url": "redis://127.0.0.1:1/0", "redis_timeout_seconds": 0.5}
+            )
+        )
+        late = TICK + timedelta(minutes=1, seconds=1)
+        try:
+            await run_due(
+                sessionmaker, down, schedules=[schedule], slots=slots, tenant_id=tenant_id,
+                now=late,
+            )  # fmt: skip
+        finally:
+            await down.aclose(close_connection_pool=True)
+        assert await _jobs_of(sessionmaker, tenant_id) == []
+        following = TICK + timedelta(minutes=2)
+        assert slots["t"] == Slot(tick=following, attempt_at=following)
 
 
 class TestPurgeExpired:

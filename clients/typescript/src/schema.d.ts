@@ -485,7 +485,7 @@ export interface paths {
          * @description Re-run a failed or cancelled job as a new job with the same args (201, linked both ways).
          *
          *     A step of a workflow is re-run by retrying its workflow (`POST /workflows/{id}/retry`):
-         *     here it is a 409.
+         *     here it is a 409. The new job takes a token of the tenant's rate limit, as a submit does.
          */
         post: operations["retry_job"];
         delete?: never;
@@ -613,6 +613,9 @@ export interface paths {
         /**
          * Retry Workflow
          * @description Resume a failed or cancelled workflow from its failed steps; succeeded ones are kept.
+         *
+         *     Each re-run step takes a token of the tenant's rate limit (429 when short: nothing re-run);
+         *     Redis refusing the new jobs is a 503 that leaves the workflow as it was.
          */
         post: operations["retry_workflow"];
         delete?: never;
@@ -3927,6 +3930,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The tenant creates jobs faster than its rate limit (a re-run counts as one job); nothing was re-run. Retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description The tenant's burst: jobs it may submit at once (rate-limited tenants). */
+                    "RateLimit-Limit"?: number;
+                    /** @description Jobs it may still submit at once right now. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the full burst is available again. */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds until this request would be let through. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3936,7 +3956,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Service Unavailable */
+            /** @description Redis or PostgreSQL is unavailable; nothing was re-run, and the job can be re-run again. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4329,6 +4349,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
