@@ -11,7 +11,7 @@ from gateway.auth import CancelAuth, ReadAuth, SubmitAuth
 from gateway.deps import RedisDep, ResourcesDep, SessionDep
 from gateway.problems import problems, rate_limit_headers
 from shared import workflows
-from shared.ratelimit import rate_limit_for, take_tokens
+from shared.ratelimit import charge, rate_limit_for
 from shared.tenancy import Principal
 from shared.webhook_destinations import refuse_webhook_urls
 from shared.workflow_spec import WorkflowNode, steps_of
@@ -39,9 +39,9 @@ def _loc(pointer: str) -> list[str | int]:
 async def _charge(principal: Principal, resources: ResourcesDep, steps: int) -> dict[str, str]:
     """Take one rate-limit token per step, as a batch does per job (before storing anything)."""
     rate = rate_limit_for(principal.limits, resources.settings)
-    if rate is None:
+    state = await charge(resources.redis, tenant_id=principal.tenant_id, rate=rate, cost=steps)
+    if state is None:
         return {}
-    state = await take_tokens(resources.redis, tenant_id=principal.tenant_id, rate=rate, cost=steps)
     return rate_limit_headers(
         limit=state.limit, remaining=state.remaining, reset_seconds=state.reset_seconds
     )
