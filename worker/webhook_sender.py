@@ -10,6 +10,7 @@ status code counts. Destinations are checked where the connection is made
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass
 
 import httpx
@@ -162,13 +163,15 @@ async def deliver_due(
     return len(batch)
 
 
-def http_client(settings: WebhookSettings) -> httpx.AsyncClient:
+def http_client(
+    settings: WebhookSettings, *, ssl_context: ssl.SSLContext | None = None
+) -> httpx.AsyncClient:
     """The client webhooks are sent with: destinations checked, no redirects, no proxies.
 
     An environment proxy (`trust_env`) would make the connection on our behalf, past the check.
     """
     return httpx.AsyncClient(
-        transport=GuardedTransport(DestinationPolicy.of(settings)),
+        transport=GuardedTransport(DestinationPolicy.of(settings), ssl_context=ssl_context),
         follow_redirects=False,
         timeout=settings.timeout_seconds,
         trust_env=False,
