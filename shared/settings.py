@@ -56,8 +56,16 @@ class WebhookSettings(BaseModel):
     poll_interval_seconds: float = Field(
         1.0, gt=0, description="How often each worker looks for due deliveries."
     )
-    batch_size: int = Field(
-        20, ge=1, le=500, description="Deliveries one worker claims and sends at once."
+    # Concurrency (see `worker.webhook_sender`): each delivery is sent as soon as a slot is free;
+    # the per-tenant and per-host caps keep slow receivers from taking every slot.
+    max_in_flight: int = Field(
+        50, ge=2, le=1000, description="Deliveries one worker sends at once, all tenants together."
+    )
+    max_in_flight_per_tenant: int = Field(
+        10, ge=1, description="Deliveries of one tenant one worker sends at once."
+    )
+    max_in_flight_per_host: int = Field(
+        10, ge=1, description="Deliveries to one receiver (host and port) one worker sends at once."
     )
     # Destinations (see `shared.webhook_destinations`): public unicast addresses only, by default.
     allowed_schemes: Annotated[list[WebhookScheme], NoDecode] = Field(
@@ -75,6 +83,14 @@ class WebhookSettings(BaseModel):
         description="Host names webhooks may reach whatever addresses they resolve to, e.g. an "
         "internal receiver `hooks.internal`. Default: none.",
     )
+
+    @model_validator(mode="after")
+    def _caps_leave_room_for_others(self) -> WebhookSettings:
+        # A cap as large as the whole would let one tenant's dead receivers hold every slot.
+        for name in ("max_in_flight_per_tenant", "max_in_flight_per_host"):
+            if getattr(self, name) >= self.max_in_flight:
+                raise ValueError(f"{name} must be below max_in_flight ({self.max_in_flight})")
+        return self
 
     @field_validator("allowed_schemes", "allowed_networks", "allowed_hosts", mode="before")
     @classmethod

@@ -11,9 +11,9 @@ leaves a row that is due again when its lease ends (at-least-once; receivers ded
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import CTE, bindparam, func, insert, select, update
@@ -36,6 +36,8 @@ class Outgoing:
     job: Job
     deliveries: list[WebhookDelivery]
     secret: str
+    host: str
+    """The receiver's host and port (as in the URL), as the per-host cap counts it."""
 
 
 def backoff_seconds(attempts: int, settings: WebhookSettings) -> float:
@@ -93,29 +95,120 @@ async def deliveries_by_job(
     return dict(grouped)
 
 
-async def claim_due(session: AsyncSession, *, limit: int, lease_seconds: float) -> list[Outgoing]:
-    """Lease up to `limit` due deliveries, of any tenant, to this worker (the caller commits)."""
+# The receiver of a stored `webhook_url`, as the per-host cap counts it: its host (lower case,
+# IPv6 in brackets) and port if given, without user info. Stored URLs passed `AnyUrl` at
+# submit, so they have a scheme and a host.
+_HOST_PATTERN = r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/?#]*@)?((?:\[[^]]*\]|[^:/?#]*)(?::[0-9]*)?)"
+_HOST = func.lower(func.coalesce(func.substring(WebhookDelivery.url, _HOST_PATTERN), ""))
+_CANDIDATES_PER_SLOT = 4
+"""Due rows read per free slot, so that rows skipped for a busy host leave others to take."""
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What one sender can take on now: its free slots, and how many each tenant and host holds.
+
+    A tenant or host never gets more than its cap counting what it holds already.
+    """
+
+    slots: int
+    per_tenant: int
+    per_host: int
+    tenants: Mapping[uuid.UUID, int] = field(default_factory=dict)
+    hosts: Mapping[str, int] = field(default_factory=dict)
+
+    def full_tenants(self) -> list[uuid.UUID]:
+        return [tenant for tenant, held in self.tenants.items() if held >= self.per_tenant]
+
+    def full_hosts(self) -> list[str]:
+        return [host for host, held in self.hosts.items() if held >= self.per_host]
+
+    def pick(self, candidates: Iterable[tuple[uuid.UUID, uuid.UUID, str]]) -> list[uuid.UUID]:
+        """The ids of `(id, tenant, host)` candidates, in order, that fit every cap."""
+        tenants, hosts = Counter(self.tenants), Counter(self.hosts)
+        picked: list[uuid.UUID] = []
+        for delivery_id, tenant, host in candidates:
+            if len(picked) == self.slots:
+                break
+            if tenants[tenant] < self.per_tenant and hosts[host] < self.per_host:
+                picked.append(delivery_id)
+                tenants[tenant] += 1
+                hosts[host] += 1
+        return picked
+
+
+async def claim_due(
+    session: AsyncSession, *, capacity: Capacity, lease_seconds: float
+) -> list[Outgoing]:
+    """Lease due deliveries to this sender, fairly across tenants (the caller commits).
+
+    Candidates are read round-robin: every tenant's longest-due delivery first, then every
+    tenant's second ... so one tenant's backlog never stands before another tenant's delivery.
+    Tenants and hosts at their cap are left out; the rows picked are then locked (`SKIP
+    LOCKED`: another sender's claim in between wins) and leased.
+    """
+    if capacity.slots <= 0:
+        return []
+    tenant_rank = func.row_number().over(
+        partition_by=WebhookDelivery.tenant_id,
+        order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id),
+    )
     due = (
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.tenant_id,
+            _HOST.label("host"),
+            WebhookDelivery.next_attempt_at,
+            tenant_rank.label("tenant_rank"),
+        )
+        .where(
+            WebhookDelivery.status == PENDING,
+            WebhookDelivery.next_attempt_at <= func.now(),
+            WebhookDelivery.tenant_id.not_in(capacity.full_tenants()),
+            _HOST.not_in(capacity.full_hosts()),
+        )
+        .subquery()
+    )
+    candidates = await session.execute(
+        select(due.c.id, due.c.tenant_id, due.c.host)
+        .where(due.c.tenant_rank <= capacity.per_tenant)
+        .order_by(due.c.tenant_rank, due.c.next_attempt_at, due.c.id)
+        .limit(capacity.slots * _CANDIDATES_PER_SLOT)
+    )
+    picked = capacity.pick((row.id, row.tenant_id, row.host) for row in candidates)
+    if not picked:
+        return []
+    # A window function cannot be locked FOR UPDATE, hence the second statement; the status and
+    # due time are checked again under the lock, as another sender may have leased a row since.
+    lockable = (
         select(WebhookDelivery.id)
-        .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= func.now())
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit)
+        .where(
+            WebhookDelivery.id.in_(picked),
+            WebhookDelivery.status == PENDING,
+            WebhookDelivery.next_attempt_at <= func.now(),
+        )
         .with_for_update(skip_locked=True)
     )
-    claimed = list(
-        (
-            await session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id.in_(due.scalar_subquery()))
-                .values(next_attempt_at=func.now() + timedelta(seconds=lease_seconds))
-                .returning(WebhookDelivery)
-                .execution_options(synchronize_session=False, populate_existing=True)
-            )
-        ).scalars()
+    leased = await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(lockable.scalar_subquery()))
+        .values(next_attempt_at=func.now() + timedelta(seconds=lease_seconds))
+        .returning(WebhookDelivery, _HOST)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
+    claimed: list[tuple[WebhookDelivery, str]] = [(delivery, host) for delivery, host in leased]
     if not claimed:
         return []
-    job_ids = [delivery.job_id for delivery in claimed]
+    order = {delivery_id: n for n, delivery_id in enumerate(picked)}
+    claimed.sort(key=lambda row: order[row[0].id])
+    return await _outgoing(session, claimed)
+
+
+async def _outgoing(
+    session: AsyncSession, claimed: Sequence[tuple[WebhookDelivery, str]]
+) -> list[Outgoing]:
+    """What sending each claimed delivery needs: its job, the job's deliveries, the secret."""
+    job_ids = [delivery.job_id for delivery, _ in claimed]
     jobs = {
         job.id: (job, secret)
         for job, secret in await session.execute(
@@ -140,8 +233,9 @@ async def claim_due(session: AsyncSession, *, limit: int, lease_seconds: float) 
             job=jobs[delivery.job_id][0],
             deliveries=siblings[delivery.job_id],
             secret=jobs[delivery.job_id][1],
+            host=host,
         )
-        for delivery in claimed
+        for delivery, host in claimed
         if delivery.job_id in jobs  # the row is locked by the claim, so its job exists
     ]
 

@@ -1,15 +1,20 @@
 """Sending webhooks: every worker claims due deliveries (see `shared.webhooks`) and POSTs them.
 
-A claimed batch is sent concurrently, outside any transaction, each attempt bounded by
-`webhooks.timeout_seconds`; the claim's lease outlasts that, so no other worker sends the
-same delivery meanwhile. Redirects are not followed and answer bodies are not read: only the
-status code counts. Destinations are checked where the connection is made
+Each claimed delivery is sent on its own as soon as a slot is free (see `Sender`: bounded
+in-flight deliveries, capped per tenant and per host), outside any transaction, each attempt
+bounded by `webhooks.timeout_seconds`; the claim's lease outlasts that, so no other worker
+sends the same delivery meanwhile. Redirects are not followed and answer bodies are not read:
+only the status code counts. Destinations are checked where the connection is made
 (`worker.webhook_transport`): a refused one fails its delivery at once, for good.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
+import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 import httpx
@@ -114,61 +119,152 @@ def _failed(exc: BaseException) -> Attempt:
     return Attempt(status_code=None, error=f"{name}: {message}" if message else name)
 
 
-async def deliver_due(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    http: httpx.AsyncClient,
-    settings: WebhookSettings,
-) -> int:
-    """Claim one batch of due deliveries, send them, record the outcomes; how many were sent."""
-    async with sessionmaker() as session:
-        batch = await webhooks.claim_due(
-            session,
-            limit=settings.batch_size,
-            lease_seconds=settings.timeout_seconds + LEASE_MARGIN_SECONDS,
+class Sender:
+    """Sends due deliveries, each as soon as a slot is free, never waiting for a whole batch.
+
+    At most `max_in_flight` deliveries are on their way at once, at most
+    `max_in_flight_per_tenant` of one tenant and `max_in_flight_per_host` to one host, so a
+    tenant whose receivers hang holds a few slots of its own while every other tenant's
+    deliveries go on. Each attempt is recorded on its own as soon as it ends.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        http: httpx.AsyncClient,
+        settings: WebhookSettings,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._http = http
+        self._settings = settings
+        self._sending: set[asyncio.Task[None]] = set()
+        self._tenants: Counter[uuid.UUID] = Counter()
+        self._hosts: Counter[str] = Counter()
+        self._slot_freed = asyncio.Event()
+
+    def capacity(self) -> webhooks.Capacity:
+        """What this sender may claim now, given what it is sending."""
+        return webhooks.Capacity(
+            slots=self._settings.max_in_flight - len(self._sending),
+            per_tenant=self._settings.max_in_flight_per_tenant,
+            per_host=self._settings.max_in_flight_per_host,
+            tenants=dict(self._tenants),
+            hosts=dict(self._hosts),
         )
-        await session.commit()
-    if not batch:
-        return 0
-    # An unexpected error in one send is recorded as that attempt's failure, so a delivery that
-    # always breaks the sender ends `failed` instead of blocking the loop.
-    outcomes = await asyncio.gather(
-        *(post(http, outgoing, settings.timeout_seconds) for outgoing in batch),
-        return_exceptions=True,
-    )
-    attempts = [
-        outcome if isinstance(outcome, Attempt) else _failed(outcome) for outcome in outcomes
-    ]
-    async with sessionmaker() as session:
-        for outgoing, attempt in zip(batch, attempts, strict=True):
+
+    async def claim_and_send(self) -> int:
+        """Claim what fits in the free slots and start sending it; how many were claimed."""
+        capacity = self.capacity()
+        if capacity.slots <= 0:
+            return 0
+        async with self._sessionmaker() as session:
+            claimed = await webhooks.claim_due(
+                session,
+                capacity=capacity,
+                lease_seconds=self._settings.timeout_seconds + LEASE_MARGIN_SECONDS,
+            )
+            await session.commit()
+        for outgoing in claimed:
+            self._start(outgoing)
+        return len(claimed)
+
+    def _start(self, outgoing: Outgoing) -> None:
+        self._tenants[outgoing.job.tenant_id] += 1
+        self._hosts[outgoing.host] += 1
+        task = asyncio.create_task(self._send(outgoing), name="jobgate-webhook")
+        self._sending.add(task)
+        task.add_done_callback(lambda done: self._finished(outgoing, done))
+
+    def _finished(self, outgoing: Outgoing, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._tenants -= Counter({outgoing.job.tenant_id: 1})  # `-=` drops counts that reach 0
+        self._hosts -= Counter({outgoing.host: 1})
+        self._slot_freed.set()
+
+    async def _send(self, outgoing: Outgoing) -> None:
+        try:
+            attempt = await post(self._http, outgoing, self._settings.timeout_seconds)
+        except Exception as exc:  # recorded as a failure, so a delivery that always breaks
+            attempt = _failed(exc)  # the sender ends `failed` instead of coming back forever
+        try:
+            await self._record(outgoing, attempt)
+        except (SQLAlchemyError, OSError) as exc:  # its lease ends and it is sent again
+            log.warning(
+                "webhook.record_failed",
+                delivery_id=str(outgoing.delivery.id),
+                error=type(exc).__name__,
+            )
+
+    async def _record(self, outgoing: Outgoing, attempt: Attempt) -> None:
+        async with self._sessionmaker() as session:
             status = await webhooks.record_attempt(
                 session,
                 delivery=outgoing.delivery,
                 status_code=attempt.status_code,
                 error=attempt.error,
-                settings=settings,
+                settings=self._settings,
                 is_final=attempt.is_final,
             )
-            log.info(
-                "webhook.attempted",
-                delivery_id=str(outgoing.delivery.id),
-                job_id=str(outgoing.job.id),
-                job_name=outgoing.job.name,
-                tenant_id=str(outgoing.job.tenant_id),
-                status_code=attempt.status_code,
-                outcome=status,
-                error=attempt.error if attempt.is_final else None,
-            )
-        await session.commit()
-    return len(batch)
+            await session.commit()
+        log.info(
+            "webhook.attempted",
+            delivery_id=str(outgoing.delivery.id),
+            job_id=str(outgoing.job.id),
+            job_name=outgoing.job.name,
+            tenant_id=str(outgoing.job.tenant_id),
+            status_code=attempt.status_code,
+            outcome=status,
+            error=attempt.error if attempt.is_final else None,
+        )
+
+    async def run_forever(self) -> None:
+        """Claim whenever a slot frees or the poll interval passes; stop sending when cancelled.
+
+        Deliveries cut off by the cancellation keep their lease and are sent again after it.
+        """
+        try:
+            while True:
+                self._slot_freed.clear()  # before claiming: a slot freed meanwhile wakes us
+                requested = self.capacity().slots
+                try:
+                    claimed = await self.claim_and_send()
+                except (SQLAlchemyError, OSError) as exc:
+                    log.warning("webhook.poll_failed", error=type(exc).__name__)
+                    claimed = 0
+                if 0 < requested == claimed:  # every free slot was taken: more may be due now
+                    continue
+                await self._wait_for_slot(forever=requested == 0)
+        finally:
+            for task in self._sending:
+                task.cancel()
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def _wait_for_slot(self, *, forever: bool) -> None:
+        """Until a slot frees (its tenant or host may take more), or the poll interval passes."""
+        timeout_seconds = None if forever else self._settings.poll_interval_seconds
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_seconds):
+                await self._slot_freed.wait()
 
 
-def http_client(settings: WebhookSettings) -> httpx.AsyncClient:
+def http_client(
+    settings: WebhookSettings, *, ssl_context: ssl.SSLContext | None = None
+) -> httpx.AsyncClient:
     """The client webhooks are sent with: destinations checked, no redirects, no proxies.
 
     An environment proxy (`trust_env`) would make the connection on our behalf, past the check.
+    The pool has a connection for every delivery in flight, so a request never waits for one
+    that a hanging receiver holds.
     """
+    limits = httpx.Limits(
+        max_connections=settings.max_in_flight,
+        max_keepalive_connections=min(settings.max_in_flight, 20),
+    )
+    transport = GuardedTransport(
+        DestinationPolicy.of(settings), ssl_context=ssl_context, limits=limits
+    )
     return httpx.AsyncClient(
-        transport=GuardedTransport(DestinationPolicy.of(settings)),
+        transport=transport,
         follow_redirects=False,
         timeout=settings.timeout_seconds,
         trust_env=False,
@@ -180,11 +276,4 @@ async def deliver_forever(
 ) -> None:
     """Send due webhooks until cancelled; every worker runs this, claims never overlap."""
     async with http_client(settings) as http:
-        while True:
-            try:
-                sent = await deliver_due(sessionmaker, http, settings)
-            except (SQLAlchemyError, OSError) as exc:
-                log.warning("webhook.poll_failed", error=type(exc).__name__)
-                sent = 0
-            if sent < settings.batch_size:  # a full batch: there may be more due right now
-                await asyncio.sleep(settings.poll_interval_seconds)
+        await Sender(sessionmaker, http, settings).run_forever()

@@ -1,21 +1,29 @@
 """The webhook sender's HTTP transport: resolve, check, then connect to the checked address.
 
-Every request goes through `DestinationPolicy` (see `shared.webhook_destinations`): its host
-is resolved once here, every address it resolves to must be allowed, and the request is sent
-to the first of them by IP, with the original `Host` header and TLS server name (SNI and
-certificate check), so the address connected to is the one checked: a DNS answer that changes
-between check and connect (rebinding) never reaches the socket. Host names an operator
-allow-listed are trusted whatever they resolve to and sent as they are.
+Every connection goes through `DestinationPolicy` (see `shared.webhook_destinations`) in the
+network layer (`GuardedBackend`, httpcore's hook for opening sockets): the host is resolved
+once there, every address it resolves to must be allowed, and the socket is opened to one of
+the addresses checked, so a DNS answer that changes between check and connect (rebinding)
+never reaches the socket. The request itself keeps its URL: connections are pooled by host
+name and TLS names that host (SNI, certificate check) on every connection, so a connection
+verified for one name never carries a request for another name on the same address. Host names
+an operator allow-listed are trusted whatever they resolve to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+from collections.abc import Iterable
 
+import httpcore
 import httpx
 
 from shared.webhook_destinations import DestinationPolicy, IPAddress, literal_address
+
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+"""httpx's own defaults."""
 
 
 class DestinationRefused(httpx.TransportError):
@@ -33,59 +41,98 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """An `httpx` transport that refuses destinations the policy does not allow."""
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Opens TCP connections only to addresses the policy allows, the ones it checked."""
 
     def __init__(self, policy: DestinationPolicy) -> None:
         self._policy = policy
-        self._inner = httpx.AsyncHTTPTransport()
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if self._policy.is_allowed_host(host):
+            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        literal = literal_address(host)
+        addresses = [literal] if literal is not None else await _resolve(host, port, timeout)
+        refusal = self._policy.addresses_refusal(host, addresses)
+        if refusal is not None:
+            raise DestinationRefused(refusal)
+        # The checked addresses in the resolver's order (`localhost`: ::1, then 127.0.0.1).
+        for address in addresses[:-1]:
+            try:
+                return await self._inner.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError:  # nothing was sent: the next address may answer
+                continue
+        last = str(addresses[-1])
+        return await self._inner.connect_tcp(last, port, timeout, local_address, socket_options)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise DestinationRefused("webhooks are never sent over a unix socket")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+async def _resolve(host: str, port: int, limit_seconds: float | None) -> list[IPAddress]:
+    try:
+        async with asyncio.timeout(limit_seconds):
+            addresses = await resolve(host, port)
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"cannot resolve {host}: timed out") from exc
+    except OSError as exc:  # socket.gaierror: unknown name, no DNS answer
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    if not addresses:
+        raise httpcore.ConnectError(f"cannot resolve {host}: no address")
+    return addresses
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """An `httpx` transport that connects only where the policy allows (see `GuardedBackend`).
+
+    `ssl_context`: the certificate authorities trusted (tests); by default httpx's (certifi,
+    or `SSL_CERT_FILE` / `SSL_CERT_DIR`). `limits` bound the pool's connections.
+    """
+
+    def __init__(
+        self,
+        policy: DestinationPolicy,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+    ) -> None:
+        super().__init__(limits=limits)
+        self._policy = policy
+        # httpx takes no network backend, so the pool it built is replaced by one alike that
+        # opens its sockets through the guard; httpx's request and error mapping stay in use.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=ssl_context or True),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=GuardedBackend(policy),
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if url.scheme not in self._policy.schemes:
             raise DestinationRefused(f"the scheme {url.scheme!r} is not allowed", request=request)
-        if self._policy.is_allowed_host(url.host):
-            return await self._inner.handle_async_request(request)
+        # A refused literal address fails before it waits for a connection from the pool (the
+        # backend checks it again, with every name it resolves, where it connects).
         literal = literal_address(url.host)
-        addresses = [literal] if literal is not None else await _resolve(request)
-        refusal = self._policy.addresses_refusal(url.host, addresses)
+        refusal = None if literal is None else self._policy.addresses_refusal(url.host, [literal])
         if refusal is not None:
             raise DestinationRefused(refusal, request=request)
-        if literal is not None:
-            return await self._inner.handle_async_request(request)
-        return await self._send_to_first_reachable(request, addresses)
-
-    async def _send_to_first_reachable(
-        self, request: httpx.Request, addresses: list[IPAddress]
-    ) -> httpx.Response:
-        """Try the checked addresses in the resolver's order (`localhost`: ::1, then 127.0.0.1)."""
-        url, extensions = request.url, request.extensions
-        for address in addresses[:-1]:
-            try:
-                return await self._inner.handle_async_request(_pinned(request, url, address))
-            except httpx.ConnectError:  # nothing was sent: the next address may answer
-                request.url, request.extensions = url, extensions
-        return await self._inner.handle_async_request(_pinned(request, url, addresses[-1]))
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-async def _resolve(request: httpx.Request) -> list[IPAddress]:
-    url = request.url
-    try:
-        addresses = await resolve(url.host, url.port or (443 if url.scheme == "https" else 80))
-    except OSError as exc:  # socket.gaierror: unknown name, no DNS answer
-        raise httpx.ConnectError(f"cannot resolve {url.host}: {exc}", request=request) from exc
-    if not addresses:
-        raise httpx.ConnectError(f"cannot resolve {url.host}: no address", request=request)
-    return addresses
-
-
-def _pinned(request: httpx.Request, url: httpx.URL, address: IPAddress) -> httpx.Request:
-    """`request` sent to `address`, still naming `url`'s host in `Host` and TLS (SNI, cert)."""
-    # The Host header was set from the URL when the request was built, so it keeps the name.
-    request.url = url.copy_with(host=str(address))
-    if url.scheme == "https":
-        request.extensions = {**request.extensions, "sni_hostname": url.host}
-    return request
+        return await super().handle_async_request(request)

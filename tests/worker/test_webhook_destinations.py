@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+import trustme
 from arq.worker import Worker
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -60,6 +62,48 @@ class Receiver:
             if key.lower() == name.lower():
                 return value.strip()
         raise KeyError(name)
+
+
+@dataclass
+class TlsReceiver:
+    """An HTTPS/1.1 server holding a certificate for `name` only, keeping connections alive.
+
+    It records the server name of every TLS handshake (SNI) and the `Host` of every request.
+    """
+
+    name: str
+    ca: trustme.CA = field(default_factory=trustme.CA)
+    server_names: list[str | None] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    port: int = 0
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ca.issue_cert(self.name).configure_cert(context)
+        context.sni_callback = lambda _obj, name, _ctx: self.server_names.append(name)
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        """What the sender verifies with: the system's defaults, trusting this test CA."""
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                fields = dict(
+                    line.split(":", 1) for line in head.decode().split("\r\n")[1:] if ":" in line
+                )
+                fields = {key.lower(): value.strip() for key, value in fields.items()}
+                await reader.readexactly(int(fields.get("content-length", "0")))
+                self.hosts.append(fields["host"])
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass  # the client closed the connection
+        finally:
+            writer.close()
 
 
 async def _start(receiver: Receiver, servers: list[asyncio.Server]) -> Receiver:
@@ -264,6 +308,52 @@ class TestClient:
         (hello,) = hellos
         assert hello[:1] == b"\x16"  # a TLS handshake record
         assert b"localhost" in hello
+
+    @pytest.mark.parametrize("first", [None, "a.test"], ids=["fresh", "after-a.test"])
+    async def test_every_request_verifies_the_certificate_for_its_own_host(
+        self,
+        servers: list[asyncio.Server],
+        monkeypatch: pytest.MonkeyPatch,
+        first: str | None,
+    ) -> None:
+        """`a.test` and `b.test` resolve to one address whose certificate names `a.test` only.
+
+        A connection verified for `a.test` must never carry a request for `b.test`, whatever
+        was sent before on the same client: connections are pooled by host name, not address.
+        """
+        receiver = TlsReceiver("a.test")
+        server = await asyncio.start_server(
+            receiver.serve, "127.0.0.1", 0, ssl=receiver.server_context()
+        )
+        servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        real_getaddrinfo = socket.getaddrinfo
+
+        def both_on_loopback(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host in ("a.test", "b.test"):
+                host = "127.0.0.1"
+            return real_getaddrinfo(host, port, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", both_on_loopback)
+        policy = _fast(allowed_networks=LOOPBACK)
+        async with http_client(policy, ssl_context=receiver.client_context()) as http:
+            if first is not None:
+                response = await http.post(f"https://{first}:{port}/hook", content=b"{}")
+                assert response.status_code == 200
+                assert receiver.hosts == [f"a.test:{port}"]
+                assert receiver.server_names == ["a.test"]
+            for _ in range(2):  # the second time after a failed handshake, too
+                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                    await http.post(f"https://b.test:{port}/hook", content=b"{}")
+            response = await http.post(f"https://a.test:{port}/hook", content=b"{}")
+
+        assert response.status_code == 200
+        assert receiver.hosts == [f"a.test:{port}"] * (2 if first else 1)  # never b.test
+        # b.test had a handshake of its own each time; a.test's connection was kept for a.test.
+        handshakes = ["b.test", "b.test"]
+        assert receiver.server_names == (
+            ["a.test", *handshakes] if first else [*handshakes, "a.test"]
+        )
 
     async def test_the_connection_goes_to_the_address_checked_not_a_rebound_one(
         self, servers: list[asyncio.Server], monkeypatch: pytest.MonkeyPatch

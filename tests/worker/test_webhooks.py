@@ -29,6 +29,7 @@ from tests.gateway.problem_checks import assert_problem, error_locations
 from tests.polling import poll_job
 
 HOOK_URL = "https://hooks.example.test/jobgate"
+ROOMY = webhooks.Capacity(slots=10, per_tenant=10, per_host=10)
 
 
 @pytest.fixture
@@ -422,17 +423,53 @@ class TestClaims:
         assert (await client.post(f"/jobs/{job['id']}/cancel", headers=auth(token))).is_success
 
         async with sessionmaker() as first, sessionmaker() as second:
-            claimed = await webhooks.claim_due(first, limit=10, lease_seconds=60)
+            claimed = await webhooks.claim_due(first, capacity=ROOMY, lease_seconds=60)
             assert [outgoing.job.id for outgoing in claimed] == [uuid.UUID(job["id"])]
             # While the first claim's transaction is open its row is locked: skipped, no wait.
             assert (
                 await asyncio.wait_for(
-                    webhooks.claim_due(second, limit=10, lease_seconds=60), timeout=2
+                    webhooks.claim_due(second, capacity=ROOMY, lease_seconds=60), timeout=2
                 )
                 == []
             )
             await second.commit()
             await first.commit()
             # Committed, the lease keeps it away from everyone until it ends.
-            assert await webhooks.claim_due(second, limit=10, lease_seconds=60) == []
+            assert await webhooks.claim_due(second, capacity=ROOMY, lease_seconds=60) == []
             await second.commit()
+
+    async def test_a_claim_takes_every_tenant_in_turn_within_the_caps(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        arq_redis: ArqRedis,
+    ) -> None:
+        """A's five deliveries are due before B's one; B still gets the second slot."""
+        owed: dict[str, uuid.UUID] = {}
+        for name, count in (("a", 5), ("b", 1)):
+            tenant_id, token = await make_tenant(sessionmaker, name)
+            options = {"webhook_url": HOOK_URL, "delay_seconds": 600}
+            for n in range(count):
+                await submit(client, token, "echo", {"message": str(n)}, options)
+            owed[name] = uuid.UUID(tenant_id)
+            async with sessionmaker() as session:
+                await control.purge_waiting(session, arq_redis, tenant_id=owed[name])
+
+        def tenants(claimed: list[webhooks.Outgoing]) -> list[uuid.UUID]:
+            return [outgoing.job.tenant_id for outgoing in claimed]
+
+        async with sessionmaker() as session:
+            two = webhooks.Capacity(slots=2, per_tenant=3, per_host=10)
+            claimed = await webhooks.claim_due(session, capacity=two, lease_seconds=60)
+            assert tenants(claimed) == [owed["a"], owed["b"]]
+            assert {outgoing.host for outgoing in claimed} == {"hooks.example.test"}
+            # A holds one already: with a cap of 3 it gets two more, however many slots are free.
+            held = webhooks.Capacity(slots=10, per_tenant=3, per_host=10, tenants={owed["a"]: 1})
+            claimed = await webhooks.claim_due(session, capacity=held, lease_seconds=60)
+            assert tenants(claimed) == [owed["a"], owed["a"]]
+            # The host is at its cap: nothing is claimed for it.
+            busy = webhooks.Capacity(
+                slots=10, per_tenant=10, per_host=3, hosts={"hooks.example.test": 3}
+            )
+            assert await webhooks.claim_due(session, capacity=busy, lease_seconds=60) == []
+            await session.commit()
