@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 
 from gateway.deps import Resources
 from gateway.job_events import JobEvents
+from gateway.known_keys import KnownKeys
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from gateway.problems import Problem, install_problem_handlers, problems
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             events=job_events,
             jobs_submitted=metrics.jobs_submitted,
             jobs_cancelled=metrics.jobs_cancelled,
+            known_keys=KnownKeys(),
         )
         app.state.resources = resources
         try:

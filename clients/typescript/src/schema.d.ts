@@ -982,10 +982,16 @@ export interface components {
             detail: string;
             /**
              * Errors
-             * @description Validation failures (422).
+             * @description Validation failures (422): the first 20.
              * @default null
              */
             errors?: components["schemas"]["ValidationIssue"][] | null;
+            /**
+             * Errors Omitted
+             * @description How many more failures there were beyond the 20 in `errors` (absent when none were left out).
+             * @default null
+             */
+            errors_omitted?: number | null;
             /**
              * Instance
              * @description The request path.
