@@ -49,6 +49,7 @@ STATUS_OF: dict[type[errors.JobgateError], int] = {
     errors.WorkflowStateConflict: 409,
     errors.BadRequest: 400,
     errors.PayloadTooLarge: 413,
+    errors.HeadersTooLarge: 431,
     errors.UnsupportedMediaType: 415,
     errors.InvalidCursor: 422,
     errors.InvalidWorkflow: 422,
@@ -96,6 +97,17 @@ class Problem(BaseModel):
     )
 
 
+def problem_document(*, status: int, code: str, detail: str, instance: str) -> dict[str, Any]:
+    """The members every problem has (`Problem` without `errors`)."""
+    return {
+        "type": f"/problems/{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }
+
+
 def problem_response(
     request: Request,
     *,
@@ -112,13 +124,7 @@ def problem_response(
     `errors` lists the first `MAX_ISSUES` of `issues`; `errors_omitted` counts the rest, of
     `issue_count` in all when the caller passed only the first ones.
     """
-    body: dict[str, Any] = {
-        "type": f"/problems/{code}",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-    }
+    body = problem_document(status=status, code=code, detail=detail, instance=request.url.path)
     if issues is not None:
         listed = list(issues[:MAX_ISSUES])
         body["errors"] = listed

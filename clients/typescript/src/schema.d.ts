@@ -1455,6 +1455,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -1517,6 +1526,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1595,6 +1613,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -1666,6 +1693,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -1724,6 +1760,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -1753,6 +1798,15 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -1780,6 +1834,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobTypeOut"][];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
@@ -1843,6 +1906,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1996,6 +2068,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -2127,6 +2208,15 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description Seconds until this request would be let through. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -2288,6 +2378,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -2419,6 +2518,15 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description Seconds until this request would be let through. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -2580,6 +2688,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -2711,6 +2828,15 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description Seconds until this request would be let through. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -2872,6 +2998,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3003,6 +3138,15 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description Seconds until this request would be let through. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -3164,6 +3308,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3295,6 +3448,15 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description Seconds until this request would be let through. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -3456,6 +3618,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3593,6 +3764,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3665,6 +3845,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3750,6 +3939,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3857,6 +4055,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3933,6 +4140,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3971,6 +4187,15 @@ export interface operations {
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -4007,6 +4232,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ScheduleOut"][];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
@@ -4105,6 +4339,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -4181,6 +4424,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -4250,6 +4502,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4335,6 +4596,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
