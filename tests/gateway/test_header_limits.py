@@ -79,7 +79,7 @@ def _send_until_answered(connection: socket.socket, pieces: Iterator[bytes]) -> 
             return
         try:
             connection.sendall(piece)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # refused and closed, or (a server that never answers) a full pipe
             return
 
 
