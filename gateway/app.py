@@ -10,9 +10,11 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from gateway.deps import Resources
+from gateway.http_head import HeadLimits
 from gateway.job_events import JobEvents
+from gateway.known_keys import KnownKeys
 from gateway.metrics import GatewayMetrics
-from gateway.middleware import BodyGuardMiddleware, RequestIdMiddleware
+from gateway.middleware import BodyGuardMiddleware, HeadGuardMiddleware, RequestIdMiddleware
 from gateway.problems import Problem, install_problem_handlers, problems
 from gateway.routes import admin, control, events, health, job_types, jobs, schedules, submit
 from gateway.routes import workflows as workflow_routes
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             events=job_events,
             jobs_submitted=metrics.jobs_submitted,
             jobs_cancelled=metrics.jobs_cancelled,
+            known_keys=KnownKeys(),
         )
         app.state.resources = resources
         try:
@@ -104,12 +107,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     install_ui(app)
     metrics.install(app, registry.queues())
-    # Added last so it runs first; around it all, even a 413 or a 500, the request id.
+    # Added last so they run first; around them all, even a 413 or a 500, the request id.
     app.add_middleware(
         BodyGuardMiddleware,
         max_body_bytes=settings.max_body_bytes,
         form_path_prefix=f"{UI_PREFIX}/",  # the dashboard's HTML forms
     )
+    app.add_middleware(HeadGuardMiddleware, limits=HeadLimits.of(settings))
     _bind_request_ids_outermost(app)
     _register_problem_schema(app)
     return app
@@ -143,6 +147,7 @@ def _register_problem_schema(app: FastAPI) -> None:
             components["Problem"] = defs
             _document_malformed_bodies(schema)
             _document_internal_errors(schema)
+            _document_head_limits(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -170,3 +175,15 @@ def _document_internal_errors(schema: dict[str, Any]) -> None:
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             operation["responses"].setdefault("500", internal)
+
+
+def _document_head_limits(schema: dict[str, Any]) -> None:
+    """Every operation may answer 431: the head limits hold before any route is chosen."""
+    (too_large,) = problems(431).values()
+    too_large["description"] = (
+        "More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields"
+        " larger than `JOBGATE_MAX_HEADER_BYTES`."
+    )
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            operation["responses"].setdefault("431", too_large)

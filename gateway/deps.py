@@ -12,6 +12,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.job_events import JobEvents
+from gateway.known_keys import KnownKeys
 from shared.contracts import Registry
 from shared.settings import Settings
 
@@ -28,6 +29,7 @@ class Resources:
     events: JobEvents
     jobs_submitted: Counter
     jobs_cancelled: Counter
+    known_keys: KnownKeys
 
 
 async def get_resources(request: Request) -> Resources:

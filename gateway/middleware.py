@@ -1,4 +1,4 @@
-"""Pure ASGI middleware (no per-request task overhead): request ids and body guards."""
+"""Pure ASGI middleware (no per-request task overhead): request ids, head and body guards."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.http_head import HeadLimits
 from gateway.problems import problem_response
-from shared.errors import PayloadTooLarge, UnsupportedMediaType
+from shared.errors import HeadersTooLarge, PayloadTooLarge, UnsupportedMediaType
 
 REQUEST_ID_HEADER = "x-request-id"
 # ASCII only, and fullmatch: `$` would let a trailing newline through into the echoed header.
@@ -109,3 +110,27 @@ class BodyGuardMiddleware:
             return message
 
         return counted
+
+
+class HeadGuardMiddleware:
+    """Refuse requests with too many header fields or too large a head (431), whatever server
+    runs the app; the served protocol (`gateway.http_head`) refuses them before buffering."""
+
+    def __init__(self, app: ASGIApp, *, limits: HeadLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        target_bytes = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+        refusal = self.limits.refusal_of(target_bytes, scope["headers"])
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        error = HeadersTooLarge(refusal)
+        response = problem_response(
+            Request(scope), status=431, code=error.code, detail=error.message
+        )
+        await response(scope, receive, send)

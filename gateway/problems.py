@@ -49,6 +49,7 @@ STATUS_OF: dict[type[errors.JobgateError], int] = {
     errors.WorkflowStateConflict: 409,
     errors.BadRequest: 400,
     errors.PayloadTooLarge: 413,
+    errors.HeadersTooLarge: 431,
     errors.UnsupportedMediaType: 415,
     errors.InvalidCursor: 422,
     errors.InvalidWorkflow: 422,
@@ -66,6 +67,11 @@ STATUS_OF: dict[type[errors.JobgateError], int] = {
 """HTTP status of each error class (a test checks that every class is listed)."""
 
 
+MAX_ISSUES = 20
+"""The most `errors` a problem lists: a body of 100 000 unknown members has as many problems,
+and naming each would make the answer ten times the request."""
+
+
 class ValidationIssue(BaseModel):
     loc: list[str | int] = Field(description="Where in the request the problem is.")
     msg: str = Field(description="What is wrong, for humans.")
@@ -80,7 +86,26 @@ class Problem(BaseModel):
     status: int = Field(description="The HTTP status code.")
     detail: str = Field(description="What went wrong with this request.")
     instance: str = Field(description="The request path.")
-    errors: list[ValidationIssue] | None = Field(None, description="Validation failures (422).")
+    errors: list[ValidationIssue] | None = Field(
+        None, description=f"Validation failures (422): the first {MAX_ISSUES}."
+    )
+    errors_omitted: int | None = Field(
+        None,
+        ge=1,
+        description=f"How many more failures there were beyond the {MAX_ISSUES} in `errors`"
+        " (absent when none were left out).",
+    )
+
+
+def problem_document(*, status: int, code: str, detail: str, instance: str) -> dict[str, Any]:
+    """The members every problem has (`Problem` without `errors`)."""
+    return {
+        "type": f"/problems/{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }
 
 
 def problem_response(
@@ -90,19 +115,22 @@ def problem_response(
     code: str,
     detail: str,
     issues: Sequence[Mapping[str, Any]] | None = None,
+    issue_count: int | None = None,
     headers: Mapping[str, str] | None = None,
     extensions: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    """The problem+json response for one error (RFC 9457 allows extension members)."""
-    body: dict[str, Any] = {
-        "type": f"/problems/{code}",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-    }
+    """The problem+json response for one error (RFC 9457 allows extension members).
+
+    `errors` lists the first `MAX_ISSUES` of `issues`; `errors_omitted` counts the rest, of
+    `issue_count` in all when the caller passed only the first ones.
+    """
+    body = problem_document(status=status, code=code, detail=detail, instance=request.url.path)
     if issues is not None:
-        body["errors"] = list(issues)
+        listed = list(issues[:MAX_ISSUES])
+        body["errors"] = listed
+        omitted = (len(issues) if issue_count is None else issue_count) - len(listed)
+        if omitted > 0:
+            body["errors_omitted"] = omitted
     body.update(extensions or {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
@@ -262,7 +290,8 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101
-        issues = [_issue(error) for error in exc.errors()]
+        found = exc.errors()
+        issues = [_issue(error) for error in found[:MAX_ISSUES]]  # only those are listed
         if any(issue["type"] == "json_invalid" for issue in issues):
             return problem_response(
                 request,
@@ -277,6 +306,7 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
             code="validation-error",
             detail="The request does not match the schema; see `errors`.",
             issues=issues,
+            issue_count=len(found),
         )
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -31,6 +31,9 @@ from shared.settings import Settings, get_settings
 
 T = TypeVar("T")
 DEV_TENANT = "dev"
+GATEWAY_SERVE_OPTIONS = ("--http", "gateway.main:HttpProtocol")
+"""uvicorn options the gateway is served with (the image's CMD too): httptools with the request
+head bounded, which plain httptools is not (`gateway.http_head`)."""
 
 
 class _Commands(TyperGroup):
@@ -300,7 +303,15 @@ def dev(
             "JOBGATE_REDIS_URL": redis_url,
             "JOBGATE_ENV": os.environ.get("JOBGATE_ENV", "dev"),
         }
-        gateway = [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", host]
+        gateway = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "gateway.main:app",
+            *GATEWAY_SERVE_OPTIONS,
+            "--host",
+            host,
+        ]
         # Our own interpreter and modules, arguments as a list: no shell, nothing untrusted.
         processes = [
             subprocess.Popen([*gateway, "--port", str(port), "--no-access-log"], env=env),  # noqa: S603

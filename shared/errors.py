@@ -17,6 +17,7 @@
     │   └── WorkflowStateConflict
     ├── BadRequest
     │   ├── PayloadTooLarge
+    │   ├── HeadersTooLarge       too many header fields, or too many bytes of them (431)
     │   ├── UnsupportedMediaType
     │   ├── InvalidCursor
     │   ├── InvalidWorkflow       a workflow that cannot run (422, one issue per problem)
@@ -144,6 +145,12 @@ class PayloadTooLarge(BadRequest):
     """The request body exceeds the configured limit."""
 
     code = "payload-too-large"
+
+
+class HeadersTooLarge(BadRequest):
+    """The request's header fields exceed the configured limits."""
+
+    code = "request-header-fields-too-large"
 
 
 class UnsupportedMediaType(BadRequest):

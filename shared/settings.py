@@ -152,6 +152,14 @@ class Settings(BaseSettings):
 
     # HTTP
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
+    max_header_count: int = Field(
+        100, ge=10, description="Most header fields a request may carry (431 beyond)."
+    )
+    max_header_bytes: int = Field(
+        16_384,
+        ge=1024,
+        description="Largest request head, request line and header fields (431 beyond).",
+    )
     max_wait_seconds: float = Field(60.0, gt=0, description="Cap of `GET /jobs/{id}?wait=`.")
     wait_recheck_seconds: float = Field(
         2.0, gt=0, description="Long-poll re-reads the row this often even without a notification."

@@ -17,6 +17,7 @@ from typing import Self
 import uvicorn
 
 from gateway.app import create_app
+from gateway.http_head import HeadLimits, bounded_http_protocol
 from shared.settings import Settings
 from worker.process import stop_worker
 from worker.settings import worker_options
@@ -81,6 +82,7 @@ class LiveGateway:
     async def _serve(self) -> None:
         config = uvicorn.Config(
             create_app(self.settings),
+            http=bounded_http_protocol(HeadLimits.of(self.settings)),  # as `gateway.main` serves
             lifespan="on",
             access_log=False,
             log_config=None,  # leave the test run's logging as it is

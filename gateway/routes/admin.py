@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from gateway.auth import AdminAuth
+from gateway.auth import AdminAuth, authenticated_first, check_operator_token
 from gateway.deps import SessionDep
 from gateway.problems import problems
 from gateway.schemas import (
@@ -24,7 +24,12 @@ from gateway.schemas import (
 )
 from shared import tenancy
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[AdminAuth],  # declares the scheme in OpenAPI; the route class checks first
+    route_class=authenticated_first(check_operator_token),
+)
 
 
 @router.post(

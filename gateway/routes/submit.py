@@ -3,10 +3,11 @@
 # No `from __future__ import annotations` here: the routes are built at runtime from each job
 # type's models, and FastAPI must see those classes, not strings naming locals.
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -15,13 +16,14 @@ from gateway.auth import (
     SubmitAccess,
     SubmitAuth,
     SubmitToken,
+    check_api_key,
     open_submit_access,
 )
 from gateway.deps import Resources
 from gateway.examples import batch_examples, submit_examples
 from gateway.problems import problems, rate_limit_headers
 from gateway.schemas import JobOut
-from shared.apikeys import parse_token
+from shared.apikeys import Scope, parse_token
 from shared.contracts import Contract, JobType, Registry
 from shared.errors import PayloadTooLarge, UnknownJobType
 from shared.job_view import job_view
@@ -89,9 +91,23 @@ def _batch_model(job_type: JobType[Any, Any], item: type[BaseModel]) -> type[Bas
     model: type[BaseModel] = create_model(
         f"{_camel(job_type.name)}Batch",
         __config__=ConfigDict(extra="forbid"),
-        jobs=(list[item], Field(min_length=1, description=f"Up to {MAX_BATCH} jobs.")),  # type: ignore[valid-type]
+        # The length is checked before the items: a longer batch costs no per-item work.
+        jobs=(
+            list[item],  # type: ignore[valid-type]
+            Field(min_length=1, max_length=MAX_BATCH, description=f"Up to {MAX_BATCH} jobs."),
+        ),
     )
     return model
+
+
+def _overfull_batch(errors: Sequence[Any]) -> PayloadTooLarge | None:
+    """The documented 413 for a batch over `MAX_BATCH`, which its model refuses as `too_long`."""
+    for error in errors:
+        if error["type"] == "too_long" and tuple(error["loc"]) == ("body", "jobs"):
+            length = error.get("ctx", {}).get("actual_length")
+            jobs = f", not {length}" if length is not None else ""
+            return PayloadTooLarge(f"A batch holds at most {MAX_BATCH} jobs{jobs}.")
+    return None
 
 
 async def _take_tokens(access: SubmitAccess, cost: int) -> dict[str, str]:
@@ -170,9 +186,7 @@ async def _submit_plain(
 async def _submit_batch(
     resources: Resources, job_type: JobType[Any, Any], token: str, items: list[Any]
 ) -> Response:
-    """A batch: all jobs stored in one statement, or none."""
-    if len(items) > MAX_BATCH:
-        raise PayloadTooLarge(f"A batch holds at most {MAX_BATCH} jobs, not {len(items)}.")
+    """A batch (its model holds at most `MAX_BATCH`): all jobs stored in one statement, or none."""
     submitted = await _store(
         resources,
         job_type,
@@ -223,11 +237,13 @@ def _direct_route(body_model: type[BaseModel], serve: Direct) -> type[APIRoute]:
     """`POST /jobs/{name}` (and `/batch`) served below FastAPI's parameter handling when it can be.
 
     The API's hot path: FastAPI's dependency solving, body conversion and sub-response were
-    a sixth of a submit's CPU. A request with a well-formed key, no `Idempotency-Key` and a
-    body the route's model accepts (`model_validate_json`, the same model) goes straight to
-    `serve`, the function the declared endpoint calls too; anything else falls through to the
-    declared endpoint, unchanged, which re-reads the cached body and gives FastAPI's own
-    answers and errors. The route, its OpenAPI operation and every middleware stay FastAPI's.
+    a sixth of a submit's CPU. The key is checked first (`check_api_key`, a recently proven key
+    from memory), so a caller without one never has its body parsed. A request with no
+    `Idempotency-Key` and a body the route's model accepts (`model_validate_json`, the same
+    model) goes straight to `serve`, the function the declared endpoint calls too; anything
+    else falls through to the declared endpoint, unchanged, which re-reads the cached body and
+    gives FastAPI's own answers and errors. The route, its OpenAPI operation and every
+    middleware stay FastAPI's.
     """
 
     class DirectSubmitRoute(APIRoute):
@@ -235,6 +251,8 @@ def _direct_route(body_model: type[BaseModel], serve: Direct) -> type[APIRoute]:
             declared = super().get_route_handler()
 
             async def handle(request: Request) -> Response:
+                # Before the body is read: without a valid key it is never parsed or validated.
+                await check_api_key(request, Scope.SUBMIT)
                 token = _plain_submit_token(request)
                 if token is not None:
                     try:
@@ -243,7 +261,13 @@ def _direct_route(body_model: type[BaseModel], serve: Direct) -> type[APIRoute]:
                         pass  # the declared endpoint reports it, in FastAPI's words
                     else:
                         return await serve(request.app.state.resources, token, body)
-                return await declared(request)
+                try:
+                    return await declared(request)
+                except RequestValidationError as exc:
+                    overfull = _overfull_batch(exc.errors())
+                    if overfull is not None:
+                        raise overfull from None
+                    raise
 
             return handle
 

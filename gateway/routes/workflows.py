@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.auth import CancelAuth, ReadAuth, SubmitAuth
+from gateway.auth import CancelAuth, ReadAuth, SubmitAuth, authenticated_first, check_api_key
 from gateway.deps import RedisDep, ResourcesDep, SessionDep
 from gateway.problems import problems, rate_limit_headers
 from shared import workflows
@@ -17,7 +17,8 @@ from shared.webhook_destinations import refuse_webhook_urls
 from shared.workflow_spec import WorkflowNode, steps_of
 from shared.workflow_view import WorkflowOut, workflow_view
 
-router = APIRouter(tags=["workflows"])
+# The key is checked before a body is read; each route's dependency then checks its scope.
+router = APIRouter(tags=["workflows"], route_class=authenticated_first(check_api_key))
 
 
 class WorkflowSubmission(BaseModel):

@@ -41,6 +41,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
+
 def _static_path(request: Request, path: str) -> str:
     """A dashboard asset's path (`/ui/static/htmx.min.js`), never an absolute URL: `url_for`
     builds those from the `Host` header, which the client chooses, so a forged one (or a cache

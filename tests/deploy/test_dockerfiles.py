@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from dockerfile_parse import DockerfileParser
 
+from shared.cli import GATEWAY_SERVE_OPTIONS
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = ["Dockerfile.gateway", "Dockerfile.worker"]
 SLIM_PYTHON = re.compile(r"^python:3\.11-slim(-\w+)?$")
@@ -130,6 +132,13 @@ def test_gateway_probes_its_liveness_route_on_its_port() -> None:
     from gateway.routes.health import router
 
     assert "/healthz" in {getattr(route, "path", None) for route in router.routes}
+
+
+def test_gateway_is_served_with_its_bounded_protocol() -> None:
+    """The image serves the gateway as `jobgate dev` does: the request head bounded."""
+    command = exec_form(dict(final_stage("Dockerfile.gateway"))["CMD"])
+    at = command.index(GATEWAY_SERVE_OPTIONS[0])
+    assert tuple(command[at : at + len(GATEWAY_SERVE_OPTIONS)]) == GATEWAY_SERVE_OPTIONS
 
 
 def test_worker_probe_reads_the_heartbeat_file_the_worker_writes() -> None:

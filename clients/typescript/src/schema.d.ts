@@ -985,10 +985,16 @@ export interface components {
             detail: string;
             /**
              * Errors
-             * @description Validation failures (422).
+             * @description Validation failures (422): the first 20.
              * @default null
              */
             errors?: components["schemas"]["ValidationIssue"][] | null;
+            /**
+             * Errors Omitted
+             * @description How many more failures there were beyond the 20 in `errors` (absent when none were left out).
+             * @default null
+             */
+            errors_omitted?: number | null;
             /**
              * Instance
              * @description The request path.
@@ -1452,6 +1458,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -1514,6 +1529,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1592,6 +1616,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -1663,6 +1696,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -1721,6 +1763,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -1750,6 +1801,15 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -1777,6 +1837,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobTypeOut"][];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
@@ -1840,6 +1909,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1993,6 +2071,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -2124,6 +2211,15 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description Seconds until this request would be let through. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -2285,6 +2381,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -2416,6 +2521,15 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description Seconds until this request would be let through. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -2577,6 +2691,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -2708,6 +2831,15 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description Seconds until this request would be let through. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -2869,6 +3001,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3000,6 +3141,15 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description Seconds until this request would be let through. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -3161,6 +3311,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3292,6 +3451,15 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description Seconds until this request would be let through. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -3453,6 +3621,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3590,6 +3767,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3662,6 +3848,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3747,6 +3942,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3854,6 +4058,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3947,6 +4160,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -3985,6 +4207,15 @@ export interface operations {
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -4021,6 +4252,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ScheduleOut"][];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
@@ -4119,6 +4359,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -4195,6 +4444,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
             500: {
                 headers: {
@@ -4264,6 +4522,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4358,6 +4625,15 @@ export interface operations {
             };
             /** @description Too Many Requests */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
