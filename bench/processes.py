@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.http import Connection, encode_request
+from shared.cli import GATEWAY_SERVE_OPTIONS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESERVED_PORTS = frozenset({8000})
@@ -124,11 +125,14 @@ async def wait_http_ready(child: Child, path: str, timeout_seconds: float = 60.0
     raise RuntimeError(f"{child.name} not ready after {timeout_seconds} s ({last_error})")
 
 
-def uvicorn_argv(app: str, port: int) -> list[str]:
-    """How jobgate's gateway is run (`jobgate dev`): one process, uvloop, httptools, no access log.
+def uvicorn_argv(app: str, port: int, *, http: str | None = None) -> list[str]:
+    """How jobgate's gateway is run (`jobgate dev`): one process, uvloop, no access log, and
+    the head-bounding httptools protocol `jobgate dev` and the image serve it with.
 
-    The bare baseline is started with exactly the same arguments.
+    The bare baseline is started with the same arguments but plain httptools (`http=`): the
+    head guard is part of what jobgate's gateway costs.
     """
+    serve = ("--http", http) if http is not None else GATEWAY_SERVE_OPTIONS
     return [
         sys.executable,
         "-m",
@@ -141,6 +145,5 @@ def uvicorn_argv(app: str, port: int) -> list[str]:
         "--no-access-log",
         "--loop",
         "uvloop",
-        "--http",
-        "httptools",
+        *serve,
     ]

@@ -25,7 +25,7 @@ async def bare_endpoint(context: Context) -> AsyncIterator[Child]:
         BENCH_BARE_DATABASE_URL=libpq_url(context.database_url),
         BENCH_BARE_REDIS_URL=context.redis_url,
     )
-    argv = uvicorn_argv("bench.baselines.bare_app:app", port)
+    argv = uvicorn_argv("bench.baselines.bare_app:app", port, http="httptools")
     child = spawn("bare-endpoint", argv, env=env, log_dir=context.log_dir, port=port)
     async with running(child):
         await wait_http_ready(child, "/healthz")

@@ -2,7 +2,7 @@
 
 `POST /jobs` validates a small pydantic body, inserts one row into PostgreSQL (an asyncpg
 pool) and calls ARQ's `enqueue_job`. No auth, no middleware, no tenancy. Served by uvicorn
-with the same arguments as jobgate's gateway (`bench.processes.uvicorn_argv`):
+with the same arguments as jobgate's gateway but plain httptools (`bench.processes.uvicorn_argv`):
 
     BENCH_BARE_DATABASE_URL=postgresql://... BENCH_BARE_REDIS_URL=redis://... \\
         uvicorn bench.baselines.bare_app:app
