@@ -170,7 +170,7 @@ async def _pending(redis: Redis) -> int:
 
 def _worker(context: Context, processes: int) -> Child:
     env = context.jobgate_env(JOBGATE_WORKER_RUN_SCHEDULES="false")
-    argv = [sys.executable, "-m", "shared.cli", "worker", "--processes", str(processes)]
+    argv = [sys.executable, "-m", "cli", "worker", "--processes", str(processes)]
     return spawn(f"jobgate-worker-{processes}p", argv, env=env, log_dir=context.log_dir)
 
 

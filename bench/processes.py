@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.http import Connection, encode_request
-from shared.cli import GATEWAY_SERVE_OPTIONS
+from cli.main import GATEWAY_SERVE_OPTIONS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESERVED_PORTS = frozenset({8000})

@@ -22,11 +22,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.engine import make_url
 
+from cli.embedded import embedded_services
+from cli.migrate import upgrade
 from shared.db import create_engine, create_sessionmaker, libpq_url
-from shared.embedded import embedded_services
-from shared.migrate import upgrade
 from shared.settings import Settings
-from shared.tenancy import create_tenant
+from shared.tenants.tenancy import create_tenant
 
 DATABASE_URL_VARIABLE = "JOBGATE_BENCH_DATABASE_URL"
 REDIS_URL_VARIABLE = "JOBGATE_BENCH_REDIS_URL"

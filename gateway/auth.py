@@ -24,12 +24,12 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from gateway.deps import Resources, SessionDep, SettingsDep
-from shared import store
-from shared.apikeys import Scope, parse_token
 from shared.errors import Unauthenticated
+from shared.jobs import store
 from shared.models import Job
 from shared.settings import Settings
-from shared.tenancy import UNKNOWN_KEY, Principal, authenticate, check_scope
+from shared.tenants.apikeys import Scope, parse_token
+from shared.tenants.tenancy import UNKNOWN_KEY, Principal, authenticate, check_scope
 
 _API_KEY = "An API key: `Authorization: Bearer jg_...`"
 _bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey", description=_API_KEY)

@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from shared.apikeys import hash_secret, secret_matches
+from shared.tenants.apikeys import hash_secret, secret_matches
 
 PROVEN_FOR_SECONDS = 60.0
 """How long a proven key skips the lookup; a revoked key's bodies are read for at most this

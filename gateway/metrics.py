@@ -4,7 +4,7 @@ Counted here: jobs accepted (`jobgate_jobs_submitted_total`) and waiting jobs ca
 the API (`jobgate_jobs_cancelled_total`; workers count the running jobs they stop, under the
 same name, so the sum over both is every cancellation, each once). Read from Redis at each
 scrape, in two round trips and never per job: queue depths by priority and the age of each
-line's head (`shared.queue_stats`), and the workers alive with their jobs in flight
+line's head (`shared.jobs.queue_stats`), and the workers alive with their jobs in flight
 (`shared.presence`). The gateway exposes these because it is the one process Prometheus always
 scrapes; workers expose only what happens inside them.
 
@@ -33,8 +33,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp
 
 from gateway.deps import ResourcesDep
+from shared.jobs.queue_stats import QueueStats, read_queue_stats
 from shared.presence import WorkerPresence, alive_workers
-from shared.queue_stats import QueueStats, read_queue_stats
 
 log = structlog.get_logger("jobgate.gateway")
 

@@ -242,7 +242,7 @@ def _translate_dependency_error(exc: Exception) -> errors.JobgateError | None:
         # forever. Validation should have refused it first; the log names the kind that got by.
         return errors.UnstorableValue()
     # A plain OSError (refused, no socket, TimeoutError) is asyncpg failing to connect:
-    # Redis failures are RedisError, which `shared.enqueue` turns into QueueUnavailable.
+    # Redis failures are RedisError, which `shared.jobs.enqueue` turns into QueueUnavailable.
     if isinstance(exc, DBAPIError | PoolTimeout | OSError):
         return errors.DatabaseUnavailable(describe_database_error(exc))
     return errors.DependencyUnavailable()
@@ -259,8 +259,8 @@ def _issues_of(error: errors.JobgateError) -> list[dict[str, object]] | None:
 
 def _log_error(exc: errors.JobgateError) -> None:
     """Log what an operator should hear of: an outage, with its cause ("too many
-    connections"), whether a store raised it (`shared.raw_sql`, `shared.enqueue`) or it was
-    translated from the driver; a value that validation let through."""
+    connections"), whether a store raised it (`shared.jobs.raw_sql`, `shared.jobs.enqueue`) or
+    it was translated from the driver; a value that validation let through."""
     error = type(exc.__cause__).__name__ if exc.__cause__ is not None else None
     if isinstance(exc, errors.DependencyUnavailable):
         cause = exc.cause if isinstance(exc, errors.DatabaseUnavailable) else None

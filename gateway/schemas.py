@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.apikeys import Scope
 from shared.contracts import JobType, Priority
-from shared.job_view import JobError, JobOut, JobProgress, JobWebhook, WebhookDeliveryOut
+from shared.jobs.view import JobError, JobOut, JobProgress, JobWebhook, WebhookDeliveryOut
 from shared.models import ApiKey, Tenant
-from shared.tenancy import TenantLimits
+from shared.tenants.apikeys import Scope
+from shared.tenants.tenancy import TenantLimits
 
 __all__ = ["JobError", "JobOut", "JobProgress", "JobWebhook", "WebhookDeliveryOut"]
 

@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from gateway.deps import Resources
 from gateway.job_events import JobEvents
 from gateway.schemas import JobOut
-from shared import store
+from shared.jobs import store
 from shared.models import Job
 
 # Comment lines every so often keep proxies and load balancers from closing a quiet stream.

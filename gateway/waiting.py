@@ -9,7 +9,7 @@ import time
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.job_events import JobEvents
-from shared import store
+from shared.jobs import store
 from shared.models import Job
 from shared.status import TERMINAL, JobStatus
 

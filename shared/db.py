@@ -58,7 +58,7 @@ class _Connecting:
 def _connect_when_awaited(*args: Any, **kwargs: Any) -> _Connecting:
     """`asyncpg.connect(*args, **kwargs)`, its coroutine made only once it is awaited.
 
-    `shared.raw_sql` checks connections out of the pool without a greenlet, and SQLAlchemy
+    `shared.jobs.raw_sql` checks connections out of the pool without a greenlet, and SQLAlchemy
     refuses such a checkout when it finds the connection has to be made anew (MissingGreenlet),
     closing what it was about to await. With `asyncpg.connect` itself that is an outer coroutine
     holding asyncpg's, which would then be dropped unawaited: a RuntimeWarning each time.

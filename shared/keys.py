@@ -10,12 +10,12 @@ from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix,
 
 QUEUE_PREFIX = "jobgate:queue:"
 SCHEDULED_SET = "jobgate:scheduled"
-"""Jobs waiting for their time (delayed submits, retries), by due time; see `shared.enqueue`."""
+"""Jobs waiting for their time (delayed submits, retries), by due time (`shared.jobs.enqueue`)."""
 ABORT_SET = abort_jobs_ss
 RECONCILER_LOCK = "jobgate:reconciler-lock"
 """Held for one interval by the worker whose turn it is to reconcile (see worker.reconciler)."""
 VCLOCK_PREFIX = "jobgate:vclock:"
-"""Per tenant: the virtual start time of its next job (fair queuing; see `shared.enqueue`)."""
+"""Per tenant: the virtual start time of its next job (fair queuing; see `shared.jobs.enqueue`)."""
 RATE_LIMIT_PREFIX = "jobgate:ratelimit:"
 RUNNING_PREFIX = "jobgate:running:"
 CIRCUIT_PREFIX = "jobgate:circuit:"
@@ -75,7 +75,7 @@ def vclock_key(tenant_id: str) -> str:
 
 
 def rate_limit_key(tenant_id: str) -> str:
-    """A tenant's submit token bucket (hash: tokens, at), see `shared.ratelimit`."""
+    """A tenant's submit token bucket (hash: tokens, at), see `shared.tenants.ratelimit`."""
     return RATE_LIMIT_PREFIX + tenant_id
 
 

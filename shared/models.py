@@ -63,7 +63,7 @@ class Tenant(Base):
     )
     """Signs the tenant's webhooks (HMAC-SHA256). Kept as is: signing needs the secret itself."""
     rate_limit_per_second: Mapped[float | None] = mapped_column(Float)
-    """Submits per second, sustained; null: the configured default (`shared.ratelimit`)."""
+    """Submits per second, sustained; null: the configured default (`shared.tenants.ratelimit`)."""
     rate_limit_burst: Mapped[int | None] = mapped_column(Integer)
     """Submits at once; null: the configured default."""
     max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer)
@@ -133,7 +133,7 @@ class Job(Base):
     workflow_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("workflow.id", ondelete="SET NULL")
     )
-    """The workflow this job is a step of (`shared.workflows`); null for a plain job."""
+    """The workflow this job is a step of (`shared.workflows.runs`); null for a plain job."""
     workflow_step: Mapped[str | None] = mapped_column(Text)
     """Which step: its JSON pointer in the workflow's definition (e.g. `/steps/1`)."""
 
@@ -216,7 +216,7 @@ class Workflow(Base):
     """A tree of steps (chain, group, chord) whose steps run as ordinary jobs.
 
     The definition is stored as submitted; a step becomes a `Job` (with `workflow_id` and
-    `workflow_step`) when the steps it waits on have finished (see `shared.workflows`).
+    `workflow_step`) when the steps it waits on have finished (see `shared.workflows.runs`).
     """
 
     __tablename__ = "workflow"

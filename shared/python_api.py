@@ -2,7 +2,7 @@
 
 For Python services that import the contracts (seed 001's `perform_async` / `perform_in` /
 `perform_at`, seed 004's `.delay()`). A submit here is the HTTP route's submit: the same
-`SubmitOptions` validation, the same store-then-enqueue (`shared.submit.submit_once`), the same
+`SubmitOptions` validation, the same store-then-enqueue (`shared.jobs.submit.submit_once`), the same
 tenant, so the job is durable, visible in `GET /jobs` and run by the same workers. Other
 languages use the HTTP API (or its generated clients); this is a shortcut, not a second way
 in: it needs the database and Redis URLs, so it is for code inside the deployment. It is not
@@ -28,14 +28,15 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import store, tenancy
 from shared.contracts import Contract, JobType, Priority
 from shared.db import create_engine, create_sessionmaker
+from shared.jobs import store
+from shared.jobs.submit import SubmitOptions, submit_once
 from shared.models import Job
 from shared.redis import create_redis
 from shared.settings import Settings, get_settings
 from shared.status import JobStatus
-from shared.submit import SubmitOptions, submit_once
+from shared.tenants import tenancy
 
 A = TypeVar("A", bound=Contract)
 R = TypeVar("R", bound=Contract)

@@ -39,7 +39,7 @@ class WebhookSettings(BaseModel):
     Destinations: by default webhooks reach public unicast addresses only, so a tenant cannot
     make workers call 127.0.0.1, 10/8, 169.254.169.254 (cloud metadata), ::1, fc00::/7 ...
     `allowed_networks` and `allowed_hosts` let internal receivers through, `allowed_schemes`
-    can drop plain `http` (see `shared.webhook_destinations`). Lists are comma-separated in
+    can drop plain `http` (see `shared.webhooks.destinations`). Lists are comma-separated in
     the environment: `JOBGATE_WEBHOOKS__ALLOWED_NETWORKS=10.1.2.0/24,fd00::1`.
     """
 
@@ -67,7 +67,7 @@ class WebhookSettings(BaseModel):
     max_in_flight_per_host: int = Field(
         10, ge=1, description="Deliveries to one receiver (host and port) one worker sends at once."
     )
-    # Destinations (see `shared.webhook_destinations`): public unicast addresses only, by default.
+    # Destinations (see `shared.webhooks.destinations`): public unicast addresses only, by default.
     allowed_schemes: Annotated[list[WebhookScheme], NoDecode] = Field(
         default_factory=_both_schemes,
         min_length=1,

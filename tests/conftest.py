@@ -25,10 +25,10 @@ from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cli.embedded import embedded_services
+from cli.migrate import upgrade
 from gateway.app import create_app
 from shared.db import create_engine, create_sessionmaker, libpq_url
-from shared.embedded import embedded_services
-from shared.migrate import upgrade
 from shared.redis import create_redis
 from shared.settings import Settings
 from worker.process import stop_worker

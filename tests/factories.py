@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import tenancy
-from shared.apikeys import Scope
+from shared.tenants import tenancy
+from shared.tenants.apikeys import Scope
 
 
 async def make_tenant(

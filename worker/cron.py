@@ -5,7 +5,7 @@ unique index let exactly one of them insert the job, and only that one enqueues 
 that passes while no worker runs is skipped, as with Celery beat.
 
 A tick whose submit fails (Redis refuses the hand-off, PostgreSQL is down) leaves no run
-behind: the submit is undone, its key free again (`shared.submit.commit_and_enqueue`). The
+behind: the submit is undone, its key free again (`shared.jobs.submit.commit_and_enqueue`). The
 worker that failed tries the same tick again every `TICK_RETRY_SECONDS` until it runs or the
 schedule's next tick has come; only then is it given up, logged as `cron.skipped`. (Another
 worker that found the row before it was undone counts the tick as taken; the retry covers it.)
@@ -25,8 +25,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.errors import JobgateError
-from shared.schedules import Schedule, Schedules
-from shared.submit import SubmitOptions, submit_once
+from shared.jobs.schedules import Schedule, Schedules
+from shared.jobs.submit import SubmitOptions, submit_once
 
 log = structlog.get_logger("jobgate.worker")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import operator_queries
+from shared.jobs import operator_queries
 from worker.platform_failures import database_call
 
 

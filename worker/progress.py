@@ -17,8 +17,8 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import store
 from shared.db_errors import describe_database_error
+from shared.jobs import store
 
 log = structlog.get_logger("jobgate.worker")
 

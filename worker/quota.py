@@ -21,9 +21,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import tenancy
 from shared.keys import in_progress_key, running_key
 from shared.redis import LuaScript
+from shared.tenants import tenancy
 
 log = structlog.get_logger("jobgate.worker")
 

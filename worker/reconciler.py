@@ -23,12 +23,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.enqueue import enqueue
+from shared.jobs.enqueue import enqueue
+from shared.jobs.submit import delivery_of
 from shared.keys import RECONCILER_LOCK, in_progress_key, job_key
 from shared.models import Job
 from shared.redis import LuaScript
 from shared.status import WAITING, JobStatus
-from shared.submit import delivery_of
 from worker.workflow_advance import redrive_workflows
 
 log = structlog.get_logger("jobgate.worker")

@@ -5,7 +5,7 @@ retryable); only this module turns outcomes into status changes and retries.
 
 A retry is not ARQ's `Retry`: that would put the job back on its queue with a score that
 ignores its priority. The runner records `retrying`, ARQ finishes the attempt, and then
-`after_job_end` hands the job to the scheduled set (see `shared.enqueue`) for its next try.
+`after_job_end` hands the job to the scheduled set (see `shared.jobs.enqueue`) for its next try.
 
 Before the claim comes the tenant's concurrency quota (`worker.quota`): a job that finds no
 free slot is not claimed (no attempt counted, its row still waiting) and goes back the same
@@ -30,20 +30,20 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import store
 from shared.contracts import Contract
 from shared.db_errors import describe_database_error
-from shared.enqueue import Delivery, enqueue
 from shared.errors import (
     CircuitOpenError,
     DatabaseUnavailable,
     DependencyUnavailable,
     PermanentJobError,
 )
-from shared.job_transitions import ClaimedJob, JobKey, Success, claim_jobs
-from shared.retention import expires_at
+from shared.jobs import store
+from shared.jobs.enqueue import Delivery, enqueue
+from shared.jobs.retention import expires_at
+from shared.jobs.submit import delivery_of
+from shared.jobs.transitions import ClaimedJob, JobKey, Success, claim_jobs
 from shared.status import CLAIMABLE, JobStatus
-from shared.submit import delivery_of
 from worker.binding import Binding
 from worker.circuit import Circuits
 from worker.context import JobContext, JobOutcome, WorkerContext

@@ -8,7 +8,7 @@ import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from shared.enqueue import promote_due
+from shared.jobs.enqueue import promote_due
 
 log = structlog.get_logger("jobgate.worker")
 

@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.contracts import DEFAULT_QUEUE, Registry, load_contracts
 from shared.db import create_engine, create_sessionmaker
-from shared.job_transitions import Success, record_successes
+from shared.jobs.schedules import SCHEDULES, SYSTEM_TENANT
+from shared.jobs.transitions import Success, record_successes
 from shared.keys import queue_key
 from shared.redis import arq_redis_settings, deserialize_payload, serialize_payload
-from shared.schedules import SCHEDULES, SYSTEM_TENANT
 from shared.settings import Settings
-from shared.tenancy import ensure_tenant
+from shared.tenants.tenancy import ensure_tenant
 from shared.tracing import configure_tracing
 from worker.binding import Binding, load_bindings
 from worker.cron import schedule_forever

@@ -40,7 +40,7 @@ STABLE_SECONDS = 60.0
 
 def child_argv(queues: list[str] | None) -> list[str]:
     """The command of one child: `jobgate worker` with the same queues, in this interpreter."""
-    argv = [sys.executable, "-m", "shared.cli", "worker"]
+    argv = [sys.executable, "-m", "cli", "worker"]
     for queue in queues or []:
         argv += ["--queue", queue]
     return argv

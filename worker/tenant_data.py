@@ -1,7 +1,7 @@
 """What a job function may read from PostgreSQL: its own tenant's rows, nothing else.
 
 Job functions never get a session: the runner hands them a `TenantData` bound to the job's
-tenant, whose every method calls a tenant-scoped `shared.store` function with that tenant.
+tenant, whose every method calls a tenant-scoped `shared.jobs.store` function with that tenant.
 PostgreSQL being unavailable comes out as `DatabaseUnavailable`, which the runner does not
 count against the job (`worker.platform_failures`).
 """
@@ -13,8 +13,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import store
-from shared.store import JobCount
+from shared.jobs import store
+from shared.jobs.store import JobCount
 from worker.platform_failures import database_call
 
 

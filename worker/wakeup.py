@@ -10,7 +10,7 @@ MULTI/EXEC for all that ended together. A job of a tenant with a concurrency quo
 claimed with the others: the runner takes its quota slot first, then claims it alone.
 
 ARQ polls its queue every `poll_delay` seconds, so an idle worker starts a new job about half
-an interval late on average. The enqueue script (shared/enqueue.py) pushes a token onto
+an interval late on average. The enqueue script (shared/jobs/enqueue.py) pushes a token onto
 `jobgate:wake:<queue>` for every job it makes due; this worker waits on that list with
 BLPOP, for at most `poll_delay`, between polls, with its take sent along in the same pipeline
 (Redis runs it as the BLPOP returns). A job reaches an idle worker within a few milliseconds,
@@ -49,7 +49,7 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from shared.job_transitions import JobKey, claim_jobs
+from shared.jobs.transitions import JobKey, claim_jobs
 from shared.keys import QUEUE_PREFIX, wake_key
 from shared.redis import LuaScript
 from worker.group_commit import GroupCommit
@@ -199,7 +199,7 @@ class WakeableWorker(Worker):
 
     def _take_arguments(self, limit: int) -> tuple[list[str], list[str]]:
         # The cut-off is now: every due score of jobgate's is far in the past (a priority
-        # offset of decades, shared.enqueue), so a take that runs later still finds what has
+        # offset of decades, shared.jobs.enqueue), so a take that runs later still finds what has
         # been made due by then; only a foreign ARQ job enqueued meanwhile waits a poll.
         return [self.queue_name], [
             str(timestamp_ms()),

@@ -1,4 +1,4 @@
-"""Sending webhooks: every worker claims due deliveries (see `shared.webhooks`) and POSTs them.
+"""Sending webhooks: every worker claims due deliveries (`shared.webhooks.deliveries`), POSTs them.
 
 Each claimed delivery is sent on its own as soon as a slot is free (see `Sender`: bounded
 in-flight deliveries, capped per tenant and per host), outside any transaction, each attempt
@@ -23,13 +23,13 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import webhooks
-from shared.job_view import JobOut
+from shared.jobs.view import JobOut
 from shared.settings import WebhookSettings
-from shared.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 from shared.tracing import TRACEPARENT, continue_trace, current_traceparent
-from shared.webhook_destinations import DestinationPolicy
-from shared.webhooks import Outgoing
+from shared.webhooks import deliveries
+from shared.webhooks.deliveries import Outgoing
+from shared.webhooks.destinations import DestinationPolicy
+from shared.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 from worker.webhook_transport import DestinationRefused, GuardedTransport
 
 log = structlog.get_logger("jobgate.worker")
@@ -142,9 +142,9 @@ class Sender:
         self._hosts: Counter[str] = Counter()
         self._slot_freed = asyncio.Event()
 
-    def capacity(self) -> webhooks.Capacity:
+    def capacity(self) -> deliveries.Capacity:
         """What this sender may claim now, given what it is sending."""
-        return webhooks.Capacity(
+        return deliveries.Capacity(
             slots=self._settings.max_in_flight - len(self._sending),
             per_tenant=self._settings.max_in_flight_per_tenant,
             per_host=self._settings.max_in_flight_per_host,
@@ -158,7 +158,7 @@ class Sender:
         if capacity.slots <= 0:
             return 0
         async with self._sessionmaker() as session:
-            claimed = await webhooks.claim_due(
+            claimed = await deliveries.claim_due(
                 session,
                 capacity=capacity,
                 lease_seconds=self._settings.timeout_seconds + LEASE_MARGIN_SECONDS,
@@ -197,7 +197,7 @@ class Sender:
 
     async def _record(self, outgoing: Outgoing, attempt: Attempt) -> None:
         async with self._sessionmaker() as session:
-            status = await webhooks.record_attempt(
+            status = await deliveries.record_attempt(
                 session,
                 delivery=outgoing.delivery,
                 status_code=attempt.status_code,

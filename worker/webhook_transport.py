@@ -1,6 +1,6 @@
 """The webhook sender's HTTP transport: resolve, check, then connect to the checked address.
 
-Every connection goes through `DestinationPolicy` (see `shared.webhook_destinations`) in the
+Every connection goes through `DestinationPolicy` (see `shared.webhooks.destinations`) in the
 network layer (`GuardedBackend`, httpcore's hook for opening sockets): the host is resolved
 once there, every address it resolves to must be allowed, and the socket is opened to one of
 the addresses checked, so a DNS answer that changes between check and connect (rebinding)
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import httpcore
 import httpx
 
-from shared.webhook_destinations import DestinationPolicy, IPAddress, literal_address
+from shared.webhooks.destinations import DestinationPolicy, IPAddress, literal_address
 
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 """httpx's own defaults."""

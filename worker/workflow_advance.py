@@ -1,7 +1,7 @@
 """Moving workflows on from the worker: after a step's outcome is recorded, and on re-drive.
 
 The runner records a step's outcome first (its own statement) and advances its workflow
-after, in a transaction of its own (`shared.workflows.advance_workflow`). If the worker dies
+after, in a transaction of its own (`shared.workflows.runs.advance_workflow`). If the worker dies
 in between, or PostgreSQL or Redis fail at that moment, nothing is lost: the reconciler finds
 running workflows with no unfinished step (`redrive_workflows`) and advances them again, and
 released jobs whose hand-off to Redis failed are waiting rows that it enqueues anyway.
@@ -16,8 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import REGISTRY
-from shared.job_transitions import ClaimedJob
-from shared.workflows import advance_workflow, hand_over, stalled_workflows
+from shared.jobs.transitions import ClaimedJob
+from shared.workflows.runs import advance_workflow, hand_over, stalled_workflows
 from worker.context import WorkerContext
 
 log = structlog.get_logger("jobgate.worker")

@@ -22,7 +22,7 @@ from gateway.schemas import (
     limits_out,
     tenant_out,
 )
-from shared import tenancy
+from shared.tenants import tenancy
 
 router = APIRouter(
     prefix="/admin",

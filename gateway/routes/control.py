@@ -11,9 +11,9 @@ from gateway.deps import RedisDep, ResourcesDep, SessionDep
 from gateway.problems import problems
 from gateway.routes.submit import SUBMIT_PROBLEMS
 from gateway.schemas import JobOut
-from shared import control
-from shared.job_view import job_view
-from shared.ratelimit import rate_limit_for
+from shared.jobs import control
+from shared.jobs.view import job_view
+from shared.tenants.ratelimit import rate_limit_for
 
 router = APIRouter(tags=["jobs"])
 RETRY_PROBLEMS = problems(401, 403, 404, 409, 422, 429, 503)

@@ -15,8 +15,8 @@ from gateway.pagination import decode_cursor, encode_cursor
 from gateway.problems import problems
 from gateway.schemas import JobOut, JobPage
 from gateway.waiting import wait_until_terminal
-from shared import store
-from shared.job_view import job_view, job_views
+from shared.jobs import store
+from shared.jobs.view import job_view, job_views
 from shared.status import JobStatus
 
 AUTH_PROBLEMS = (401, 403)

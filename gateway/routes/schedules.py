@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from shared.schedules import SCHEDULES
+from shared.jobs.schedules import SCHEDULES
 
 router = APIRouter(tags=["schedules"])
 

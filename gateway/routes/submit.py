@@ -23,13 +23,13 @@ from gateway.deps import Resources
 from gateway.examples import batch_examples, submit_examples
 from gateway.problems import problems, rate_limit_headers
 from gateway.schemas import JobOut
-from shared.apikeys import Scope, parse_token
 from shared.contracts import Contract, JobType, Registry
 from shared.errors import PayloadTooLarge, UnknownJobType
-from shared.job_view import job_view
-from shared.ratelimit import RateState, rate_limit_for, take_tokens
-from shared.submit import FusedSubmitted, SubmitOptions, submit_fused, submit_once
-from shared.webhook_destinations import refuse_webhook_urls
+from shared.jobs.submit import FusedSubmitted, SubmitOptions, submit_fused, submit_once
+from shared.jobs.view import job_view
+from shared.tenants.apikeys import Scope, parse_token
+from shared.tenants.ratelimit import RateState, rate_limit_for, take_tokens
+from shared.webhooks.destinations import refuse_webhook_urls
 
 MAX_BATCH = 1000
 RATE_LIMIT_HEADERS: dict[str, Any] = {
@@ -205,7 +205,7 @@ async def _store(
     requests: list[tuple[Contract, SubmitOptions]],
     webhook_url_locations: list[list[str | int]],
 ) -> FusedSubmitted:
-    """Key check and insert in one statement (`shared.submit_statement`), then the hand-off to
+    """Key check and insert in one statement (`shared.jobs.submit_statement`), then the hand-off to
     Redis; a refused webhook URL (named by its location in the body) stops it first."""
     refuse_webhook_urls(
         resources.settings.webhooks,

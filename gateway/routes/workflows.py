@@ -10,12 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.auth import CancelAuth, ReadAuth, SubmitAuth, authenticated_first, check_api_key
 from gateway.deps import RedisDep, ResourcesDep, SessionDep
 from gateway.problems import problems, rate_limit_headers
-from shared import workflows
-from shared.ratelimit import charge, rate_limit_for
-from shared.tenancy import Principal
-from shared.webhook_destinations import refuse_webhook_urls
-from shared.workflow_spec import WorkflowNode, steps_of
-from shared.workflow_view import WorkflowOut, workflow_view
+from gateway.workflow_view import WorkflowOut, workflow_view
+from shared.tenants.ratelimit import charge, rate_limit_for
+from shared.tenants.tenancy import Principal
+from shared.webhooks.destinations import refuse_webhook_urls
+from shared.workflows import runs
+from shared.workflows.spec import WorkflowNode, steps_of
 
 # The key is checked before a body is read; each route's dependency then checks its scope.
 router = APIRouter(tags=["workflows"], route_class=authenticated_first(check_api_key))
@@ -77,7 +77,7 @@ async def submit_workflow(
         ),
     )
     headers = await _charge(principal, resources, sum(1 for _ in steps_of(body.workflow)))
-    workflow = await workflows.submit_workflow(
+    workflow = await runs.submit_workflow(
         session,
         redis,
         tenant_id=principal.tenant_id,
@@ -100,7 +100,7 @@ async def read_workflow(
     workflow_id: uuid.UUID, principal: ReadAuth, session: SessionDep
 ) -> WorkflowOut:
     """A workflow with each step's current job and the overall status."""
-    workflow = await workflows.find_workflow(
+    workflow = await runs.find_workflow(
         session, tenant_id=principal.tenant_id, workflow_id=workflow_id
     )
     return await workflow_view(session, workflow)
@@ -119,7 +119,7 @@ async def cancel_workflow(
     resources: ResourcesDep,
 ) -> WorkflowOut:
     """Cancel a running workflow: no further step starts, unfinished steps are cancelled."""
-    workflow = await workflows.cancel_workflow(
+    workflow = await runs.cancel_workflow(
         session,
         redis,
         tenant_id=principal.tenant_id,
@@ -147,7 +147,7 @@ async def retry_workflow(
     Each re-run step takes a token of the tenant's rate limit (429 when short: nothing re-run);
     Redis refusing the new jobs is a 503 that leaves the workflow as it was.
     """
-    workflow = await workflows.retry_workflow(
+    workflow = await runs.retry_workflow(
         session,
         redis,
         tenant_id=principal.tenant_id,

@@ -11,11 +11,11 @@ from fastapi import Depends, Request
 from starlette.datastructures import FormData
 
 from gateway.deps import Resources, ResourcesDep
+from gateway.ui.queries import ALL_TENANTS, TenantScope
 from gateway.ui.sessions import COOKIE_NAME, UiSession, close_session, fingerprint, load_session
-from shared.apikeys import Scope
-from shared.dashboard import ALL_TENANTS, TenantScope
 from shared.errors import Forbidden
-from shared.tenancy import Principal, active_key
+from shared.tenants.apikeys import Scope
+from shared.tenants.tenancy import Principal, active_key
 
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"

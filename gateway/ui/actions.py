@@ -2,7 +2,7 @@
 (CSRF-checked) answered with a redirect to the page it came from, carrying a fixed notice.
 
 The operator acts on a job as its own tenant would (the job's tenant id), through the same
-`shared.control` functions as the API and the command line.
+`shared.jobs.control` functions as the API and the command line.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from gateway.deps import Resources, ResourcesDep, SessionDep
+from gateway.ui import queries as dashboard
 from gateway.ui.access import PostedForm, Viewer, ViewerDep
 from gateway.ui.templating import render
-from shared import control, dashboard
-from shared.apikeys import Scope
 from shared.errors import JobStateConflict, QueueUnavailable, RateLimited
-from shared.ratelimit import RateLimit, charge, rate_limit_for
+from shared.jobs import control
+from shared.tenants.apikeys import Scope
+from shared.tenants.ratelimit import RateLimit, charge, rate_limit_for
 
 router = APIRouter()
 MAX_BULK_RETRY = 500

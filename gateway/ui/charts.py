@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shared.dashboard import ThroughputBucket
+from gateway.ui.queries import ThroughputBucket
 
 WIDTH = 360
 HEIGHT = 150

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from shared.contracts import JobType
-from shared.submit import SubmitOptions
+from shared.jobs.submit import SubmitOptions
 
 Kind = Literal["text", "textarea", "email", "integer", "number", "checkbox", "select", "json"]
 LONG_TEXT_CHARS = 200

@@ -16,8 +16,8 @@ from starlette.datastructures import QueryParams
 
 from gateway.pagination import decode_cursor
 from shared.errors import InvalidCursor
+from shared.jobs.store import JobQuery, utc_filter_time
 from shared.status import JobStatus
-from shared.store import JobQuery, utc_filter_time
 
 PAGE_SIZE = 25
 MAX_TEXT = 256

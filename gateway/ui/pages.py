@@ -12,18 +12,18 @@ from starlette.responses import Response
 
 from gateway.deps import Resources, ResourcesDep, SessionDep
 from gateway.pagination import encode_cursor
+from gateway.ui import queries as dashboard
 from gateway.ui.access import Viewer, ViewerDep
 from gateway.ui.charts import throughput_chart
 from gateway.ui.job_filters import read_filters
 from gateway.ui.notices import notice_of
 from gateway.ui.templating import render
-from shared import dashboard
-from shared.apikeys import Scope
+from shared.jobs.queue_stats import read_queue_stats
+from shared.jobs.schedules import SCHEDULES
 from shared.models import Job
 from shared.presence import alive_workers
-from shared.queue_stats import read_queue_stats
-from shared.schedules import SCHEDULES
 from shared.status import JobStatus
+from shared.tenants.apikeys import Scope
 
 router = APIRouter()
 BUCKET = timedelta(minutes=5)

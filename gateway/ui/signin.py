@@ -26,8 +26,8 @@ from gateway.ui.sessions import (
     set_session_cookie,
 )
 from gateway.ui.templating import render
-from shared.apikeys import Scope
-from shared.tenancy import authenticate
+from shared.tenants.apikeys import Scope
+from shared.tenants.tenancy import authenticate
 
 router = APIRouter()
 MAX_TOKEN_CHARS = 512

@@ -1,6 +1,6 @@
 """Submitting a job from the dashboard: a form per job type, generated from its Args schema.
 
-The submit itself is `shared.submit.submit_once`, after the tenant's rate limit, as for
+The submit itself is `shared.jobs.submit.submit_once`, after the tenant's rate limit, as for
 `POST /jobs/{name}`: a job from the browser is stored, enqueued and limited like any other.
 """
 
@@ -16,11 +16,11 @@ from gateway.deps import Resources, ResourcesDep, SessionDep
 from gateway.ui.access import PostedForm, Viewer, ViewerDep
 from gateway.ui.forms import form_fields, validate_args, validate_options
 from gateway.ui.templating import render
-from shared.apikeys import Scope
 from shared.contracts import JobType
 from shared.errors import QueueUnavailable, RateLimited, UnknownJobType
-from shared.ratelimit import rate_limit_for, take_tokens
-from shared.submit import submit_once
+from shared.jobs.submit import submit_once
+from shared.tenants.apikeys import Scope
+from shared.tenants.ratelimit import rate_limit_for, take_tokens
 
 router = APIRouter()
 PRIORITIES = ("critical", "default", "low")

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.migrate import upgrade
 from gateway.app import create_app
-from shared.migrate import upgrade
 from shared.settings import Settings
 from tests.chaos.outages import EmbeddedPostgres, RedisServer
 from tests.conftest import embedded_data_dir
@@ -76,7 +76,7 @@ def _worker_command(runner: str, queue: str | None, options: tuple[str, ...]) ->
         # ARQ's own command line; the queue comes from JOBGATE_WORKER_QUEUES (see `spawn`).
         return [sys.executable, "-m", "arq", "worker.WorkerSettings", *options]
     queues = ["--queue", queue] if queue is not None else []
-    return [sys.executable, "-m", "shared.cli", "worker", *queues, *options]
+    return [sys.executable, "-m", "cli", "worker", *queues, *options]
 
 
 @pytest.fixture

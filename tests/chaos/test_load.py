@@ -42,7 +42,7 @@ def worker_processes(settings: Settings) -> Iterator[list[subprocess.Popen[bytes
         "JOBGATE_WORKER_RUN_SCHEDULES": "false",
         "JOBGATE_LOG_LEVEL": "WARNING",
     }
-    command = [sys.executable, "-m", "shared.cli", "worker", "--queue", "default"]
+    command = [sys.executable, "-m", "cli", "worker", "--queue", "default"]
     processes = [
         subprocess.Popen(command, env=env)  # noqa: S603 (our own interpreter and module)
         for _ in range(2)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from shared.cli import GATEWAY_SERVE_OPTIONS
+from cli.main import GATEWAY_SERVE_OPTIONS
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = ["Dockerfile.gateway", "Dockerfile.worker"]

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.enqueue import (
+from shared.jobs.enqueue import (
     FAIR_SHARE_MAX_LEAD_MS,
     PRIORITY_SPAN_MS,
     Delivery,

@@ -10,8 +10,8 @@ from arq.connections import ArqRedis
 from arq.worker import Worker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import control
-from shared.apikeys import Scope
+from shared.jobs import control
+from shared.tenants.apikeys import Scope
 from tests.conftest import WorkerFactory
 from tests.factories import auth, make_api_key, make_tenant, submit, wait_for_status
 from tests.polling import poll_job

@@ -86,7 +86,7 @@ def spawn_worker(settings: Settings, number: int, log_dir: Path) -> Child:
     """`jobgate worker`, with its heartbeat file next to its log (`worker-N.heartbeat`)."""
     return spawn(
         f"worker-{number}",
-        [sys.executable, "-m", "shared.cli", "worker", "--queue", "default"],
+        [sys.executable, "-m", "cli", "worker", "--queue", "default"],
         env=process_env(
             settings,
             JOBGATE_WORKER_MAX_JOBS=str(WORKER_MAX_JOBS),

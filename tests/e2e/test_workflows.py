@@ -20,11 +20,11 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import operator_queries
-from shared.apikeys import Scope
-from shared.job_transitions import JobKey, Success, claim_jobs, record_successes
+from shared.jobs import operator_queries
+from shared.jobs.transitions import JobKey, Success, claim_jobs, record_successes
 from shared.models import Job, Workflow
 from shared.settings import Settings
+from shared.tenants.apikeys import Scope
 from tests.conftest import WorkerFactory
 from tests.factories import auth, make_api_key, make_tenant
 from tests.workflow_jobs import RUNS, UNREADABLE, WORKFLOW_TYPES

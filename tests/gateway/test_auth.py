@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import tenancy
-from shared.apikeys import Scope, issue_key, parse_token
 from shared.models import Job
+from shared.tenants import tenancy
+from shared.tenants.apikeys import Scope, issue_key, parse_token
 from tests.factories import auth, make_api_key, make_tenant, submit
 from tests.gateway.problem_checks import assert_problem
 

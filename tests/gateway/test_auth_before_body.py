@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.apikeys import Scope, issue_key
+from shared.tenants.apikeys import Scope, issue_key
 from tests.factories import auth, make_api_key, make_tenant
 from tests.gateway.problem_checks import assert_problem, assert_validation_problem
 

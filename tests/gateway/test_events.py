@@ -26,8 +26,8 @@ from starlette.types import Message
 
 from gateway.app import create_app
 from gateway.deps import Resources
-from shared.apikeys import Scope
 from shared.settings import Settings
+from shared.tenants.apikeys import Scope
 from tests.conftest import ClientFactory, WorkerFactory
 from tests.factories import auth, make_api_key, make_tenant, submit, wait_for_status
 from tests.gateway.problem_checks import assert_problem, error_locations

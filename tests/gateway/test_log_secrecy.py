@@ -22,8 +22,8 @@ from fastapi import Request
 
 from gateway.app import create_app
 from gateway.auth import SubmitAuth
-from shared.apikeys import parse_token
 from shared.settings import Settings, WebhookSettings
+from shared.tenants.apikeys import parse_token
 from tests.factories import auth, submit, wait_for_status
 from tests.gateway.problem_checks import assert_problem
 from tests.polling import poll_job

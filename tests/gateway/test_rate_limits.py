@@ -12,9 +12,9 @@ from arq.worker import Worker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner, Result
 
-from shared import tenancy
-from shared.cli import app
+from cli.main import app
 from shared.settings import Settings, get_settings
+from shared.tenants import tenancy
 from tests.conftest import ClientFactory
 from tests.factories import auth, make_tenant, set_tenant_limits, submit, wait_for_status
 from tests.gateway.problem_checks import assert_problem, error_locations

@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.app import create_app
 from gateway.deps import Resources
-from shared import store
-from shared.apikeys import Scope
-from shared.job_transitions import JobKey, Success, claim_jobs, record_successes
+from shared.jobs import store
+from shared.jobs.transitions import JobKey, Success, claim_jobs, record_successes
 from shared.settings import Settings
+from shared.tenants.apikeys import Scope
 from tests.factories import auth, make_api_key, make_tenant, submit, wait_for_status
 from tests.gateway.problem_checks import assert_problem, error_locations
 from tests.polling import poll_until

@@ -35,8 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.app import create_app
 from gateway.openapi import OPENAPI_PATH
-from shared.apikeys import Scope, parse_token
 from shared.settings import Settings
+from shared.tenants.apikeys import Scope, parse_token
 from tests.factories import auth, make_api_key, make_tenant, submit
 
 

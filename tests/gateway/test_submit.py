@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.apikeys import Scope
 from shared.models import Job
+from shared.tenants.apikeys import Scope
 from tests.conftest import ClientFactory
 from tests.factories import auth, make_api_key, make_tenant, submit
 from tests.gateway.problem_checks import assert_problem, error_locations

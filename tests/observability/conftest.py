@@ -87,7 +87,7 @@ def run_cli(settings: Settings) -> RunCli:
         }
         return await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "shared.cli", *args],
+            [sys.executable, "-m", "cli", *args],
             env=env,
             capture_output=True,
             text=True,

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import httpx
 
-from shared.cli_inspect import render
-from shared.inspection import Inspection
+from cli.inspect_command import render
+from cli.inspection import Inspection
 from tests.factories import auth, submit, wait_for_status
 from tests.observability.conftest import MetricsWorker, RunCli, Samples, parse_samples
 from tests.polling import POLL_INTERVAL_SECONDS, poll_job

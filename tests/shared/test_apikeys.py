@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from shared.apikeys import PREFIX, hash_secret, issue_key, parse_token, secret_matches
+from shared.tenants.apikeys import PREFIX, hash_secret, issue_key, parse_token, secret_matches
 
 KEY_ID = uuid.UUID("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
 

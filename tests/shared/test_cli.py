@@ -11,7 +11,7 @@ from arq.worker import Worker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner, Result
 
-from shared.cli import app
+from cli.main import app
 from shared.settings import Settings, get_settings
 from tests.factories import auth, make_tenant, submit, wait_for_status
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from shared.cli import app
+from cli.main import app
 from shared.settings import Settings, get_settings
 
 NO_DATABASE = (

@@ -1,7 +1,7 @@
 """The engine's pool gives back what a burst opened: overflow connections close on return.
 
 Counted where PostgreSQL sees them (`pg_stat_activity`, by the engine's own application_name),
-through both ways the code takes connections: SQLAlchemy sessions and `shared.raw_sql`.
+through both ways the code takes connections: SQLAlchemy sessions and `shared.jobs.raw_sql`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import create_engine, libpq_url
-from shared.raw_sql import fetch
+from shared.jobs.raw_sql import fetch
 from shared.settings import Settings
 from tests.polling import POLL_INTERVAL_SECONDS
 

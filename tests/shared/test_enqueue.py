@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from arq.connections import ArqRedis
 from arq.jobs import deserialize_job
 
-from shared.enqueue import Delivery, enqueue
+from shared.jobs.enqueue import Delivery, enqueue
 from shared.keys import SCHEDULED_SET, job_key, queue_key
 from shared.redis import deserialize_payload
 

@@ -6,8 +6,8 @@ import httpx
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.cli_inspect import render
-from shared.inspection import inspect_system
+from cli.inspect_command import render
+from cli.inspection import inspect_system
 from tests.conftest import WorkerFactory
 from tests.factories import auth, make_tenant, submit, wait_for_status
 from tests.polling import poll_job

@@ -12,7 +12,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.contracts import ECHO
-from shared.job_transitions import (
+from shared.jobs.raw_sql import fetchrow
+from shared.jobs.submit import SubmitOptions, job_values
+from shared.jobs.submit_statement import store_jobs
+from shared.jobs.transitions import (
     _CLAIM_SQL,
     _SUCCESS_SQL,
     JobKey,
@@ -21,9 +24,6 @@ from shared.job_transitions import (
     record_successes,
 )
 from shared.models import Job, WebhookDelivery
-from shared.raw_sql import fetchrow
-from shared.submit import SubmitOptions, job_values
-from shared.submit_statement import store_jobs
 from tests.factories import make_tenant, submit
 
 LATER = datetime.now(UTC) + timedelta(days=1)

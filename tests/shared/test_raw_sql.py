@@ -15,7 +15,7 @@ from sqlalchemy.util.concurrency import in_greenlet
 
 from shared.db import create_engine
 from shared.errors import DatabaseUnavailable
-from shared.raw_sql import fetch, fetchrow
+from shared.jobs.raw_sql import fetch, fetchrow
 from shared.settings import Settings
 
 

@@ -7,9 +7,9 @@ import ipaddress
 import pytest
 from pydantic import TypeAdapter
 
+from shared.jobs.submit import WebhookUrl
 from shared.settings import Settings, WebhookSettings
-from shared.submit import WebhookUrl
-from shared.webhook_destinations import DestinationPolicy, is_public
+from shared.webhooks.destinations import DestinationPolicy, is_public
 
 REFUSED = [
     "127.0.0.1",  # loopback

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from shared.workflow_plan import StepRun, plan_workflow
-from shared.workflow_spec import WorkflowNode
+from shared.workflows.plan import StepRun, plan_workflow
+from shared.workflows.spec import WorkflowNode
 
 NODE = TypeAdapter[WorkflowNode](WorkflowNode)
 

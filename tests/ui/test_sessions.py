@@ -12,10 +12,10 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.app import create_app
-from shared import tenancy
-from shared.apikeys import Scope, parse_token
 from shared.keys import UI_SESSION_PREFIX
 from shared.settings import Settings
+from shared.tenants import tenancy
+from shared.tenants.apikeys import Scope, parse_token
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import make_api_key, submit
 from tests.ui.conftest import csrf_token, post_login, sign_in

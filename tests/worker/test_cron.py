@@ -12,15 +12,15 @@ from arq.connections import ArqRedis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import tenancy
 from shared.contracts import ECHO
 from shared.errors import TenantExists
+from shared.jobs.schedules import SCHEDULES, SYSTEM_TENANT, Schedule, cron_expression
 from shared.keys import job_key
 from shared.models import Job
 from shared.redis import create_redis
-from shared.schedules import SCHEDULES, SYSTEM_TENANT, Schedule, cron_expression
 from shared.settings import Settings
-from shared.tenancy import ensure_tenant
+from shared.tenants import tenancy
+from shared.tenants.tenancy import ensure_tenant
 from tests.conftest import WorkerFactory
 from tests.factories import auth, make_tenant, submit, wait_for_status
 from worker.cron import TICK_RETRY_SECONDS, Slot, run_due, run_tick

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli import app
+from cli.main import app
 from shared.settings import get_settings
 from worker.heartbeat import STALE_AFTER_SECONDS, beat_forever, check
 

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.enqueue import Delivery, enqueue
+from shared.jobs.enqueue import Delivery, enqueue
 from shared.keys import job_key, queue_key
 from shared.models import Job
 from shared.settings import Settings

@@ -12,8 +12,8 @@ from arq.worker import Worker
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.jobs.store import JobCount
 from shared.models import Job
-from shared.store import JobCount
 from tests.conftest import WorkerFactory
 from tests.factories import auth, make_tenant, submit, wait_for_status
 from tests.gateway.problem_checks import error_locations

@@ -18,7 +18,7 @@ from arq.connections import ArqRedis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import control
+from shared.jobs import control
 from shared.models import WebhookDelivery
 from shared.settings import Settings, WebhookSettings
 from tests.factories import auth, make_tenant

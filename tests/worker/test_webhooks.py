@@ -20,16 +20,18 @@ from arq.worker import Worker
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import control, tenancy, webhooks
+from shared.jobs import control
 from shared.models import WebhookDelivery
 from shared.settings import Settings, WebhookSettings
-from shared.signing import sign, verify_signature
+from shared.tenants import tenancy
+from shared.webhooks import deliveries
+from shared.webhooks.signing import sign, verify_signature
 from tests.factories import auth, make_tenant, submit, wait_for_status
 from tests.gateway.problem_checks import assert_problem, error_locations
 from tests.polling import poll_job
 
 HOOK_URL = "https://hooks.example.test/jobgate"
-ROOMY = webhooks.Capacity(slots=10, per_tenant=10, per_host=10)
+ROOMY = deliveries.Capacity(slots=10, per_tenant=10, per_host=10)
 
 
 @pytest.fixture
@@ -405,7 +407,7 @@ class TestSigning:
 
     def test_backoff_doubles_and_is_capped(self) -> None:
         policy = WebhookSettings(backoff_base_seconds=5, backoff_max_seconds=3600)
-        delays = [webhooks.backoff_seconds(n, policy) for n in range(1, 12)]
+        delays = [deliveries.backoff_seconds(n, policy) for n in range(1, 12)]
         assert delays[:4] == [5, 10, 20, 40]
         assert max(delays) == 3600
 
@@ -423,19 +425,19 @@ class TestClaims:
         assert (await client.post(f"/jobs/{job['id']}/cancel", headers=auth(token))).is_success
 
         async with sessionmaker() as first, sessionmaker() as second:
-            claimed = await webhooks.claim_due(first, capacity=ROOMY, lease_seconds=60)
+            claimed = await deliveries.claim_due(first, capacity=ROOMY, lease_seconds=60)
             assert [outgoing.job.id for outgoing in claimed] == [uuid.UUID(job["id"])]
             # While the first claim's transaction is open its row is locked: skipped, no wait.
             assert (
                 await asyncio.wait_for(
-                    webhooks.claim_due(second, capacity=ROOMY, lease_seconds=60), timeout=2
+                    deliveries.claim_due(second, capacity=ROOMY, lease_seconds=60), timeout=2
                 )
                 == []
             )
             await second.commit()
             await first.commit()
             # Committed, the lease keeps it away from everyone until it ends.
-            assert await webhooks.claim_due(second, capacity=ROOMY, lease_seconds=60) == []
+            assert await deliveries.claim_due(second, capacity=ROOMY, lease_seconds=60) == []
             await second.commit()
 
     async def test_a_claim_takes_every_tenant_in_turn_within_the_caps(
@@ -455,21 +457,21 @@ class TestClaims:
             async with sessionmaker() as session:
                 await control.purge_waiting(session, arq_redis, tenant_id=owed[name])
 
-        def tenants(claimed: list[webhooks.Outgoing]) -> list[uuid.UUID]:
+        def tenants(claimed: list[deliveries.Outgoing]) -> list[uuid.UUID]:
             return [outgoing.job.tenant_id for outgoing in claimed]
 
         async with sessionmaker() as session:
-            two = webhooks.Capacity(slots=2, per_tenant=3, per_host=10)
-            claimed = await webhooks.claim_due(session, capacity=two, lease_seconds=60)
+            two = deliveries.Capacity(slots=2, per_tenant=3, per_host=10)
+            claimed = await deliveries.claim_due(session, capacity=two, lease_seconds=60)
             assert tenants(claimed) == [owed["a"], owed["b"]]
             assert {outgoing.host for outgoing in claimed} == {"hooks.example.test"}
             # A holds one already: with a cap of 3 it gets two more, however many slots are free.
-            held = webhooks.Capacity(slots=10, per_tenant=3, per_host=10, tenants={owed["a"]: 1})
-            claimed = await webhooks.claim_due(session, capacity=held, lease_seconds=60)
+            held = deliveries.Capacity(slots=10, per_tenant=3, per_host=10, tenants={owed["a"]: 1})
+            claimed = await deliveries.claim_due(session, capacity=held, lease_seconds=60)
             assert tenants(claimed) == [owed["a"], owed["a"]]
             # The host is at its cap: nothing is claimed for it.
-            busy = webhooks.Capacity(
+            busy = deliveries.Capacity(
                 slots=10, per_tenant=10, per_host=3, hosts={"hooks.example.test": 3}
             )
-            assert await webhooks.claim_due(session, capacity=busy, lease_seconds=60) == []
+            assert await deliveries.claim_due(session, capacity=busy, lease_seconds=60) == []
             await session.commit()

@@ -10,7 +10,7 @@ rate-limit tokens first, then `store_jobs`".
 
 Comparing hashes in SQL leaks nothing through timing (an attacker cannot steer SHA-256
 outputs); the caller still checks the secret in constant time before trusting the answer.
-Every statement names the tenant, as `shared.store` does.
+Every statement names the tenant, as `shared.jobs.store` does.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from sqlalchemy import JSON
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.apikeys import Scope
+from shared.jobs.raw_sql import fetchrow
+from shared.jobs.sql_rows import row_parameters, row_source
 from shared.models import ApiKey, Job, Tenant
-from shared.raw_sql import fetchrow
-from shared.sql_rows import row_parameters, row_source
-from shared.tenancy import TenantLimits
+from shared.tenants.apikeys import Scope
+from shared.tenants.tenancy import TenantLimits
 
 _JOB = Job.__table__
 _JOB_TABLE, _KEY_TABLE, _TENANT_TABLE = (

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.contracts import Priority
 from shared.models import Job, WebhookDelivery
 from shared.status import JobStatus
-from shared.webhooks import deliveries_by_job
+from shared.webhooks.deliveries import deliveries_by_job
 
 
 class JobError(BaseModel):

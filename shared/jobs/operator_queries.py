@@ -1,6 +1,6 @@
 """The few queries that cross tenants, for operators only (command line, maintenance jobs).
 
-Tenant-facing code never imports this module; it uses `shared.store`, where every query is
+Tenant-facing code never imports this module; it uses `shared.jobs.store`, where every query is
 scoped to one tenant.
 """
 
@@ -37,7 +37,7 @@ async def purge_expired(session: AsyncSession, *, batch_size: int) -> int:
 
     A job whose webhook is still being tried stays until that delivery settles: its body is
     rendered from the job row. A step of a running workflow stays too: the steps after it are
-    planned from its result (`shared.workflows`).
+    planned from its result (`shared.workflows.runs`).
     """
     webhook_pending = exists().where(
         WebhookDelivery.job_id == Job.id, WebhookDelivery.status == "pending"

@@ -3,11 +3,11 @@
 A workflow row keeps the definition; a step becomes a job (`job.workflow_id`,
 `job.workflow_step` = its JSON pointer) only once its input is ready, so nothing waits in
 Redis and nothing can run early. Advancing locks the workflow row (`SELECT ... FOR UPDATE`),
-reads its steps' current jobs, plans (`shared.workflow_plan`) and inserts the released jobs in
+reads its steps' current jobs, plans (`shared.workflows.plan`) and inserts the released jobs in
 that one transaction; two steps finishing at once advance one after the other, and the unique
 index on (workflow, step) keeps a step from being released twice. Jobs are handed to Redis
 after the commit. A submit or retry that Redis refuses is undone and answered 503, like any
-job submit (`shared.submit.commit_and_enqueue`); the steps an advance releases were already
+job submit (`shared.jobs.submit.commit_and_enqueue`); the steps an advance releases were already
 accepted, so if their hand-off fails the reconciler enqueues them (their rows are waiting), and
 a workflow whose advance was lost (a worker killed between recording a step and advancing) is
 advanced again by the reconciler (`stalled_workflows`).
@@ -25,9 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Select, delete, exists, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import control, store
 from shared.contracts import NoArgs, Registry
-from shared.enqueue import enqueue
 from shared.errors import (
     JobStateConflict,
     QueueUnavailable,
@@ -36,13 +34,15 @@ from shared.errors import (
     WorkflowStateConflict,
 )
 from shared.ids import new_id
+from shared.jobs import control, store
+from shared.jobs.enqueue import enqueue
+from shared.jobs.submit import Undo, build_job, commit_and_enqueue, delivery_of
 from shared.models import Job, Workflow
-from shared.ratelimit import RateLimit, charge
 from shared.settings import Settings
 from shared.status import TERMINAL, JobStatus
-from shared.submit import Undo, build_job, commit_and_enqueue, delivery_of
-from shared.workflow_plan import Plan, Release, StepRun, plan_workflow
-from shared.workflow_spec import WorkflowNode, check_workflow, resolve
+from shared.tenants.ratelimit import RateLimit, charge
+from shared.workflows.plan import Plan, Release, StepRun, plan_workflow
+from shared.workflows.spec import WorkflowNode, check_workflow, resolve
 
 NODE = TypeAdapter[WorkflowNode](WorkflowNode)
 _UNFINISHED = [status.value for status in JobStatus if status not in TERMINAL]

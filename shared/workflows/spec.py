@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.contracts import JobType, Registry
 from shared.errors import InvalidWorkflow, UnknownJobType
-from shared.submit import SubmitOptions
-from shared.workflow_shapes import (
+from shared.jobs.submit import SubmitOptions
+from shared.workflows.shapes import (
     OUTCOME,
     ListShape,
     ObjectShape,

@@ -32,19 +32,19 @@ from pydantic import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from shared.apikeys import Scope, hash_secret, parse_token, secret_matches
 from shared.contracts import Contract, JobType, Priority
-from shared.enqueue import Delivery, enqueue
 from shared.errors import IdempotencyConflict, QueueUnavailable, Unauthenticated
 from shared.ids import new_id
-from shared.job_transitions import ClaimedJob
+from shared.jobs.enqueue import Delivery, enqueue
+from shared.jobs.store import discard_jobs, find_by_idempotency_key, insert_job_once, insert_jobs
+from shared.jobs.submit_statement import check_key_and_store, store_jobs
+from shared.jobs.transitions import ClaimedJob
 from shared.models import Job
-from shared.ratelimit import RateState, rate_limit_for, take_tokens
 from shared.settings import Settings
 from shared.status import JobStatus
-from shared.store import discard_jobs, find_by_idempotency_key, insert_job_once, insert_jobs
-from shared.submit_statement import check_key_and_store, store_jobs
-from shared.tenancy import UNKNOWN_KEY, check_scope
+from shared.tenants.apikeys import Scope, hash_secret, parse_token, secret_matches
+from shared.tenants.ratelimit import RateState, rate_limit_for, take_tokens
+from shared.tenants.tenancy import UNKNOWN_KEY, check_scope
 from shared.tracing import current_traceparent, submit_span
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600

@@ -25,7 +25,7 @@ from shared.errors import QueueUnavailable, RateLimited
 from shared.keys import rate_limit_key
 from shared.redis import LuaScript
 from shared.settings import Settings
-from shared.tenancy import TenantLimits
+from shared.tenants.tenancy import TenantLimits
 
 _TAKE_LUA = """
 local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])

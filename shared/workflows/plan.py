@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shared.workflow_spec import (
+from shared.workflows.spec import (
     ChainNode,
     ChordNode,
     GroupNode,

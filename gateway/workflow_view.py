@@ -9,10 +9,10 @@ from typing import Any, cast
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.job_view import JobOut, job_views
+from shared.jobs.view import JobOut, job_views
 from shared.models import Workflow, WorkflowStatus
-from shared.workflow_spec import steps_of
-from shared.workflows import definition_of, plan_of, step_jobs
+from shared.workflows.runs import definition_of, plan_of, step_jobs
+from shared.workflows.spec import steps_of
 
 
 class WorkflowStepOut(BaseModel):

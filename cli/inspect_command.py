@@ -11,10 +11,10 @@ import typer
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from cli.inspection import Inspection, inspect_system
 from shared.contracts import load_contracts
 from shared.db import create_engine, create_sessionmaker
-from shared.inspection import Inspection, inspect_system
-from shared.queue_stats import PRIORITIES
+from shared.jobs.queue_stats import PRIORITIES
 from shared.redis import create_redis
 from shared.settings import Settings, get_settings
 

@@ -1,6 +1,6 @@
 """What `jobgate inspect` shows: the operator's view of the whole system, every tenant at once.
 
-Workers and queues come from Redis (`shared.presence`, `shared.queue_stats`); running jobs and
+Workers and queues come from Redis (`shared.presence`, `shared.jobs.queue_stats`); running jobs and
 recent failures from PostgreSQL, where every job's truth is. A running job names its worker when
 a live worker's announcement lists it (a job whose worker died shows none until its lease lapses
 and another worker takes it).
@@ -16,10 +16,10 @@ from arq.connections import ArqRedis
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import operator_queries
+from shared.jobs import operator_queries
+from shared.jobs.queue_stats import read_queue_stats
 from shared.models import Job
 from shared.presence import WorkerPresence, alive_workers
-from shared.queue_stats import read_queue_stats
 
 
 class WorkerView(BaseModel):

@@ -36,11 +36,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
-from shared import webhooks
 from shared.errors import JobNotFound
 from shared.ids import new_id
 from shared.models import Job
 from shared.status import ALLOWED_FROM, WAITING, JobStatus
+from shared.webhooks import deliveries
 
 _PURGED_TTL_SECONDS = 3600
 
@@ -264,7 +264,7 @@ def _transition_statement(
     )
     stmt = select(aliased(Job, moved))
     if to.is_terminal:
-        stmt = stmt.add_cte(webhooks.deliveries_of_moved(moved))
+        stmt = stmt.add_cte(deliveries.deliveries_of_moved(moved))
     return stmt.execution_options(populate_existing=True)
 
 
@@ -548,5 +548,5 @@ async def purge_waiting(
         .execution_options(synchronize_session=False)
     )
     jobs = list(result.scalars())
-    await webhooks.record_deliveries(session, tenant_id=tenant_id, jobs=jobs)
+    await deliveries.record_deliveries(session, tenant_id=tenant_id, jobs=jobs)
     return jobs

@@ -18,16 +18,16 @@ import uvloop
 from sqlalchemy.ext.asyncio import AsyncSession
 from typer.core import TyperGroup
 
-from shared import tenancy
-from shared.apikeys import ALL_SCOPES, Scope
-from shared.cli_inspect import inspect
-from shared.cli_jobs import dlq, jobs
+from cli.embedded import embedded_services
+from cli.inspect_command import inspect
+from cli.jobs_command import dlq, jobs
+from cli.migrate import upgrade
 from shared.db import create_engine, create_sessionmaker
-from shared.embedded import embedded_services
 from shared.errors import InvalidSettings, JobgateError, SettingNotSet
 from shared.logs import configure_logging
-from shared.migrate import upgrade
 from shared.settings import Settings, get_settings
+from shared.tenants import tenancy
+from shared.tenants.apikeys import ALL_SCOPES, Scope
 
 T = TypeVar("T")
 DEV_TENANT = "dev"
@@ -315,7 +315,7 @@ def dev(
         # Our own interpreter and modules, arguments as a list: no shell, nothing untrusted.
         processes = [
             subprocess.Popen([*gateway, "--port", str(port), "--no-access-log"], env=env),  # noqa: S603
-            subprocess.Popen([sys.executable, "-m", "shared.cli", "worker"], env=env),
+            subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env),
         ]
         _print_welcome(f"http://{host}:{port}", token)
         _supervise(processes)

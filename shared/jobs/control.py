@@ -17,15 +17,15 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import store
 from shared.contracts import Registry
-from shared.enqueue import request_abort, withdraw
 from shared.errors import JobStateConflict, QueueUnavailable
+from shared.jobs import store
+from shared.jobs.enqueue import request_abort, withdraw
+from shared.jobs.retention import expires_at
+from shared.jobs.submit import SubmitOptions, build_job, commit_and_enqueue, delivery_of
 from shared.models import Job
-from shared.ratelimit import RateLimit, charge
-from shared.retention import expires_at
 from shared.settings import Settings
-from shared.submit import SubmitOptions, build_job, commit_and_enqueue, delivery_of
+from shared.tenants.ratelimit import RateLimit, charge
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Every function takes `tenant` as a required keyword: a tenant's id, or `ALL_TENANTS`, which
 only the operator's session passes. A query cannot leave the tenant out by accident; reading
-across tenants is spelled out at the call. Filters are `shared.store`'s own (`filter_jobs`).
+across tenants is spelled out at the call. Filters are `shared.jobs.store`'s own (`filter_jobs`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.jobs.store import JobQuery, filter_jobs
 from shared.models import Job, Tenant
 from shared.status import WAITING, JobStatus
-from shared.store import JobQuery, filter_jobs
 
 
 class AllTenants(enum.Enum):

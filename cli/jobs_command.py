@@ -11,12 +11,13 @@ import typer
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import control, operator_queries, tenancy
 from shared.contracts import load_contracts
 from shared.db import create_engine, create_sessionmaker
 from shared.errors import JobgateError, JobNotFound, QueueUnavailable
+from shared.jobs import control, operator_queries
 from shared.redis import create_redis
 from shared.settings import get_settings
+from shared.tenants import tenancy
 
 T = TypeVar("T")
 

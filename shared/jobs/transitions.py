@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.ids import new_id
+from shared.jobs.raw_sql import fetch
+from shared.jobs.sql_rows import row_parameters, row_source
 from shared.models import Job, WebhookDelivery
-from shared.raw_sql import fetch
-from shared.sql_rows import row_parameters, row_source
 from shared.status import ALLOWED_FROM, JobStatus
 
 _JOB = Job.__tablename__

@@ -11,10 +11,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.apikeys import ALL_SCOPES, Scope, issue_key, parse_token, secret_matches
 from shared.errors import ApiKeyNotFound, Forbidden, TenantExists, TenantNotFound
 from shared.ids import new_id
 from shared.models import ApiKey, Tenant, new_webhook_secret
+from shared.tenants.apikeys import ALL_SCOPES, Scope, issue_key, parse_token, secret_matches
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """How many jobs wait on each queue and priority, read from ARQ's sorted sets in one round trip.
 
-A due job's score is its fair start time plus its priority's offset (`shared.enqueue`), and
+A due job's score is its fair start time plus its priority's offset (`shared.jobs.enqueue`), and
 start times stay within `FAIR_SHARE_MAX_LEAD_MS` of now, so each priority owns one score range:
 a priority's highest possible score is `now + lead + offset`, and the next priority's scores
 all lie above it. `ZCOUNT` over those ranges counts each priority.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 
 from shared.contracts import Priority
-from shared.enqueue import FAIR_SHARE_MAX_LEAD_MS, PRIORITY_OFFSET_MS
+from shared.jobs.enqueue import FAIR_SHARE_MAX_LEAD_MS, PRIORITY_OFFSET_MS
 from shared.keys import SCHEDULED_SET, in_progress_key, queue_key
 from shared.redis import LuaScript
 

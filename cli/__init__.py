@@ -1,0 +1,1 @@
+"""The `jobgate` command line: above `gateway` and `worker`, which it runs, and `shared`."""

@@ -1,0 +1,1 @@
+"""Tenants: their API keys, their accounts and limits, and their rate limits."""

@@ -1,0 +1,1 @@
+"""Workflows: their declaration, its checks and shapes, their plan and their runs."""
