@@ -340,7 +340,7 @@ def install_problem_handlers(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(errors.JobgateError, on_jobgate_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)
-    # asyncpg.DataError: class-22 errors of statements run on asyncpg itself (`submit_statement`).
+    # asyncpg.DataError: class-22 errors of statements run on asyncpg itself (`submit_sql`).
     for dependency_error in (DBAPIError, PoolTimeout, OSError, asyncpg.DataError):
         app.add_exception_handler(dependency_error, on_dependency_error)
     app.add_exception_handler(Exception, on_unexpected)

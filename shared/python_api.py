@@ -2,7 +2,7 @@
 
 For Python services that import the contracts (seed 001's `perform_async` / `perform_in` /
 `perform_at`, seed 004's `.delay()`). A submit here is the HTTP route's submit: the same
-`SubmitOptions` validation, the same store-then-enqueue (`shared.jobs.submit.submit_once`), the same
+`SubmitOptions` validation, the same store-then-enqueue (`shared.jobs.submit.create_jobs`), the same
 tenant, so the job is durable, visible in `GET /jobs` and run by the same workers. Other
 languages use the HTTP API (or its generated clients); this is a shortcut, not a second way
 in: it needs the database and Redis URLs, so it is for code inside the deployment. It is not
@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.contracts import Contract, JobType, Priority
 from shared.db import create_engine, create_sessionmaker
 from shared.jobs import store
-from shared.jobs.submit import SubmitOptions, submit_once
+from shared.jobs.submit import InSession, Submission, SubmitOptions, create_jobs
 from shared.models import Job
 from shared.redis import create_redis
 from shared.settings import Settings, get_settings
@@ -135,16 +135,13 @@ class Jobgate:
         )
         tenant_id = await self.tenant_id(tenant)
         async with self.sessionmaker() as session:
-            submitted = await submit_once(
-                session,
+            created = await create_jobs(
                 self.redis,
-                tenant_id=tenant_id,
-                job_type=job_type,
-                args=valid_args,
-                options=submit_options,
-                idempotency_key=idempotency_key,
+                InSession(session, tenant_id, idempotency_key=idempotency_key),
+                Submission(job_type, [(valid_args, submit_options)]),
             )
-        return JobHandle(id=submitted.job.id, tenant_id=tenant_id, job_type=job_type, client=self)
+        job_id = created.rows[0]["id"] if created.replayed is None else created.replayed.id
+        return JobHandle(id=job_id, tenant_id=tenant_id, job_type=job_type, client=self)
 
     async def job(self, job_id: uuid.UUID, *, tenant_id: uuid.UUID) -> Job:
         """A job of this tenant, as it is now."""

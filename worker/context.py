@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.settings import Settings
 
 if TYPE_CHECKING:
-    from shared.jobs.transitions import Success
+    from shared.jobs.status_changes import Success
     from worker.binding import Binding
     from worker.circuit import CircuitBreaker, Circuits
     from worker.group_commit import GroupCommit

@@ -5,7 +5,7 @@ unique index let exactly one of them insert the job, and only that one enqueues 
 that passes while no worker runs is skipped, as with Celery beat.
 
 A tick whose submit fails (Redis refuses the hand-off, PostgreSQL is down) leaves no run
-behind: the submit is undone, its key free again (`shared.jobs.submit.commit_and_enqueue`). The
+behind: the submit is undone, its key free again (`shared.jobs.submit.create_jobs`). The
 worker that failed tries the same tick again every `TICK_RETRY_SECONDS` until it runs or the
 schedule's next tick has come; only then is it given up, logged as `cron.skipped`. (Another
 worker that found the row before it was undone counts the tick as taken; the retry covers it.)
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.errors import JobgateError
 from shared.jobs.schedules import Schedule, Schedules
-from shared.jobs.submit import SubmitOptions, submit_once
+from shared.jobs.submit import InSession, Submission, SubmitOptions, create_jobs
 
 log = structlog.get_logger("jobgate.worker")
 
@@ -47,18 +47,16 @@ async def run_tick(
     """Submit the job of one tick; False if another worker already did."""
     options = SubmitOptions(priority=schedule.priority, labels={"schedule": schedule.name})
     async with sessionmaker() as session:
-        submitted = await submit_once(
-            session,
+        created = await create_jobs(
             redis,
-            tenant_id=tenant_id,
-            job_type=schedule.job_type,
-            args=schedule.job_type.args.model_validate(schedule.args),
-            options=options,
-            idempotency_key=schedule.idempotency_key(tick),
+            InSession(session, tenant_id, idempotency_key=schedule.idempotency_key(tick)),
+            Submission(
+                schedule.job_type, [(schedule.job_type.args.model_validate(schedule.args), options)]
+            ),
         )
-    if submitted.is_new:
+    if created.is_new:
         log.info("cron.submitted", schedule=schedule.name, tick=tick.isoformat())
-    return submitted.is_new
+    return created.is_new
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
-from shared.jobs.transitions import ClaimedJob
+from shared.jobs.rows import ClaimedJob
 from shared.tracing import continue_trace, tracer
 from worker.context import JobOutcome
 

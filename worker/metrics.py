@@ -14,7 +14,7 @@ from datetime import datetime
 import structlog
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from shared.jobs.transitions import ClaimedJob
+from shared.jobs.rows import ClaimedJob
 
 log = structlog.get_logger("jobgate.worker")
 

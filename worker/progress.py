@@ -18,7 +18,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db_errors import describe_database_error
-from shared.jobs import store
+from shared.jobs import status_changes
 
 log = structlog.get_logger("jobgate.worker")
 
@@ -46,7 +46,7 @@ class BestEffortProgress:
         progress: dict[str, Any] = {"current": current, "total": total, "message": message}
         try:
             async with self._sessionmaker() as session:
-                await store.record_progress(
+                await status_changes.record_progress(
                     session, tenant_id=self._tenant_id, job_id=self._job_id, progress=progress
                 )
                 await session.commit()

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.jobs.enqueue import enqueue
-from shared.jobs.submit import delivery_of
+from shared.jobs.rows import delivery_of
 from shared.keys import RECONCILER_LOCK, in_progress_key, job_key
 from shared.models import Job
 from shared.redis import LuaScript

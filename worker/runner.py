@@ -38,11 +38,11 @@ from shared.errors import (
     DependencyUnavailable,
     PermanentJobError,
 )
-from shared.jobs import store
+from shared.jobs import status_changes, store
 from shared.jobs.enqueue import Delivery, enqueue
 from shared.jobs.retention import expires_at
-from shared.jobs.submit import delivery_of
-from shared.jobs.transitions import ClaimedJob, JobKey, Success, claim_jobs
+from shared.jobs.rows import ClaimedJob, JobKey, delivery_of
+from shared.jobs.status_changes import Success, claim_jobs
 from shared.status import CLAIMABLE, JobStatus
 from worker.binding import Binding
 from worker.circuit import Circuits
@@ -186,7 +186,7 @@ async def _fail_if_lost_too_often(
         if found is None or found.status != JobStatus.RUNNING:
             return False
         binding = worker["bindings"][found.name]
-        failed = await store.fail_lost_job(
+        failed = await status_changes.fail_lost_job(
             session,
             tenant_id=tenant_id,
             job_id=job_id,
@@ -325,7 +325,7 @@ async def _record_if_aborted(worker: WorkerContext, binding: Binding, job: Claim
     """Record `cancelled` if the job was asked to stop; after a shutdown it runs again."""
     async with worker["sessionmaker"]() as session:
         if await store.is_cancel_requested(session, tenant_id=job.tenant_id, job_id=job.id):
-            await store.record_cancelled(
+            await status_changes.record_cancelled(
                 session,
                 tenant_id=job.tenant_id,
                 job_id=job.id,
@@ -389,7 +389,7 @@ async def _hand_back(
 
     async def write() -> bool:
         async with worker["autocommit_sessionmaker"]() as session:
-            moved = await store.record_handed_back(
+            moved = await status_changes.record_handed_back(
                 session, tenant_id=job.tenant_id, job_id=job.id, run_at=run_at
             )
             await session.commit()
@@ -425,7 +425,7 @@ async def _record_failure(
         # One statement in autocommit: no BEGIN/COMMIT round trips (the commit is a no-op).
         async with worker["autocommit_sessionmaker"]() as session:
             if will_retry:
-                await store.record_retry(
+                await status_changes.record_retry(
                     session,
                     tenant_id=job.tenant_id,
                     job_id=job.id,
@@ -433,7 +433,7 @@ async def _record_failure(
                     retry_at=retry_at,
                 )
             else:
-                await store.record_failure(
+                await status_changes.record_failure(
                     session,
                     tenant_id=job.tenant_id,
                     job_id=job.id,

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.contracts import DEFAULT_QUEUE, Registry, load_contracts
 from shared.db import create_engine, create_sessionmaker
 from shared.jobs.schedules import SCHEDULES, SYSTEM_TENANT
-from shared.jobs.transitions import Success, record_successes
+from shared.jobs.status_changes import Success, record_successes
 from shared.keys import queue_key
 from shared.redis import arq_redis_settings, deserialize_payload, serialize_payload
 from shared.settings import Settings

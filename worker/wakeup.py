@@ -3,7 +3,7 @@
 Per poll, instead of ARQ's read of the queue and then, per job, a check-and-take (four round
 trips), a read of the payload and a claim in PostgreSQL, this worker makes one Redis call
 (`_TAKE_DUE_LUA`: read the due ids, skip those in progress, read their payloads, mark them in
-progress with a lease) and one statement claiming all of them (`job_transitions.claim_jobs`).
+progress with a lease) and one statement claiming all of them (`status_changes.claim_jobs`).
 Each job then runs in its own task through `worker.runner.run_job`; successes are recorded
 many per statement (`worker.group_commit`), and jobs leave Redis the same way, one
 MULTI/EXEC for all that ended together. A job of a tenant with a concurrency quota is not
@@ -49,7 +49,8 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from shared.jobs.transitions import JobKey, claim_jobs
+from shared.jobs.rows import JobKey
+from shared.jobs.status_changes import claim_jobs
 from shared.keys import QUEUE_PREFIX, wake_key
 from shared.redis import LuaScript
 from worker.group_commit import GroupCommit

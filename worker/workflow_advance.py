@@ -16,8 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import REGISTRY
-from shared.jobs.transitions import ClaimedJob
-from shared.workflows.runs import advance_workflow, hand_over, stalled_workflows
+from shared.jobs.rows import ClaimedJob
+from shared.workflows.runs import advance_workflow, stalled_workflows
 from worker.context import WorkerContext
 
 log = structlog.get_logger("jobgate.worker")
@@ -30,12 +30,9 @@ async def advance(
     if job.workflow_id is None:
         return 0
     async with sessionmaker() as session:
-        released = await advance_workflow(
-            session, tenant_id=job.tenant_id, workflow_id=job.workflow_id, registry=REGISTRY
+        return await advance_workflow(
+            session, redis, tenant_id=job.tenant_id, workflow_id=job.workflow_id, registry=REGISTRY
         )
-        await session.commit()
-    await hand_over(redis, released)
-    return len(released)
 
 
 async def advance_after_step(worker: WorkerContext, job: ClaimedJob) -> None:
@@ -58,10 +55,11 @@ async def redrive_workflows(sessionmaker: async_sessionmaker[AsyncSession], redi
     released = 0
     for workflow in stalled:
         async with sessionmaker() as session:
-            jobs = await advance_workflow(
-                session, tenant_id=workflow.tenant_id, workflow_id=workflow.id, registry=REGISTRY
+            released += await advance_workflow(
+                session,
+                redis,
+                tenant_id=workflow.tenant_id,
+                workflow_id=workflow.id,
+                registry=REGISTRY,
             )
-            await session.commit()
-        await hand_over(redis, jobs)
-        released += len(jobs)
     return released

@@ -25,7 +25,14 @@ from gateway.problems import problems, rate_limit_headers
 from gateway.schemas import JobOut
 from shared.contracts import Contract, JobType, Registry
 from shared.errors import PayloadTooLarge, UnknownJobType
-from shared.jobs.submit import FusedSubmitted, SubmitOptions, submit_fused, submit_once
+from shared.jobs.submit import (
+    Created,
+    InSession,
+    Submission,
+    SubmitOptions,
+    WithKey,
+    create_jobs,
+)
 from shared.jobs.view import job_view
 from shared.tenants.apikeys import Scope, parse_token
 from shared.tenants.ratelimit import RateState, rate_limit_for, take_tokens
@@ -142,20 +149,18 @@ async def _submit_idempotent(
 ) -> Response:
     """A submit with an `Idempotency-Key`: 202 for a new job, 200 replaying the first one."""
     headers = await _take_tokens(access, 1)
-    submitted = await submit_once(
-        access.session,
+    created = await create_jobs(
         access.resources.redis,
-        tenant_id=access.principal.tenant_id,
-        job_type=job_type,
-        args=args,
-        options=options,
-        idempotency_key=idempotency_key,
+        InSession(access.session, access.principal.tenant_id, idempotency_key=idempotency_key),
+        Submission(job_type, [(args, options)]),
     )
-    headers["Location"] = f"/jobs/{submitted.job.id}"
-    if not submitted.is_new:  # a replay of a job that may have finished: show its webhook
-        return _json(await job_view(access.session, submitted.job), 200, headers)
+    if created.replayed is not None:  # a replay of a job that may have finished: its webhook
+        headers["Location"] = f"/jobs/{created.replayed.id}"
+        return _json(await job_view(access.session, created.replayed), 200, headers)
+    (row,) = created.rows
+    headers["Location"] = f"/jobs/{row['id']}"
     access.resources.jobs_submitted.labels(job_type.name, job_type.queue).inc()
-    return _json(JobOut.of(submitted.job), 202, headers)
+    return _json(JobOut.of_new(row), 202, headers)
 
 
 def _json(model: BaseModel, status_code: int, headers: dict[str, str]) -> Response:
@@ -204,20 +209,17 @@ async def _store(
     token: str,
     requests: list[tuple[Contract, SubmitOptions]],
     webhook_url_locations: list[list[str | int]],
-) -> FusedSubmitted:
-    """Key check and insert in one statement (`shared.jobs.submit_statement`), then the hand-off to
+) -> Created:
+    """Key check and insert in one statement (`shared.jobs.submit.WithKey`), then the hand-off to
     Redis; a refused webhook URL (named by its location in the body) stops it first."""
     refuse_webhook_urls(
         resources.settings.webhooks,
         zip(webhook_url_locations, (options.webhook_url for _, options in requests), strict=True),
     )
-    submitted = await submit_fused(
-        resources.engine,
+    submitted = await create_jobs(
         resources.redis,
-        resources.settings,
-        token=token,
-        job_type=job_type,
-        requests=requests,
+        WithKey(resources.engine, resources.settings, token),
+        Submission(job_type, requests),
     )
     resources.jobs_submitted.labels(job_type.name, job_type.queue).inc(len(submitted.rows))
     return submitted

@@ -1,6 +1,6 @@
 """Submitting a job from the dashboard: a form per job type, generated from its Args schema.
 
-The submit itself is `shared.jobs.submit.submit_once`, after the tenant's rate limit, as for
+The submit itself is `shared.jobs.submit.create_jobs`, after the tenant's rate limit, as for
 `POST /jobs/{name}`: a job from the browser is stored, enqueued and limited like any other.
 """
 
@@ -18,7 +18,7 @@ from gateway.ui.forms import form_fields, validate_args, validate_options
 from gateway.ui.templating import render
 from shared.contracts import JobType
 from shared.errors import QueueUnavailable, RateLimited, UnknownJobType
-from shared.jobs.submit import submit_once
+from shared.jobs.submit import InSession, Submission, create_jobs
 from shared.tenants.apikeys import Scope
 from shared.tenants.ratelimit import rate_limit_for, take_tokens
 
@@ -112,14 +112,10 @@ async def submit(
         rate = rate_limit_for(principal.limits, resources.settings)
         if rate is not None:
             await take_tokens(resources.redis, tenant_id=principal.tenant_id, rate=rate, cost=1)
-        submitted = await submit_once(
-            session,
+        created = await create_jobs(
             resources.redis,
-            tenant_id=principal.tenant_id,
-            job_type=job_type,
-            args=args,  # type: ignore[arg-type]
-            options=options,
-            idempotency_key=None,
+            InSession(session, principal.tenant_id),
+            Submission(job_type, [(args, options)]),  # type: ignore[list-item]
         )
     except (RateLimited, QueueUnavailable) as exc:  # say so on the form, keep what was typed
         status_code = 429 if isinstance(exc, RateLimited) else 503
@@ -128,4 +124,4 @@ async def submit(
             request, viewer, job_type, values=values, errors=errors, status_code=status_code
         )
     resources.jobs_submitted.labels(job_type.name, job_type.queue).inc()
-    return RedirectResponse(f"/ui/jobs/{submitted.job.id}?notice=submitted", status_code=303)
+    return RedirectResponse(f"/ui/jobs/{created.rows[0]['id']}?notice=submitted", status_code=303)

@@ -1,8 +1,9 @@
 """Changing a job's course after submit: cancel, re-run, bulk purge.
 
-Each function commits its PostgreSQL change first and touches Redis after, like a submit; a
-Redis hiccup after the commit leaves a stale queue entry that the worker skips (the row says
-the job is not waiting), never a job in the wrong state.
+Each function commits its PostgreSQL change (`status_changes`) first and touches Redis after,
+like a submit; a Redis hiccup after the commit leaves a stale queue entry that the worker skips
+(the row says the job is not waiting), never a job in the wrong state. A re-run is a new job:
+it is created by `submit.create_jobs`, as every job is.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts import Registry
 from shared.errors import JobStateConflict, QueueUnavailable
-from shared.jobs import store
+from shared.jobs import status_changes, store
 from shared.jobs.enqueue import request_abort, withdraw
 from shared.jobs.retention import expires_at
-from shared.jobs.submit import SubmitOptions, build_job, commit_and_enqueue, delivery_of
+from shared.jobs.rows import delivery_of
+from shared.jobs.submit import InSession, SubmitOptions, create_jobs, job_values
 from shared.models import Job
 from shared.settings import Settings
 from shared.tenants.ratelimit import RateLimit, charge
@@ -48,13 +50,15 @@ async def cancel_job(
     """Cancel a waiting job at once, or ask a running one to stop; terminal jobs conflict."""
     current = await store.get_job(session, tenant_id=tenant_id, job_id=job_id)
     until = expires_at(registry.get(current.name), settings)
-    job = await store.cancel_waiting(session, tenant_id=tenant_id, job_id=job_id, expires_at=until)
+    job = await status_changes.cancel_waiting(
+        session, tenant_id=tenant_id, job_id=job_id, expires_at=until
+    )
     if job is not None:
         await session.commit()
         with contextlib.suppress(RedisError, OSError):  # a stale entry is skipped by workers
             await withdraw(redis, [delivery_of(job)])
         return Cancelled(job=job, is_done=True)
-    job = await store.request_cancel(session, tenant_id=tenant_id, job_id=job_id)
+    job = await status_changes.request_cancel(session, tenant_id=tenant_id, job_id=job_id)
     if job is not None:
         await session.commit()
         try:
@@ -105,17 +109,17 @@ async def retry_job(
         labels=old.labels,
         webhook_url=old.webhook_url,
     )
-    new = build_job(
-        job_type, tenant_id=tenant_id, args=args, options=options, now=datetime.now(UTC)
-    )
-    new.retry_of = old.id
+    new = job_values(job_type, args=args, options=options, now=datetime.now(UTC))
+    new |= {"tenant_id": tenant_id, "retry_of": old.id}
     await charge(redis, tenant_id=tenant_id, rate=rate, cost=1)
-    await store.insert_jobs(session, tenant_id=tenant_id, jobs=[new])
-    if not await store.link_retry(session, tenant_id=tenant_id, job_id=old.id, retried_by=new.id):
+    linked = await status_changes.link_retry(
+        session, tenant_id=tenant_id, job_id=old.id, retried_by=new["id"]
+    )
+    if not linked:
         await session.rollback()
         raise JobStateConflict("The job was re-run or changed meanwhile.")
-    await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=[new])
-    return new
+    await create_jobs(redis, InSession(session, tenant_id), [new])
+    return Job(**new)
 
 
 async def purge_waiting(
@@ -127,7 +131,7 @@ async def purge_waiting(
     name: str | None = None,
 ) -> int:
     """Cancel every job of a tenant that has not started (optionally one queue or type)."""
-    jobs = await store.purge_waiting(session, tenant_id=tenant_id, queue=queue, name=name)
+    jobs = await status_changes.purge_waiting(session, tenant_id=tenant_id, queue=queue, name=name)
     await session.commit()
     with contextlib.suppress(RedisError, OSError):
         await withdraw(redis, [delivery_of(job) for job in jobs])

@@ -1,16 +1,22 @@
 """Statements run straight on asyncpg, through a connection of the engine's own pool.
 
-For the hot paths (a submit, the worker's status changes) SQLAlchemy's session costs more than
-the statement: a greenlet hop per call, ORM bookkeeping, BEGIN/COMMIT. These run one
+For the hot paths (a submit, the worker's claim and success) SQLAlchemy's session costs more
+than the statement: a greenlet hop per call, ORM bookkeeping, BEGIN/COMMIT. These run one
 autocommitted statement on the driver underneath; the pool, its size and its timeouts stay
 SQLAlchemy's (one connection budget per process).
 
 JSON values go in as text (`json.dumps`): SQLAlchemy's asyncpg codecs for json/jsonb, set on
 every pooled connection, take text; they hand results back already decoded.
+
+Rows of values (`row_source`, `row_parameters`): for several rows, one array per column
+(`unnest($1::uuid[], ...)`) keeps one statement text for any number of rows, so asyncpg
+prepares it once. One row gets plain parameters and a plan made for one row: a plan made for
+arrays of unknown length may scan a small job table instead of looking the row up by its key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -43,12 +49,11 @@ UNAVAILABLE = (
 def _idle_connection(engine: AsyncEngine) -> PoolProxiedConnection | None:
     """One of the pool's idle connections, taken without a greenlet; None if there is none.
 
-    Taking a connection that is already open does no I/O, and `engine.raw_connection()` runs
-    that same checkout inside a new greenlet, which cost a job 0.3 ms on its way from submit
-    to start on the bench's VM (measured on the worker's claim, the two ways interleaved).
-    When the pool has nothing idle (the checkout would connect or wait), or the idle one turns
-    out to be closed (invalidated, the server restarted), SQLAlchemy refuses to do I/O here
-    (MissingGreenlet) and gives back what it took; the caller then goes the greenlet way.
+    Taking a connection that is already open does no I/O, while `engine.raw_connection()` runs
+    that same checkout inside a new greenlet, a cost on every hot statement. When the pool has
+    nothing idle (the checkout would connect or wait), or the idle one turns out to be closed
+    (invalidated, the server restarted), SQLAlchemy refuses to do I/O here (MissingGreenlet)
+    and gives back what it took; the caller then goes the greenlet way.
     """
     pool = engine.sync_engine.pool
     if not isinstance(pool, QueuePool) or pool.checkedin() == 0:
@@ -64,10 +69,9 @@ async def fetch(engine: AsyncEngine, sql: str, *args: Any) -> list[asyncpg.Recor
 
     Outages come out as `DatabaseUnavailable`, and the connection is not handed out again.
     """
-    # The pool's connection itself, not an `AsyncConnection` around it: that wrapper (two
-    # objects, events, a second greenlet hop) added 0.2 ms to a statement made after an idle
-    # spell on the bench's VM, twice on a job's way from submit to start. No SQLAlchemy
-    # transaction is ever begun on it, so handing it back needs no I/O either.
+    # The pool's connection itself, not an `AsyncConnection` around it (two objects, events,
+    # a second greenlet hop). No SQLAlchemy transaction is ever begun on it, so handing it
+    # back needs no I/O either.
     try:
         connection = _idle_connection(engine) or await engine.raw_connection()
     except (engine.dialect.loaded_dbapi.Error, *UNAVAILABLE) as exc:
@@ -106,3 +110,23 @@ async def fetchrow(engine: AsyncEngine, sql: str, *args: Any) -> asyncpg.Record 
     """`fetch`, for a statement that returns at most one row."""
     rows = await fetch(engine, sql, *args)
     return rows[0] if rows else None
+
+
+def row_source(types: Sequence[str], *, first: int, one_row: bool) -> str:
+    """A FROM item of the rows in parameters `$first`, `$first + 1`, ... (one per column).
+
+    Give it a column alias list: `{row_source(...)} AS taken (tenant_id, id)`. The types are
+    SQL type names, written into the text: pass only names of our own.
+    """
+    parameters = [f"${number}::{name}" for number, name in enumerate(types, start=first)]
+    if one_row:
+        return f"(SELECT {', '.join(parameters)})"
+    return f"unnest({', '.join(f'{parameter}[]' for parameter in parameters)})"
+
+
+def row_parameters(columns: Sequence[list[Any]], *, one_row: bool) -> list[Any]:
+    """The parameters for `row_source` (given the same `one_row`): each column's list of
+    values, or for one row each column's value."""
+    if one_row:
+        return [column[0] for column in columns]
+    return list(columns)

@@ -1,22 +1,31 @@
-"""Submitting jobs: validate options, store the rows in one transaction, then hand them to ARQ.
+"""Creating jobs: every job comes into being through `create_jobs`, and only there.
+
+A single submit, a batch, an idempotent submit, a re-run, a dead-letter retry, a workflow's
+steps and a cron tick all call `create_jobs` with a target saying where the rows are written:
+
+- `WithKey`: the API's hot path. The key check and the insert are one raw asyncpg statement
+  (`submit_sql.check_key_and_store`), so a submit is one PostgreSQL and one Redis round trip.
+- `InSession`: the jobs join the session's transaction, beside the caller's own changes (a
+  workflow, a re-run's link); with an `idempotency_key`, the insert is `ON CONFLICT DO NOTHING`
+  and a used key replays the first job.
 
 Order matters. Rows are committed before Redis is touched, so a worker never picks up a job
 whose row it cannot see. If the hand-off fails, the creation is undone in one transaction (the
-rows deleted, with everything that points at them: `store.discard_jobs`, plus what the caller
-changed, e.g. a workflow's status) and the caller gets `QueueUnavailable`: a submit or re-run
-either returns jobs that will run or leaves no trace. Every path that creates jobs for a
-tenant goes through `commit_and_enqueue` (or `submit_fused`, the same steps without a
-session). (A crash between commit and hand-off leaves waiting rows that the reconciler
-re-enqueues: accepted work still runs.)
+rows deleted, with everything that points at them: `submit_sql.discard_jobs`, plus what the
+caller changed, e.g. a workflow's status) and the caller gets `QueueUnavailable`: a submit or
+re-run either returns jobs that will run or leaves no trace. Jobs released by a workflow's
+advance were accepted already (`InSession.accepted`): their refused hand-off is left to the
+reconciler, which re-enqueues waiting rows, as it does after a crash between commit and
+hand-off.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Self, cast
+from typing import Annotated, Any, Self
 
 from arq.connections import ArqRedis
 from pydantic import (
@@ -35,10 +44,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from shared.contracts import Contract, JobType, Priority
 from shared.errors import IdempotencyConflict, QueueUnavailable, Unauthenticated
 from shared.ids import new_id
-from shared.jobs.enqueue import Delivery, enqueue
-from shared.jobs.store import discard_jobs, find_by_idempotency_key, insert_job_once, insert_jobs
-from shared.jobs.submit_statement import check_key_and_store, store_jobs
-from shared.jobs.transitions import ClaimedJob
+from shared.jobs.enqueue import enqueue
+from shared.jobs.rows import delivery_of
+from shared.jobs.store import find_by_idempotency_key
+from shared.jobs.submit_sql import (
+    check_key_and_store,
+    discard_jobs,
+    insert_job_once,
+    insert_jobs,
+    store_jobs,
+)
 from shared.models import Job
 from shared.settings import Settings
 from shared.status import JobStatus
@@ -139,204 +154,168 @@ def job_values(
     }
 
 
-def build_job(
-    job_type: JobType[Any, Any],
-    *,
-    tenant_id: uuid.UUID,
-    args: Contract,
-    options: SubmitOptions,
-    now: datetime,
-) -> Job:
-    """The row for a new job of this tenant (see `job_values`)."""
-    return Job(tenant_id=tenant_id, **job_values(job_type, args=args, options=options, now=now))
-
-
-def delivery_of(job: Job | ClaimedJob) -> Delivery:
-    """What ARQ must be told about a stored job."""
-    return delivery_of_row({key: getattr(job, key) for key in _DELIVERY_COLUMNS})
-
-
-_DELIVERY_COLUMNS = ("id", "tenant_id", "name", "queue", "priority", "scheduled_at")
-
-
-def delivery_of_row(row: Mapping[str, Any]) -> Delivery:
-    """What ARQ must be told about a stored job, from its column values."""
-    return Delivery(
-        job_id=row["id"],
-        tenant_id=row["tenant_id"],
-        name=row["name"],
-        queue=row["queue"],
-        priority=cast(Priority, row["priority"]),
-        run_at=row["scheduled_at"],
-    )
+Row = dict[str, Any]
+"""A job's column values, as `job_values` builds them (plus `tenant_id` once stored)."""
 
 
 @dataclass(frozen=True)
-class Submitted:
-    """A single submit's job, and whether it is new (False: an idempotent replay)."""
+class Submission:
+    """Jobs of one type as a client asks for them: built into rows inside the submit's span,
+    so each job's run continues the submit's trace."""
 
-    job: Job
-    is_new: bool
-
-
-async def submit_once(
-    session: AsyncSession,
-    redis: ArqRedis,
-    *,
-    tenant_id: uuid.UUID,
-    job_type: JobType[Any, Any],
-    args: Contract,
-    options: SubmitOptions,
-    idempotency_key: str | None,
-) -> Submitted:
-    """Submit one job; with an idempotency key, the same key and args return the first job.
-
-    The unique index on (tenant, key) decides races: of two identical concurrent submits one
-    inserts and the other finds its row.
-    """
-    if idempotency_key is None:
-        (job,) = await submit_jobs(
-            session, redis, tenant_id=tenant_id, job_type=job_type, requests=[(args, options)]
-        )
-        return Submitted(job=job, is_new=True)
-    with submit_span(job_type.name):
-        job = build_job(job_type, tenant_id=tenant_id, args=args, options=options, now=_now())
-        job.idempotency_key = idempotency_key
-        inserted = await insert_job_once(session, tenant_id=tenant_id, job=job)
-        if inserted is None:
-            existing = await find_by_idempotency_key(
-                session, tenant_id=tenant_id, key=idempotency_key
-            )
-            await session.commit()  # nothing was written; commit, unlike rollback, keeps `existing`
-            if existing is None:  # purged between the two statements: the key is free again
-                raise IdempotencyConflict("The idempotency key was just released; submit again.")
-            if existing.name != job.name:
-                # Naming the other type leaks nothing: keys are per tenant (the unique index and
-                # `find_by_idempotency_key` are both scoped to it), so `existing` is the caller's.
-                raise IdempotencyConflict(
-                    f"This idempotency key was already used for a job of another type"
-                    f" ({existing.name!r}, not {job.name!r}); use a new key for this job."
-                )
-            if existing.args != job.args:
-                raise IdempotencyConflict()
-            return Submitted(job=existing, is_new=False)
-        await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=[inserted])
-        return Submitted(job=inserted, is_new=True)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+    job_type: JobType[Any, Any]
+    requests: Sequence[tuple[Contract, SubmitOptions]]
 
 
 @dataclass(frozen=True)
-class FusedSubmitted:
-    """Jobs stored by `submit_fused` (each row's column values), and the caller's rate-limit
-    state if it is limited."""
+class WithKey:
+    """Authenticate an API key (`token`) and store its tenant's jobs in the same statement."""
 
-    rows: list[dict[str, Any]]
-    rate: RateState | None
-
-
-async def submit_fused(
-    engine: AsyncEngine,
-    redis: ArqRedis,
-    settings: Settings,
-    *,
-    token: str,
-    job_type: JobType[Any, Any],
-    requests: Sequence[tuple[Contract, SubmitOptions]],
-) -> FusedSubmitted:
-    """Authenticate `token` and submit jobs: one PostgreSQL statement, one Redis script.
-
-    The API's hot path (single and batch submits without an idempotency key). The same checks
-    in the same order as a session-based submit (live key, secret, scope, rate limit, store,
-    hand-off), fused into one statement where the tenant has no rate limit; a limited tenant's
-    tokens are taken before its jobs are stored, as ever. All or nothing. No ORM objects: rows
-    stay column values, which is what the answer and the hand-off need.
-    """
-    parsed = parse_token(token)
-    if parsed is None:
-        raise Unauthenticated(UNKNOWN_KEY)
-    key_id, secret = parsed
-    with submit_span(job_type.name, count=len(requests)):
-        now = _now()
-        rows = [
-            job_values(job_type, args=args, options=options, now=now) for args, options in requests
-        ]
-        presented = await check_key_and_store(
-            engine,
-            key_id=key_id,
-            secret_hash=hash_secret(secret),
-            jobs=rows,
-            tenant_may_be_unlimited=settings.rate_limit_per_second is None,
-        )
-        if presented is None or not secret_matches(secret, presented.secret_hash):
-            raise Unauthenticated(UNKNOWN_KEY)
-        check_scope(presented.scopes, Scope.SUBMIT)
-        tenant_id, rate_state = presented.tenant_id, None
-        if not presented.stored:  # the tenant is rate-limited: charge its bucket, then store
-            rate = rate_limit_for(presented.limits, settings)
-            if rate is not None:
-                rate_state = await take_tokens(
-                    redis, tenant_id=tenant_id, rate=rate, cost=len(rows)
-                )
-            await store_jobs(engine, tenant_id=tenant_id, jobs=rows)
-        for row in rows:
-            row["tenant_id"] = tenant_id
-        try:
-            await enqueue(redis, [delivery_of_row(row) for row in rows])
-        except QueueUnavailable:
-            async with engine.begin() as connection:
-                job_ids = [row["id"] for row in rows]
-                await discard_jobs(connection, tenant_id=tenant_id, job_ids=job_ids)
-            raise
-        return FusedSubmitted(rows=rows, rate=rate_state)
+    engine: AsyncEngine
+    settings: Settings
+    token: str
 
 
 Undo = Callable[[AsyncSession], Awaitable[None]]
 """What a caller changed besides inserting jobs, taken back when their hand-off fails."""
 
 
-async def commit_and_enqueue(
-    session: AsyncSession,
-    redis: ArqRedis,
-    *,
-    tenant_id: uuid.UUID,
-    jobs: Sequence[Job],
-    undo: Undo | None = None,
-) -> None:
-    """Commit the new jobs, then hand them to ARQ; if that fails, undo and re-raise.
+@dataclass(frozen=True)
+class InSession:
+    """Store a tenant's jobs in the session's transaction, then commit it.
 
-    The undo is one transaction: the jobs and the links to them (`store.discard_jobs`), then
-    `undo` for the caller's own changes. If it cannot commit either (PostgreSQL gone too), the
-    jobs stay, waiting, and the reconciler enqueues them: accepted work, never a half undo.
+    `idempotency_key`: one job, stored only if the tenant has not used the key (the unique
+    index on (tenant, key) decides races), else the first job is replayed. `undo`: the
+    caller's other changes, taken back with the jobs if the hand-off is refused. `accepted`:
+    the jobs stay even if the hand-off is refused (the reconciler enqueues them).
     """
-    await session.commit()
-    try:
-        await enqueue(redis, [delivery_of(job) for job in jobs])
-    except QueueUnavailable:
-        await discard_jobs(session, tenant_id=tenant_id, job_ids=[job.id for job in jobs])
-        if undo is not None:
-            await undo(session)
-        await session.commit()
-        raise
+
+    session: AsyncSession
+    tenant_id: uuid.UUID
+    idempotency_key: str | None = None
+    undo: Undo | None = None
+    accepted: bool = False
 
 
-async def submit_jobs(
-    session: AsyncSession,
-    redis: ArqRedis,
-    *,
-    tenant_id: uuid.UUID,
-    job_type: JobType[Any, Any],
-    requests: Sequence[tuple[Contract, SubmitOptions]],
-) -> list[Job]:
-    """Store and enqueue jobs of one type, all or nothing."""
-    with submit_span(job_type.name, count=len(requests)):
-        now = _now()
-        jobs = [
-            build_job(job_type, tenant_id=tenant_id, args=args, options=options, now=now)
-            for args, options in requests
+@dataclass(frozen=True)
+class Created:
+    """What `create_jobs` stored: the new jobs' rows; the tenant's rate-limit state if a
+    `WithKey` submit charged it; for an idempotent replay, no rows and the first job."""
+
+    rows: list[Row]
+    rate: RateState | None = None
+    replayed: Job | None = None
+
+    @property
+    def is_new(self) -> bool:
+        return self.replayed is None
+
+
+async def create_jobs(
+    redis: ArqRedis, target: WithKey | InSession, jobs: Submission | Sequence[Row]
+) -> Created:
+    """Store jobs, commit, and hand them to ARQ; if Redis refuses them, undo and re-raise.
+
+    `jobs`: a client's `Submission`, or rows built by the caller (`job_values`, with a
+    `tenant_id` for `InSession`). All or nothing.
+    """
+    if not isinstance(jobs, Submission):
+        return await _create(redis, target, list(jobs))
+    with submit_span(jobs.job_type.name, count=len(jobs.requests)):
+        now = datetime.now(UTC)
+        rows = [
+            job_values(jobs.job_type, args=args, options=options, now=now)
+            for args, options in jobs.requests
         ]
-        await insert_jobs(session, tenant_id=tenant_id, jobs=jobs)
-        await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=jobs)
-        return jobs
+        if isinstance(target, InSession):
+            for row in rows:
+                row["tenant_id"] = target.tenant_id
+        return await _create(redis, target, rows)
+
+
+async def _create(redis: ArqRedis, target: WithKey | InSession, rows: list[Row]) -> Created:
+    if isinstance(target, WithKey):
+        created = await _store_with_key(redis, target, rows)
+    else:
+        created = await _store_in_session(target, rows)
+    if not created.rows:
+        return created
+    try:
+        await enqueue(redis, [delivery_of(row) for row in created.rows])
+    except QueueUnavailable:
+        if isinstance(target, InSession) and target.accepted:
+            return created
+        await _undo(target, created.rows)
+        raise
+    return created
+
+
+async def _undo(target: WithKey | InSession, rows: list[Row]) -> None:
+    """Take the creation back in one transaction. If that cannot commit either (PostgreSQL
+    gone too), the jobs stay, waiting, and the reconciler enqueues them: accepted work, never
+    a half undo."""
+    tenant_id, job_ids = rows[0]["tenant_id"], [row["id"] for row in rows]
+    if isinstance(target, WithKey):
+        async with target.engine.begin() as connection:
+            await discard_jobs(connection, tenant_id=tenant_id, job_ids=job_ids)
+        return
+    await discard_jobs(target.session, tenant_id=tenant_id, job_ids=job_ids)
+    if target.undo is not None:
+        await target.undo(target.session)
+    await target.session.commit()
+
+
+async def _store_with_key(redis: ArqRedis, target: WithKey, rows: list[Row]) -> Created:
+    """The same checks in the same order as a session's submit (live key, secret, scope, rate
+    limit, store), fused into one statement where the tenant has no rate limit; a limited
+    tenant's tokens are taken before its jobs are stored."""
+    parsed = parse_token(target.token)
+    if parsed is None:
+        raise Unauthenticated(UNKNOWN_KEY)
+    key_id, secret = parsed
+    presented = await check_key_and_store(
+        target.engine,
+        key_id=key_id,
+        secret_hash=hash_secret(secret),
+        jobs=rows,
+        tenant_may_be_unlimited=target.settings.rate_limit_per_second is None,
+    )
+    if presented is None or not secret_matches(secret, presented.secret_hash):
+        raise Unauthenticated(UNKNOWN_KEY)
+    check_scope(presented.scopes, Scope.SUBMIT)
+    tenant_id, rate_state = presented.tenant_id, None
+    if not presented.stored:  # the tenant is rate-limited: charge its bucket, then store
+        rate = rate_limit_for(presented.limits, target.settings)
+        if rate is not None:
+            rate_state = await take_tokens(redis, tenant_id=tenant_id, rate=rate, cost=len(rows))
+        await store_jobs(target.engine, tenant_id=tenant_id, jobs=rows)
+    for row in rows:
+        row["tenant_id"] = tenant_id
+    return Created(rows=rows, rate=rate_state)
+
+
+async def _store_in_session(target: InSession, rows: list[Row]) -> Created:
+    session, tenant_id, key = target.session, target.tenant_id, target.idempotency_key
+    if key is None:
+        await insert_jobs(session, tenant_id=tenant_id, jobs=rows)
+        await session.commit()
+        return Created(rows=rows)
+    (row,) = rows
+    row["idempotency_key"] = key
+    if await insert_job_once(session, tenant_id=tenant_id, job=row):
+        await session.commit()
+        return Created(rows=rows)
+    existing = await find_by_idempotency_key(session, tenant_id=tenant_id, key=key)
+    await session.commit()  # nothing was written; commit, unlike rollback, keeps `existing`
+    if existing is None:  # purged between the two statements: the key is free again
+        raise IdempotencyConflict("The idempotency key was just released; submit again.")
+    if existing.name != row["name"]:
+        # Naming the other type leaks nothing: keys are per tenant (the unique index and
+        # `find_by_idempotency_key` are both scoped to it), so `existing` is the caller's.
+        raise IdempotencyConflict(
+            f"This idempotency key was already used for a job of another type"
+            f" ({existing.name!r}, not {row['name']!r}); use a new key for this job."
+        )
+    if existing.args != row["args"]:
+        raise IdempotencyConflict()
+    return Created(rows=[], replayed=existing)

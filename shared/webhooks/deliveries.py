@@ -62,7 +62,7 @@ async def record_deliveries(
 
 
 def deliveries_of_moved(moved: CTE) -> CTE:
-    """`record_deliveries` inside a status change's own statement (see `store._transition`).
+    """`record_deliveries` inside a status change's own statement (see `status_changes`).
 
     `moved` is the CTE of one job's `UPDATE ... RETURNING`: the delivery row (its id bound as
     `delivery_id`) is inserted only if that update moved the job and it has a `webhook_url`.

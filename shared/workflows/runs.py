@@ -5,12 +5,12 @@ A workflow row keeps the definition; a step becomes a job (`job.workflow_id`,
 Redis and nothing can run early. Advancing locks the workflow row (`SELECT ... FOR UPDATE`),
 reads its steps' current jobs, plans (`shared.workflows.plan`) and inserts the released jobs in
 that one transaction; two steps finishing at once advance one after the other, and the unique
-index on (workflow, step) keeps a step from being released twice. Jobs are handed to Redis
-after the commit. A submit or retry that Redis refuses is undone and answered 503, like any
-job submit (`shared.jobs.submit.commit_and_enqueue`); the steps an advance releases were already
-accepted, so if their hand-off fails the reconciler enqueues them (their rows are waiting), and
-a workflow whose advance was lost (a worker killed between recording a step and advancing) is
-advanced again by the reconciler (`stalled_workflows`).
+index on (workflow, step) keeps a step from being released twice. Step jobs are created by
+`shared.jobs.submit.create_jobs`, as every job is: stored, committed, then handed to Redis. A
+submit or retry that Redis refuses is undone and answered 503, like any job submit; the steps
+an advance releases were already accepted, so if their hand-off fails the reconciler enqueues
+them (their rows are waiting), and a workflow whose advance was lost (a worker killed between
+recording a step and advancing) is advanced again by the reconciler (`stalled_workflows`).
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ from shared.errors import (
     WorkflowStateConflict,
 )
 from shared.ids import new_id
-from shared.jobs import control, store
-from shared.jobs.enqueue import enqueue
-from shared.jobs.submit import Undo, build_job, commit_and_enqueue, delivery_of
+from shared.jobs import control, status_changes
+from shared.jobs.submit import InSession, Row, Undo, create_jobs, job_values
 from shared.models import Job, Workflow
 from shared.settings import Settings
 from shared.status import TERMINAL, JobStatus
@@ -99,7 +98,7 @@ def plan_of(workflow: Workflow, jobs: Sequence[Job]) -> Plan:
     return plan_workflow(definition_of(workflow), runs)
 
 
-def _released_job(registry: Registry, workflow: Workflow, release: Release, now: datetime) -> Job:
+def _released_job(registry: Registry, workflow: Workflow, release: Release, now: datetime) -> Row:
     """The job of a step whose input is ready: its args, the mapped input values included."""
     step = release.step
     job_type = registry.get(step.job)
@@ -109,18 +108,20 @@ def _released_job(registry: Registry, workflow: Workflow, release: Release, now:
         args = job_type.args.model_validate(raw)
     except ValidationError:
         args = None
-    job = build_job(
-        job_type, tenant_id=workflow.tenant_id, args=args or NoArgs(), options=step.options, now=now
-    )
+    job = job_values(job_type, args=args or NoArgs(), options=step.options, now=now)
     if args is None:
         # The input did not fit (a result the contract allows, but not these Args): store what
         # was asked, so the worker fails the step visibly as `invalid_args`, like any job.
-        job.args = raw
-    job.workflow_id, job.workflow_step = workflow.id, release.pointer
+        job["args"] = raw
+    job |= {
+        "tenant_id": workflow.tenant_id,
+        "workflow_id": workflow.id,
+        "workflow_step": release.pointer,
+    }
     return job
 
 
-def _released_jobs(workflow: Workflow, plan: Plan, registry: Registry) -> list[Job]:
+def _released_jobs(workflow: Workflow, plan: Plan, registry: Registry) -> list[Row]:
     """Record the plan on the workflow: finish it, or build the jobs of its released steps."""
     now = datetime.now(UTC)
     if plan.state.kind == "done":
@@ -131,11 +132,6 @@ def _released_jobs(workflow: Workflow, plan: Plan, registry: Registry) -> list[J
         workflow.status, workflow.finished_at = "failed", now
         return []
     return [_released_job(registry, workflow, release, now) for release in plan.releases]
-
-
-async def _insert(session: AsyncSession, *, tenant_id: uuid.UUID, jobs: Sequence[Job]) -> None:
-    if jobs:  # an empty executemany is deprecated in SQLAlchemy
-        await store.insert_jobs(session, tenant_id=tenant_id, jobs=jobs)
 
 
 async def submit_workflow(
@@ -162,45 +158,44 @@ async def submit_workflow(
     session.add(workflow)
     await session.flush()
     jobs = _released_jobs(workflow, plan_of(workflow, []), registry)
-    await _insert(session, tenant_id=tenant_id, jobs=jobs)
 
     async def undo(session: AsyncSession) -> None:
         await session.execute(
             delete(Workflow).where(Workflow.tenant_id == tenant_id, Workflow.id == workflow.id)
         )
 
-    await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=jobs, undo=undo)
+    await create_jobs(redis, InSession(session, tenant_id, undo=undo), jobs)
     return workflow
 
 
 async def advance_workflow(
-    session: AsyncSession, *, tenant_id: uuid.UUID, workflow_id: uuid.UUID, registry: Registry
-) -> list[Job]:
-    """Release what became ready (or finish the workflow); the new jobs, for `hand_over`.
+    session: AsyncSession,
+    redis: ArqRedis,
+    *,
+    tenant_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    registry: Registry,
+) -> int:
+    """Release what became ready (or finish the workflow), commit, and hand the new jobs to
+    Redis (if it refuses, the reconciler enqueues them later); how many jobs were released.
 
-    Idempotent: advancing twice releases nothing twice. The caller commits.
+    Idempotent: advancing twice releases nothing twice.
     """
     try:
         workflow = await find_workflow(
             session, tenant_id=tenant_id, workflow_id=workflow_id, lock=True
         )
     except WorkflowNotFound:
-        return []
+        return 0
     if workflow.status != "running":
-        return []
+        return 0
     jobs = _released_jobs(
         workflow,
         plan_of(workflow, await step_jobs(session, tenant_id=tenant_id, workflow_id=workflow_id)),
         registry,
     )
-    await _insert(session, tenant_id=tenant_id, jobs=jobs)
-    return jobs
-
-
-async def hand_over(redis: ArqRedis, jobs: Sequence[Job]) -> None:
-    """Enqueue committed step jobs; if Redis refuses, the reconciler enqueues them later."""
-    with contextlib.suppress(QueueUnavailable):
-        await enqueue(redis, [delivery_of(job) for job in jobs])
+    await create_jobs(redis, InSession(session, tenant_id, accepted=True), jobs)
+    return len(jobs)
 
 
 async def cancel_workflow(
@@ -270,19 +265,15 @@ async def retry_workflow(
         await session.rollback()  # the workflow stays as it was
         raise
     for job in new_jobs:
-        old = retried.get(job.workflow_step)
+        old = retried.get(job["workflow_step"])
         if old is not None:  # link first: the unique index allows one current job per step
-            job.retry_of = old.id
-            await session.execute(
-                update(Job)
-                .where(Job.tenant_id == tenant_id, Job.id == old.id)
-                .values(retried_by=job.id)
-                .execution_options(synchronize_session=False)
+            job["retry_of"] = old.id
+            await status_changes.link_step_retry(
+                session, tenant_id=tenant_id, job_id=old.id, retried_by=job["id"]
             )
-    await _insert(session, tenant_id=tenant_id, jobs=new_jobs)
     # Refused by Redis, the retry is undone (new jobs and their links, the workflow's state),
     # as a job's re-run is: a 503, and the workflow stays failed for the next retry.
-    await commit_and_enqueue(session, redis, tenant_id=tenant_id, jobs=new_jobs, undo=undo)
+    await create_jobs(redis, InSession(session, tenant_id, undo=undo), new_jobs)
     return workflow
 
 

@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.jobs import operator_queries
-from shared.jobs.transitions import JobKey, Success, claim_jobs, record_successes
+from shared.jobs.rows import JobKey
+from shared.jobs.status_changes import Success, claim_jobs, record_successes
 from shared.models import Job, Workflow
 from shared.settings import Settings
 from shared.tenants.apikeys import Scope

@@ -148,7 +148,7 @@ async def _refused_by_asyncpg(session: SessionDep, value: Annotated[int, Body()]
 
 
 async def _refused_on_raw_asyncpg(resources: ResourcesDep, value: Annotated[str, Body()]) -> None:
-    """As `shared.jobs.submit_statement` runs statements: straight on asyncpg, no SQLAlchemy."""
+    """As `shared.jobs.submit_sql` runs statements: straight on asyncpg, no SQLAlchemy."""
     async with resources.engine.connect() as connection:
         raw = await connection.get_raw_connection()
         driver: asyncpg.Connection = raw.driver_connection

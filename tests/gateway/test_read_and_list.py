@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.app import create_app
 from gateway.deps import Resources
-from shared.jobs import store
-from shared.jobs.transitions import JobKey, Success, claim_jobs, record_successes
+from shared.jobs import status_changes
+from shared.jobs.rows import JobKey
+from shared.jobs.status_changes import Success, claim_jobs, record_successes
 from shared.settings import Settings
 from shared.tenants.apikeys import Scope
 from tests.factories import auth, make_api_key, make_tenant, submit, wait_for_status
@@ -146,7 +147,7 @@ class TestReadJob:
                     await asyncio.sleep(0.1)
                     async with sessionmaker() as session:
                         progress = {"current": step, "total": 3}
-                        assert await store.record_progress(
+                        assert await status_changes.record_progress(
                             session, tenant_id=tenant_id, job_id=key.job_id, progress=progress
                         )
                         await session.commit()

@@ -13,16 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.contracts import ECHO
 from shared.jobs.raw_sql import fetchrow
-from shared.jobs.submit import SubmitOptions, job_values
-from shared.jobs.submit_statement import store_jobs
-from shared.jobs.transitions import (
+from shared.jobs.rows import JobKey
+from shared.jobs.status_changes import (
     _CLAIM_SQL,
     _SUCCESS_SQL,
-    JobKey,
     Success,
     claim_jobs,
     record_successes,
 )
+from shared.jobs.submit import SubmitOptions, job_values
+from shared.jobs.submit_sql import store_jobs
 from shared.models import Job, WebhookDelivery
 from tests.factories import make_tenant, submit
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.jobs.sql_rows import row_parameters, row_source
+from shared.jobs.raw_sql import row_parameters, row_source
 
 
 def test_one_row_is_plain_parameters_typed_like_its_columns() -> None:

@@ -1,16 +1,16 @@
-"""A submit's SQL, run straight on asyncpg: check the key and store the jobs in one round trip.
+"""Every statement that creates jobs, or takes a creation back.
 
-`POST /jobs/{name}` (and `/batch`) is the API's hot path. Through a SQLAlchemy session it cost
-BEGIN, the key lookup, the INSERT and COMMIT: four round trips, the ORM's greenlet hops and an
-ORM object per job. Here one autocommitted statement looks the key up and, only if the key is
-live, its secret's hash matches, it holds the submit scope and its tenant is not rate-limited,
-inserts the jobs (all or nothing). The
-statement returns the key's row either way, so the caller can tell 401 from 403 from "take
-rate-limit tokens first, then `store_jobs`".
+`check_key_and_store` and `store_jobs` run straight on asyncpg (`raw_sql`): they are the API's
+hot path. One autocommitted statement looks the key up and, only if the key is live, its
+secret's hash matches, it holds the submit scope and its tenant is not rate-limited, inserts
+the jobs (all or nothing). The statement returns the key's row either way, so the caller can
+tell 401 from 403 from "take rate-limit tokens first, then `store_jobs`". Comparing hashes in
+SQL leaks nothing through timing (an attacker cannot steer SHA-256 outputs); the caller still
+checks the secret in constant time before trusting the answer.
 
-Comparing hashes in SQL leaks nothing through timing (an attacker cannot steer SHA-256
-outputs); the caller still checks the secret in constant time before trusting the answer.
-Every statement names the tenant, as `shared.jobs.store` does.
+`insert_jobs`, `insert_job_once` and `discard_jobs` are SQLAlchemy Core, run in a session's
+transaction beside the caller's other changes (a workflow, a re-run's link). Every statement
+names the tenant. Only `shared.jobs.submit.create_jobs` calls these.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON
+from sqlalchemy import ARRAY, JSON, BindParameter, Update, any_, bindparam, delete, null, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from shared.jobs.raw_sql import fetchrow
-from shared.jobs.sql_rows import row_parameters, row_source
+from shared.jobs.raw_sql import fetchrow, row_parameters, row_source
 from shared.models import ApiKey, Job, Tenant
 from shared.tenants.apikeys import Scope
 from shared.tenants.tenancy import TenantLimits
@@ -161,4 +163,94 @@ def _encoded(
             for column in columns
         ],
         one_row=one_job,
+    )
+
+
+_JOB_COLUMNS = tuple(column.key for column in _JOB.columns)
+_INSERT_JOB = pg_insert(Job)
+
+
+def _complete(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Every column of the row, those not given as NULL (one key set for an executemany)."""
+    unknown = set(row) - set(_JOB_COLUMNS)
+    if unknown:
+        raise ValueError(f"not columns of job: {sorted(unknown)}")
+    return {key: row.get(key) for key in _JOB_COLUMNS}
+
+
+async def insert_jobs(
+    session: AsyncSession, *, tenant_id: uuid.UUID, jobs: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert new jobs (column values) of this tenant in the session's transaction.
+
+    One Core `INSERT` (several jobs: one executemany, batched into multi-row statements): the
+    rows are complete as built, so the ORM unit of work would only add cost.
+    """
+    if any(job["tenant_id"] != tenant_id for job in jobs):
+        raise ValueError("job belongs to another tenant")
+    if jobs:  # an empty executemany is deprecated in SQLAlchemy
+        connection = await session.connection()
+        await connection.execute(_INSERT_JOB, [_complete(job) for job in jobs])
+
+
+async def insert_job_once(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job: Mapping[str, Any]
+) -> bool:
+    """Insert a job carrying an idempotency key; False if the tenant already used that key."""
+    if job["tenant_id"] != tenant_id or job.get("idempotency_key") is None:
+        raise ValueError("insert_job_once needs the tenant's job with an idempotency key")
+    values = {key: value for key, value in _complete(job).items() if value is not None}
+    stmt = (
+        pg_insert(Job)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=[Job.tenant_id, Job.idempotency_key],
+            index_where=Job.idempotency_key.is_not(None),
+        )
+        .returning(Job.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+_IDS = ARRAY(UUID)
+
+
+@functools.cache
+def _discard_statement() -> Update:
+    """Delete jobs and unlink whatever names them as its re-run, in one statement.
+
+    The `UPDATE` takes its ids from the `DELETE`'s `RETURNING`, so it runs after it: a
+    workflow step's old job becomes its step's current job again only once the new job is
+    gone (the unique index on (workflow, step) allows one). Named parameters only: SQLAlchemy's
+    statement cache could not fill in anonymous ones inside a DML CTE.
+    """
+    tenant_id: BindParameter[uuid.UUID] = bindparam("p_tenant_id")
+    gone = (
+        delete(Job)
+        .where(Job.tenant_id == tenant_id, Job.id == any_(bindparam("p_job_ids", type_=_IDS)))
+        .returning(Job.id)
+        .cte("gone")
+    )
+    return (
+        sql_update(Job)
+        .where(Job.tenant_id == tenant_id, Job.retried_by.in_(select(gone.c.id)))
+        .values(retried_by=null())
+        .add_cte(gone)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def discard_jobs(
+    connection: AsyncSession | AsyncConnection,
+    *,
+    tenant_id: uuid.UUID,
+    job_ids: Sequence[uuid.UUID],
+) -> None:
+    """Undo the creation of jobs that never reached a queue (their hand-off to Redis failed).
+
+    Removes the rows and the links other jobs hold to them (`retried_by` of the job they
+    re-run), atomically, so a refused hand-off leaves no trace.
+    """
+    await connection.execute(
+        _discard_statement(), {"p_tenant_id": tenant_id, "p_job_ids": list(job_ids)}
     )

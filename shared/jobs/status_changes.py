@@ -1,0 +1,491 @@
+"""Every statement that changes an existing job: its status, its progress, its re-run link.
+
+Single-job changes are cached SQLAlchemy Core statements run in the caller's session
+(`_transition_statement`): one `UPDATE ... WHERE status IN (allowed) RETURNING`, so an illegal
+transition changes nothing instead of corrupting the row, and a move to a terminal status
+records the job's webhook delivery in the same statement.
+
+The worker's two hot changes, `claim_jobs` and `record_successes`, take a whole batch of jobs
+in one raw asyncpg statement each (`raw_sql`): a worker starts and finishes jobs by the hundred
+per second, and the successes that end while one write is under way are recorded together by
+the next (see `worker.group_commit`). They are the same transitions in batch form: the same
+statuses allowed from (`ALLOWED_FROM`), the same columns set, and a webhook delivery owed by
+each job that succeeds. Each job is matched on its tenant and its id together: a statement
+cannot reach a job of a tenant it was not given.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import aliased
+
+from shared.ids import new_id
+from shared.jobs.raw_sql import fetch, row_parameters, row_source
+from shared.jobs.rows import CLAIMED_COLUMNS, ClaimedJob, JobKey
+from shared.models import Job, WebhookDelivery
+from shared.status import ALLOWED_FROM, WAITING, JobStatus
+from shared.webhooks import deliveries
+
+_PURGED_TTL_SECONDS = 3600
+
+
+def _transition_statement(
+    to: JobStatus,
+    *,
+    from_: frozenset[JobStatus] | None = None,
+    when: ColumnElement[bool] | None = None,
+    **values: Any,
+) -> Select[Job]:
+    """The one statement that moves a job to `to` if its status (and `when`) allows it.
+
+    Built once per kind of change (callers cache it): the job's `tenant_id` and `job_id`, and
+    any `bindparam` in `when` or `values`, are bound at execution. A move to a terminal status
+    also records the job's webhook delivery in the same statement (`WITH moved AS (UPDATE ...
+    RETURNING ...) INSERT INTO webhook_delivery ... FROM moved`), so it stays atomic without a
+    transaction of its own (the worker runs these in autocommit).
+    """
+    allowed = ALLOWED_FROM[to] if from_ is None else from_
+    table = cast(Table, Job.__table__)
+    moved = (
+        update(table)
+        .where(
+            table.c.tenant_id == bindparam("p_tenant_id"),
+            table.c.id == bindparam("p_job_id"),
+            table.c.status.in_([_sql_constant(status.value) for status in sorted(allowed)]),
+            *(() if when is None else (when,)),
+        )
+        .values(status=_sql_constant(to.value), **values)
+        .returning(*table.c)
+        .cte("moved")
+    )
+    stmt = select(aliased(Job, moved))
+    if to.is_terminal:
+        stmt = stmt.add_cte(deliveries.deliveries_of_moved(moved))
+    return stmt.execution_options(populate_existing=True)
+
+
+async def _transition(
+    session: AsyncSession,
+    stmt: Select[Job],
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    **params: Any,
+) -> Job | None:
+    """Run a `_transition_statement`; the moved job, or None when not allowed (or no such job)."""
+    params = {f"p_{name}": value for name, value in params.items()}
+    params.update(p_tenant_id=tenant_id, p_job_id=job_id, delivery_id=new_id())
+    return (await session.execute(stmt, params)).scalar_one_or_none()
+
+
+def _bound(name: str) -> BindParameter[Any]:
+    # Not a column's name: SQLAlchemy would take a parameter named like a column as a SET value.
+    return bindparam(f"p_{name}")
+
+
+def _sql_constant(value: str) -> ColumnElement[Any]:
+    """One of our own status names written into the SQL: a cached statement holds no anonymous
+    parameter (SQLAlchemy's cache could not fill those in inside a DML CTE)."""
+    return literal_column(f"'{value}'")
+
+
+@functools.cache
+def _fail_lost_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.FAILED,
+        from_=frozenset({JobStatus.RUNNING}),
+        when=Job.attempts >= Job.max_tries + bindparam("p_lost_attempts_allowed", type_=Integer),
+        error=_bound("error"),
+        finished_at=func.now(),
+        expires_at=_bound("expires_at"),
+    )
+
+
+async def fail_lost_job(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    lost_attempts_allowed: int,
+    expires_at: datetime,
+) -> Job | None:
+    """Fail a re-delivered `running` job whose workers died once too often.
+
+    (See `claim_jobs`, which refuses such a job.)
+    """
+    return await _transition(
+        session,
+        _fail_lost_statement(),
+        tenant_id=tenant_id,
+        job_id=job_id,
+        lost_attempts_allowed=lost_attempts_allowed,
+        error={
+            "type": "worker_lost",
+            "message": "its worker stopped mid-attempt (killed, crashed or cut off at shutdown)"
+            " more often than allowed",
+        },
+        expires_at=expires_at,
+    )
+
+
+async def record_progress(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, progress: dict[str, Any]
+) -> bool:
+    """Store a running job's progress; False if the job is no longer running."""
+    result = await session.execute(
+        update(Job)
+        .where(
+            Job.tenant_id == tenant_id,
+            Job.id == job_id,
+            Job.status == JobStatus.RUNNING.value,
+        )
+        .values(progress=progress)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _retry_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.RETRYING, error=_bound("error"), scheduled_at=_bound("retry_at")
+    )
+
+
+async def record_retry(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    error: dict[str, Any],
+    retry_at: datetime,
+) -> Job | None:
+    """The running job failed an attempt and will run again at `retry_at`."""
+    return await _transition(
+        session,
+        _retry_statement(),
+        tenant_id=tenant_id,
+        job_id=job_id,
+        error=error,
+        retry_at=retry_at,
+    )
+
+
+@functools.cache
+def _hand_back_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.RETRYING,
+        attempts=func.greatest(Job.attempts - 1, 0),
+        scheduled_at=_bound("run_at"),
+    )
+
+
+async def record_handed_back(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, run_at: datetime
+) -> Job | None:
+    """The running job's attempt was cut short by jobgate's own failure (PostgreSQL or Redis
+    unavailable), not by the job: it runs again at `run_at` and the attempt is not counted.
+
+    `retrying` is the one waiting status a running job may move to; its `error` stays what it
+    was (None on a first try), since nothing went wrong with the job itself.
+    """
+    return await _transition(
+        session, _hand_back_statement(), tenant_id=tenant_id, job_id=job_id, run_at=run_at
+    )
+
+
+@functools.cache
+def _failure_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.FAILED,
+        error=_bound("error"),
+        finished_at=func.now(),
+        expires_at=_bound("expires_at"),
+    )
+
+
+async def record_failure(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    error: dict[str, Any],
+    expires_at: datetime,
+) -> Job | None:
+    """The job failed for good (it is now in the dead-letter view)."""
+    return await _transition(
+        session,
+        _failure_statement(),
+        tenant_id=tenant_id,
+        job_id=job_id,
+        error=error,
+        expires_at=expires_at,
+    )
+
+
+@functools.cache
+def _cancel_waiting_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.CANCELLED,
+        from_=WAITING,
+        finished_at=func.now(),
+        expires_at=_bound("expires_at"),
+    )
+
+
+async def cancel_waiting(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, expires_at: datetime
+) -> Job | None:
+    """Cancel a job that has not started; None if it is not waiting."""
+    return await _transition(
+        session,
+        _cancel_waiting_statement(),
+        tenant_id=tenant_id,
+        job_id=job_id,
+        expires_at=expires_at,
+    )
+
+
+async def request_cancel(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID
+) -> Job | None:
+    """Mark a running job as asked to stop; None if it is not running."""
+    result = await session.execute(
+        update(Job)
+        .where(
+            Job.tenant_id == tenant_id,
+            Job.id == job_id,
+            Job.status == JobStatus.RUNNING.value,
+        )
+        .values(cancel_requested_at=func.coalesce(Job.cancel_requested_at, func.now()))
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+@functools.cache
+def _cancelled_statement() -> Select[Job]:
+    return _transition_statement(
+        JobStatus.CANCELLED,
+        from_=frozenset({JobStatus.RUNNING}),
+        error=_bound("error"),
+        finished_at=func.now(),
+        expires_at=_bound("expires_at"),
+    )
+
+
+async def record_cancelled(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, expires_at: datetime
+) -> Job | None:
+    """A running job stopped because it was asked to."""
+    return await _transition(
+        session,
+        _cancelled_statement(),
+        tenant_id=tenant_id,
+        job_id=job_id,
+        error={"type": "cancelled", "message": "cancelled while running"},
+        expires_at=expires_at,
+    )
+
+
+async def link_retry(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, retried_by: uuid.UUID
+) -> bool:
+    """Point a failed or cancelled job at its re-run; False if not allowed or already linked."""
+    result = await session.execute(
+        update(Job)
+        .where(
+            Job.tenant_id == tenant_id,
+            Job.id == job_id,
+            Job.status.in_([JobStatus.FAILED.value, JobStatus.CANCELLED.value]),
+            Job.retried_by.is_(None),
+        )
+        .values(retried_by=retried_by)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def link_step_retry(
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, retried_by: uuid.UUID
+) -> None:
+    """Point a workflow step's failed or cancelled job at its re-run (the workflow is locked)."""
+    await session.execute(
+        update(Job)
+        .where(Job.tenant_id == tenant_id, Job.id == job_id)
+        .values(retried_by=retried_by)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def purge_waiting(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    queue: str | None = None,
+    name: str | None = None,
+) -> list[Job]:
+    """Cancel all of a tenant's jobs that have not started (optionally one queue or type)."""
+    stmt = update(Job).where(
+        Job.tenant_id == tenant_id,
+        Job.status.in_([status.value for status in WAITING]),
+    )
+    if queue is not None:
+        stmt = stmt.where(Job.queue == queue)
+    if name is not None:
+        stmt = stmt.where(Job.name == name)
+    result = await session.execute(
+        stmt.values(
+            status=JobStatus.CANCELLED.value,
+            finished_at=func.now(),
+            expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, _PURGED_TTL_SECONDS),
+            error={"type": "purged", "message": "removed by a bulk purge"},
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    jobs = list(result.scalars())
+    await deliveries.record_deliveries(session, tenant_id=tenant_id, jobs=jobs)
+    return jobs
+
+
+_JOB = Job.__tablename__
+_DELIVERY = WebhookDelivery.__tablename__
+
+
+def _statuses(target: JobStatus) -> str:
+    # Our own enum's values, not input: safe to write into the SQL text.
+    return ", ".join(f"'{status.value}'" for status in sorted(ALLOWED_FROM[target]))
+
+
+# Column names checked against the table at import: a typo fails here, not in SQL.
+_RETURNED = ", ".join(f"job.{Job.__table__.c[name].name}" for name in CLAIMED_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Success:
+    """A running job's successful attempt, to record."""
+
+    key: JobKey
+    result: dict[str, Any]
+    expires_at: datetime
+
+
+# The f-strings splice in only table names, column names and our own status values; every
+# value travels as a bound parameter (hence `noqa: S608`).
+#
+# The claim commits asynchronously (`synchronous_commit` off for its own transaction only):
+# the job starts without waiting for the WAL flush. What that risks: a PostgreSQL crash (or
+# failover) in the fraction of a second before the WAL writer, or any later synchronous
+# commit, flushes it forgets the claim; the row is `queued` again, its worker's outcome then
+# matches nothing, and the job runs again from the queue with that start uncounted: at least
+# once, no job lost. Every other write (submit, outcomes, cancel) stays synchronous.
+def _claim_sql(one_row: bool) -> str:
+    taken = row_source(["uuid", "uuid"], first=1, one_row=one_row)
+    return f"""
+WITH taken AS (
+    SELECT * FROM {taken} AS taken (tenant_id, id)
+    WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
+)
+UPDATE {_JOB} AS job
+SET status = '{JobStatus.RUNNING.value}', attempts = job.attempts + 1, started_at = now(),
+    progress = NULL
+FROM taken
+WHERE job.tenant_id = taken.tenant_id AND job.id = taken.id
+  AND job.status IN ({_statuses(JobStatus.RUNNING)})
+  AND (job.status <> '{JobStatus.RUNNING.value}' OR $3::integer IS NULL
+       OR job.attempts < job.max_tries + $3::integer)
+RETURNING {_RETURNED}
+"""  # noqa: S608
+
+
+_CLAIM_SQL = {one_row: _claim_sql(one_row) for one_row in (True, False)}
+
+
+def _success_sql(one_row: bool) -> str:
+    done = row_source(["uuid", "uuid", "jsonb", "timestamptz", "uuid"], first=1, one_row=one_row)
+    return f"""
+WITH done AS (
+    SELECT * FROM {done} AS done (tenant_id, id, result, expires_at, delivery_id)
+), moved AS (
+    UPDATE {_JOB} AS job
+    SET status = '{JobStatus.SUCCEEDED.value}', result = done.result, error = NULL,
+        finished_at = now(), expires_at = done.expires_at
+    FROM done
+    WHERE job.tenant_id = done.tenant_id AND job.id = done.id
+      AND job.status IN ({_statuses(JobStatus.SUCCEEDED)})
+    RETURNING job.tenant_id, job.id, job.webhook_url, done.delivery_id
+), owed AS (
+    INSERT INTO {_DELIVERY} (id, tenant_id, job_id, url)
+    SELECT delivery_id, tenant_id, id, webhook_url FROM moved WHERE webhook_url IS NOT NULL
+)
+SELECT tenant_id, id FROM moved
+"""  # noqa: S608
+
+
+_SUCCESS_SQL = {one_row: _success_sql(one_row) for one_row in (True, False)}
+
+
+async def claim_jobs(
+    engine: AsyncEngine, keys: Sequence[JobKey], *, lost_attempts_allowed: int | None = None
+) -> list[ClaimedJob]:
+    """Mark these waiting (or re-delivered running) jobs running and count an attempt each.
+
+    Returns the jobs claimed; a job that is not waiting (finished, cancelled, unknown) is left
+    out. A `running` job is re-delivered when its worker died mid-attempt; with
+    `lost_attempts_allowed` that is accepted only while its attempts stay below
+    `max_tries + lost_attempts_allowed`, so a job that kills every worker cannot loop forever
+    (`fail_lost_job` ends it).
+    """
+    if not keys:
+        return []
+    # In id order: two statements locking overlapping rows lock them in the same order.
+    ordered = sorted(keys, key=lambda key: key.job_id)
+    one_row = len(ordered) == 1
+    columns: list[list[Any]] = [[key.tenant_id for key in ordered], [key.job_id for key in ordered]]
+    rows = await fetch(
+        engine,
+        _CLAIM_SQL[one_row],
+        *row_parameters(columns, one_row=one_row),
+        lost_attempts_allowed,
+    )
+    return [ClaimedJob(*row) for row in rows]
+
+
+async def record_successes(engine: AsyncEngine, successes: Sequence[Success]) -> set[JobKey]:
+    """Record these running jobs as succeeded; returns those moved (a job no longer running,
+    e.g. cancelled meanwhile, keeps its status)."""
+    if not successes:
+        return set()
+    ordered = sorted(successes, key=lambda success: success.key.job_id)
+    columns: list[list[Any]] = [
+        [success.key.tenant_id for success in ordered],
+        [success.key.job_id for success in ordered],
+        [json.dumps(success.result) for success in ordered],
+        [success.expires_at for success in ordered],
+        [new_id() for _ in ordered],
+    ]
+    one_row = len(ordered) == 1
+    rows = await fetch(engine, _SUCCESS_SQL[one_row], *row_parameters(columns, one_row=one_row))
+    return {JobKey(row["tenant_id"], row["id"]) for row in rows}
