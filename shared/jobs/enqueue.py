@@ -238,7 +238,7 @@ async def enqueue(redis: ArqRedis, deliveries: Sequence[Delivery]) -> int:
         queue = queue_key(delivery.queue)
         jobs.append([queue, str(delivery.job_id), due_ms, offset, ttl_ms, payload, member, tenant])
     # The jobs go as one JSON argument, not seven each: redis-py packs a command argument by
-    # argument in Python, 2.2 ms for a batch of 100 jobs against 0.3 ms for this.
+    # argument in Python, which for a batch costs far more than one `json.dumps`.
     argv = [
         str(now_ms),
         str(FAIR_SHARE_COST_MS),
