@@ -91,7 +91,7 @@ class JobFailure(Exception):
 
 @dataclass(frozen=True)
 class Claimed:
-    """The outcome of a claim made before `run_job` (`worker.wakeup` claims a poll's jobs at
+    """The outcome of a claim made before `run_job` (`worker.loop` claims a poll's jobs at
     once): the job, now running, or None if it was not waiting."""
 
     job: ClaimedJob | None

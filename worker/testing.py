@@ -28,11 +28,10 @@ from shared.contracts import REGISTRY, Contract, JobType, load_contracts
 from shared.settings import Settings
 from worker.binding import bound_function
 from worker.context import JobContext
+from worker.loop import WakeableWorker, stop_worker
 from worker.mail import Mailer
-from worker.process import stop_worker
 from worker.settings import worker_options
 from worker.tenant_data import TenantData
-from worker.wakeup import WakeableWorker
 
 A = TypeVar("A", bound=Contract)
 R = TypeVar("R", bound=Contract)
@@ -111,7 +110,7 @@ def jobgate_settings() -> Settings:
 async def jobgate_worker(jobgate_settings: Settings) -> AsyncIterator[list[Worker]]:
     """Real workers on every queue of the registered job types, stopped after the test."""
     registry = load_contracts(jobgate_settings.contract_modules)
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
+    running: list[tuple[WakeableWorker, asyncio.Task[None]]] = []
     for queue in registry.queues():
         options = worker_options(jobgate_settings, queue=queue, registry=registry)
         worker = WakeableWorker(**options, handle_signals=False)
