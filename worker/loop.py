@@ -20,8 +20,9 @@ shutdown only gives up its in-progress key, so another worker takes it at once.
 
 What ARQ's own loop guarantees still holds: a job stays on its queue until it ends, its
 in-progress key is its lease (`worker.lease`), an abort cancels its task and ends it, and
-`after_job_end` runs once it has ended. `jobgate worker`, `arq worker.WorkerSettings`
-(`worker.arq_command`) and the test suite all run this loop.
+what follows a run (a retry enqueued, a quota slot given back) happens once it has ended.
+`jobgate worker`, `arq worker.WorkerSettings` (`worker.arq_command`) and the test suite all
+run this loop.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import structlog
@@ -44,9 +45,10 @@ from redis.exceptions import RedisError
 from shared.errors import DependencyUnavailable
 from shared.jobs.transitions import JobKey, claim_jobs
 from shared.keys import QUEUE_PREFIX, wake_key
+from worker.context import JobRunContext, WorkerContext
 from worker.group_commit import GroupCommit
 from worker.recycling import JobBudget
-from worker.runner import Claimed, run_job
+from worker.runner import Claimed, after_attempt, run_job
 from worker.take import TAKE_DUE, Taken, taken_of
 
 logger = logging.getLogger("arq.worker")
@@ -71,6 +73,11 @@ class WakeableWorker(Worker):
         self._slot_freed = asyncio.Event()
         """Set whenever a job of this worker ends and frees its slot."""
         self._ends: GroupCommit[tuple[str, bool], None] = GroupCommit(self._write_ends)
+
+    @property
+    def context(self) -> WorkerContext:
+        """ARQ's `ctx`, as jobgate's `on_startup` filled it (read only once started)."""
+        return cast(WorkerContext, self.ctx)
 
     # What the rest of jobgate reads and steers, without reaching into ARQ's attributes.
 
@@ -215,7 +222,7 @@ class WakeableWorker(Worker):
 
     def _lease_ms(self) -> int:
         """How long a taken job's in-progress key lives unless renewed (`worker.lease`)."""
-        return int(self.ctx["settings"].worker_lease_seconds * 1000)
+        return int(self.context["settings"].worker_lease_seconds * 1000)
 
     async def _claim_together(self, taken: list[Taken]) -> dict[str, Claimed]:
         """Claim, in one statement, the jobs whose tenant has no concurrency quota.
@@ -228,12 +235,12 @@ class WakeableWorker(Worker):
             if job.tenant_id is None:
                 continue
             tenant_id = uuid.UUID(job.tenant_id)
-            if await self.ctx["quotas"].limit_of(tenant_id) is None:
+            if await self.context["quotas"].limit_of(tenant_id) is None:
                 keys.append(JobKey(tenant_id, uuid.UUID(job.job_id)))
         claimed = await claim_jobs(
-            self.ctx["engine"],
+            self.context["engine"],
             keys,
-            lost_attempts_allowed=self.ctx["settings"].worker_lost_attempts_allowed,
+            lost_attempts_allowed=self.context["settings"].worker_lost_attempts_allowed,
         )
         by_id = {str(job.id): job for job in claimed}
         return {str(key.job_id): Claimed(by_id.get(str(key.job_id))) for key in keys}
@@ -253,7 +260,10 @@ class WakeableWorker(Worker):
 
     async def _run_taken(self, taken: Taken, claimed: Claimed | None) -> None:
         """Run one taken job, then let it leave Redis (or go back to its queue at a shutdown)."""
-        ctx = {**self.ctx, "job_id": taken.job_id, "job_try": 1, "score": taken.score}
+        ctx = cast(
+            JobRunContext,
+            {**self.ctx, "job_id": taken.job_id, "job_try": 1, "score": taken.score},
+        )
         ends = True
         try:
             if taken.tenant_id is None:
@@ -275,8 +285,7 @@ class WakeableWorker(Worker):
             return
         if ends:
             self.jobs_complete += 1
-            if self.after_job_end is not None:
-                await self.after_job_end(ctx)
+            await after_attempt(ctx)
 
     async def _end_in_redis(self, job_id: str, *, ends: bool) -> bool:
         """End the job in Redis with the others ending now; False if Redis could not take it."""

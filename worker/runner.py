@@ -46,7 +46,7 @@ from shared.jobs.transitions import ClaimedJob, JobKey, Success, claim_jobs
 from shared.status import CLAIMABLE, JobStatus
 from worker.binding import Binding
 from worker.circuit import Circuits
-from worker.context import JobContext, JobOutcome, WorkerContext
+from worker.context import JobContext, JobOutcome, JobRunContext
 from worker.job_observation import JobObservation
 from worker.mail import Mailer
 from worker.maintenance import Maintenance
@@ -60,10 +60,6 @@ from worker.workflow_advance import advance_after_step
 log = structlog.get_logger("jobgate.worker")
 
 HOOK_TIMEOUT_SECONDS = 30.0
-RESCHEDULE_KEY = "jobgate_reschedule"
-"""Per-job ctx entry: the delivery of the job's next try, enqueued by `after_job_end`."""
-SLOT_KEY = "jobgate_quota_slot"
-"""Per-job ctx entry: the tenant whose concurrency slot the job holds, freed by `after_job_end`."""
 HAND_BACK_DELAY_SECONDS = 1.0
 """How soon an attempt handed back runs again. Short: while PostgreSQL is down no worker takes
 it anyway (`worker.health`); the delay only keeps a Redis outage from becoming a busy loop."""
@@ -97,39 +93,37 @@ class Claimed:
     job: ClaimedJob | None
 
 
-async def run_job(ctx: dict[str, Any], *, tenant_id: str, claimed: Claimed | None = None) -> None:
+async def run_job(ctx: JobRunContext, *, tenant_id: str, claimed: Claimed | None = None) -> None:
     """The coroutine ARQ calls for every jobgate job (the payload carries only the tenant).
 
     Without `claimed`, it takes the tenant's quota slot and claims the job itself.
     """
-    worker = cast(WorkerContext, ctx)
-    job_id, tenant = uuid.UUID(worker["job_id"]), uuid.UUID(tenant_id)
+    job_id, tenant = uuid.UUID(ctx["job_id"]), uuid.UUID(tenant_id)
     with JobObservation(job_id=str(job_id), tenant_id=tenant_id) as observed:
         if claimed is None:
-            if not await _admit(ctx, worker, tenant):
+            if not await _admit(ctx, tenant):
                 return
-            claimed = Claimed(await _claim(worker, tenant, job_id))
+            claimed = Claimed(await _claim(ctx, tenant, job_id))
         job = claimed.job
         if job is None:
-            if not await _fail_if_lost_too_often(worker, tenant, job_id):
+            if not await _fail_if_lost_too_often(ctx, tenant, job_id):
                 log.info("job.skipped", reason="not waiting (finished, cancelled or unknown)")
             return
         observed.claimed(job)
-        binding = worker["bindings"][job.name]
+        binding = ctx["bindings"][job.name]
         record_start(job)
-        context = _job_context(worker, job)
-        outcome = await _run_and_record(ctx, worker, binding, job, context)
+        context = _job_context(ctx, job)
+        outcome = await _run_and_record(ctx, binding, job, context)
         if outcome is None:
             return  # handed back: no outcome, so no hook and no workflow step
         observed.finished(outcome)
         if outcome.status != "retrying":  # a step's final outcome moves its workflow on
-            await advance_after_step(worker, job)
+            await advance_after_step(ctx, job)
         await _run_hook(binding, context, outcome)
 
 
 async def _run_and_record(
-    ctx: dict[str, Any],
-    worker: WorkerContext,
+    ctx: JobRunContext,
     binding: Binding,
     job: ClaimedJob,
     context: JobContext,
@@ -138,42 +132,40 @@ async def _run_and_record(
     started = time.monotonic()
     # The lease is held until the outcome is recorded too: while PostgreSQL is down that
     # waits (`until_written`), and another worker must not take the job meanwhile.
-    with worker["leases"].hold(worker["job_id"]):
+    with ctx["leases"].hold(ctx["job_id"]):
         try:
             result = await _attempt(binding, job, context)
         except asyncio.CancelledError:
             # Either an abort (someone cancelled the job) or a shutdown; only the row knows.
-            await asyncio.shield(_record_if_aborted(worker, binding, job))
+            await asyncio.shield(_record_if_aborted(ctx, binding, job))
             raise
         except HandedBack as handed_back:
-            ctx[RESCHEDULE_KEY] = await _hand_back(worker, job, handed_back)
+            ctx["reschedule"] = await _hand_back(ctx, job, handed_back)
             return None
         except JobFailure as failure:
-            retry = await _record_failure(worker, binding, job, failure)
+            retry = await _record_failure(ctx, binding, job, failure)
             if retry is None:
                 return JobOutcome("failed", error=failure.error)
-            ctx[RESCHEDULE_KEY] = retry
+            ctx["reschedule"] = retry
             return JobOutcome("retrying", error=failure.error, retry_at=retry.run_at)
         else:
-            await _record_success(worker, binding, job, result)
+            await _record_success(ctx, binding, job, result)
             return JobOutcome("succeeded", result=result)
         finally:
             JOB_DURATION.labels(job.name).observe(time.monotonic() - started)
 
 
-async def _claim(
-    worker: WorkerContext, tenant_id: uuid.UUID, job_id: uuid.UUID
-) -> ClaimedJob | None:
+async def _claim(ctx: JobRunContext, tenant_id: uuid.UUID, job_id: uuid.UUID) -> ClaimedJob | None:
     claimed = await claim_jobs(
-        worker["engine"],
+        ctx["engine"],
         [JobKey(tenant_id, job_id)],
-        lost_attempts_allowed=worker["settings"].worker_lost_attempts_allowed,
+        lost_attempts_allowed=ctx["settings"].worker_lost_attempts_allowed,
     )
     return claimed[0] if claimed else None
 
 
 async def _fail_if_lost_too_often(
-    worker: WorkerContext, tenant_id: uuid.UUID, job_id: uuid.UUID
+    ctx: JobRunContext, tenant_id: uuid.UUID, job_id: uuid.UUID
 ) -> bool:
     """End a re-delivered job whose workers keep dying (`worker_lost`); False if not that case.
 
@@ -181,17 +173,17 @@ async def _fail_if_lost_too_often(
     `max_tries` plus the allowance. Without this, a job that crashes its worker (OOM, segfault)
     would be re-delivered and crash the next one forever.
     """
-    async with worker["sessionmaker"]() as session:
+    async with ctx["sessionmaker"]() as session:
         found = await store.find_job(session, tenant_id=tenant_id, job_id=job_id)
         if found is None or found.status != JobStatus.RUNNING:
             return False
-        binding = worker["bindings"][found.name]
+        binding = ctx["bindings"][found.name]
         failed = await store.fail_lost_job(
             session,
             tenant_id=tenant_id,
             job_id=job_id,
-            lost_attempts_allowed=worker["settings"].worker_lost_attempts_allowed,
-            expires_at=_expires_at(worker, binding),
+            lost_attempts_allowed=ctx["settings"].worker_lost_attempts_allowed,
+            expires_at=_expires_at(ctx, binding),
         )
         await session.commit()
     if failed is None:
@@ -199,7 +191,7 @@ async def _fail_if_lost_too_often(
     job = ClaimedJob.of(failed)
     record_outcome(job, "failed", "worker_lost")
     log.warning("job.failed", job_type=job.name, attempt=job.attempts, error_type="worker_lost")
-    await _run_hook(binding, _job_context(worker, job), JobOutcome("failed", error=job.error))
+    await _run_hook(binding, _job_context(ctx, job), JobOutcome("failed", error=job.error))
     return True
 
 
@@ -289,21 +281,21 @@ def _summarise(exc: ValidationError) -> str:
     )
 
 
-def _job_context(worker: WorkerContext, job: ClaimedJob) -> JobContext:
-    sessionmaker = worker["sessionmaker"]
+def _job_context(ctx: JobRunContext, job: ClaimedJob) -> JobContext:
+    sessionmaker = ctx["sessionmaker"]
     return JobContext(
         job_id=job.id,
         tenant_id=job.tenant_id,
         attempt=job.attempts,
         max_tries=job.max_tries,
-        worker_name=worker["worker_name"],
+        worker_name=ctx["worker_name"],
         report=BestEffortProgress(sessionmaker, tenant_id=job.tenant_id, job_id=job.id),
         data=TenantData(sessionmaker, tenant_id=job.tenant_id),
-        mail=Mailer(worker["settings"]),
-        circuits=Circuits(worker["redis"], worker["settings"].circuits),
-        soft_deadline=_soft_deadline(job, worker["bindings"][job.name]),
+        mail=Mailer(ctx["settings"]),
+        circuits=Circuits(ctx["redis"], ctx["settings"].circuits),
+        soft_deadline=_soft_deadline(job, ctx["bindings"][job.name]),
         maintenance=(
-            Maintenance(sessionmaker) if job.tenant_id == worker["system_tenant_id"] else None
+            Maintenance(sessionmaker) if job.tenant_id == ctx["system_tenant_id"] else None
         ),
     )
 
@@ -317,78 +309,76 @@ def _soft_deadline(job: ClaimedJob, binding: Binding) -> float | None:
     return asyncio.get_running_loop().time() + max(job.timeout_seconds - grace, 0.0)
 
 
-def _expires_at(worker: WorkerContext, binding: Binding) -> datetime:
-    return expires_at(binding.job_type, worker["settings"])
+def _expires_at(ctx: JobRunContext, binding: Binding) -> datetime:
+    return expires_at(binding.job_type, ctx["settings"])
 
 
-async def _record_if_aborted(worker: WorkerContext, binding: Binding, job: ClaimedJob) -> None:
+async def _record_if_aborted(ctx: JobRunContext, binding: Binding, job: ClaimedJob) -> None:
     """Record `cancelled` if the job was asked to stop; after a shutdown it runs again."""
-    async with worker["sessionmaker"]() as session:
+    async with ctx["sessionmaker"]() as session:
         if await store.is_cancel_requested(session, tenant_id=job.tenant_id, job_id=job.id):
             await store.record_cancelled(
                 session,
                 tenant_id=job.tenant_id,
                 job_id=job.id,
-                expires_at=_expires_at(worker, binding),
+                expires_at=_expires_at(ctx, binding),
             )
             await session.commit()
             record_outcome(job, "cancelled")
             log.info("job.cancelled", job_type=job.name, attempt=job.attempts)
 
 
-async def _admit(ctx: dict[str, Any], worker: WorkerContext, tenant_id: uuid.UUID) -> bool:
+async def _admit(ctx: JobRunContext, tenant_id: uuid.UUID) -> bool:
     """Take a slot of the tenant's concurrency quota; if none is free, put the job back.
 
     Before the claim, so a job put back keeps its row (`queued`, attempts unchanged); the slot
     is given back by `after_job_end`, or frees itself once the lease lapses (see `worker.quota`).
     """
-    limit = await worker["quotas"].limit_of(tenant_id)
+    limit = await ctx["quotas"].limit_of(tenant_id)
     if limit is None:
         return True
-    job_id = worker["job_id"]
-    if await take_slot(worker["redis"], tenant_id=tenant_id, job_id=job_id, limit=limit):
-        ctx[SLOT_KEY] = tenant_id
+    job_id = ctx["job_id"]
+    if await take_slot(ctx["redis"], tenant_id=tenant_id, job_id=job_id, limit=limit):
+        ctx["quota_slot"] = tenant_id
         return True
-    ctx[RESCHEDULE_KEY] = await _put_back(worker, tenant_id, ctx.get("score"))
+    ctx["reschedule"] = await _put_back(ctx, tenant_id, ctx["score"])
     return False
 
 
-async def _put_back(
-    worker: WorkerContext, tenant_id: uuid.UUID, score: int | None
-) -> Delivery | None:
+async def _put_back(ctx: JobRunContext, tenant_id: uuid.UUID, score: int | None) -> Delivery | None:
     """The job again, shortly and at its former place in line (None: it no longer waits)."""
-    async with worker["sessionmaker"]() as session:
-        job = await store.find_job(session, tenant_id=tenant_id, job_id=uuid.UUID(worker["job_id"]))
+    async with ctx["sessionmaker"]() as session:
+        job = await store.find_job(session, tenant_id=tenant_id, job_id=uuid.UUID(ctx["job_id"]))
     if job is None or JobStatus(job.status) not in CLAIMABLE:
         return None
     QUOTA_DEFERRALS.inc()
     log.info("job.deferred", reason="tenant concurrency quota")
-    delay = timedelta(seconds=worker["settings"].worker_quota_defer_seconds)
+    delay = timedelta(seconds=ctx["settings"].worker_quota_defer_seconds)
     return replace(delivery_of(job), run_at=datetime.now(UTC) + delay, score_ms=score)
 
 
-async def reschedule_after_attempt(ctx: dict[str, Any]) -> None:
-    """ARQ's `after_job_end`: free the quota slot, and enqueue the next try, if any."""
-    tenant_id = ctx.pop(SLOT_KEY, None)
+async def after_attempt(ctx: JobRunContext) -> None:
+    """Once the job has ended in Redis: free its quota slot, and enqueue its next try, if any."""
+    tenant_id = ctx.pop("quota_slot", None)
     if tenant_id is not None:
         try:
             await give_back_slot(ctx["redis"], tenant_id=tenant_id, job_id=ctx["job_id"])
         except (RedisError, OSError) as exc:  # the next taker drops it: its lease is gone
             log.warning("quota.release_failed", error=type(exc).__name__)
-    retry = ctx.pop(RESCHEDULE_KEY, None)
+    retry = ctx.pop("reschedule", None)
     if retry is not None:
         await enqueue(ctx["redis"], [retry])
 
 
 async def _hand_back(
-    worker: WorkerContext, job: ClaimedJob, handed_back: HandedBack
+    ctx: JobRunContext, job: ClaimedJob, handed_back: HandedBack
 ) -> Delivery | None:
     """Put the job back to run again shortly, its attempt not counted; its delivery, or None if
     it no longer runs (cancelled meanwhile)."""
     run_at = datetime.now(UTC) + timedelta(seconds=HAND_BACK_DELAY_SECONDS)
 
     async def write() -> bool:
-        async with worker["autocommit_sessionmaker"]() as session:
+        async with ctx["autocommit_sessionmaker"]() as session:
             moved = await store.record_handed_back(
                 session, tenant_id=job.tenant_id, job_id=job.id, run_at=run_at
             )
@@ -401,17 +391,17 @@ async def _hand_back(
 
 
 async def _record_success(
-    worker: WorkerContext, binding: Binding, job: ClaimedJob, result: dict[str, Any]
+    ctx: JobRunContext, binding: Binding, job: ClaimedJob, result: dict[str, Any]
 ) -> None:
     # With the other jobs ending meanwhile: one statement for all (see worker.group_commit).
-    success = Success(JobKey(job.tenant_id, job.id), result, _expires_at(worker, binding))
-    await until_written(lambda: worker["successes"].submit(success), outcome="succeeded")
+    success = Success(JobKey(job.tenant_id, job.id), result, _expires_at(ctx, binding))
+    await until_written(lambda: ctx["successes"].submit(success), outcome="succeeded")
     record_outcome(job, "succeeded")
     log.info("job.succeeded", job_type=job.name, attempt=job.attempts)
 
 
 async def _record_failure(
-    worker: WorkerContext, binding: Binding, job: ClaimedJob, failure: JobFailure
+    ctx: JobRunContext, binding: Binding, job: ClaimedJob, failure: JobFailure
 ) -> Delivery | None:
     """Record a retry if one is allowed (returning its delivery), else fail the job for good."""
     will_retry = failure.is_retryable and job.attempts < job.max_tries
@@ -423,7 +413,7 @@ async def _record_failure(
 
     async def write() -> None:
         # One statement in autocommit: no BEGIN/COMMIT round trips (the commit is a no-op).
-        async with worker["autocommit_sessionmaker"]() as session:
+        async with ctx["autocommit_sessionmaker"]() as session:
             if will_retry:
                 await store.record_retry(
                     session,
@@ -438,7 +428,7 @@ async def _record_failure(
                     tenant_id=job.tenant_id,
                     job_id=job.id,
                     error=failure.error,
-                    expires_at=_expires_at(worker, binding),
+                    expires_at=_expires_at(ctx, binding),
                 )
             await session.commit()
 
