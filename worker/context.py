@@ -58,7 +58,7 @@ class WorkerContext(TypedDict):
 
 class JobRunContext(WorkerContext):
     """The context of one run of one job: the worker's, plus the job's place in Redis and what
-    the run leaves for `worker.runner.after_attempt` once the job has ended there."""
+    the run leaves for `worker.outcomes.after_attempt` once the job has ended there."""
 
     job_id: str
     job_try: int

@@ -45,10 +45,12 @@ from redis.exceptions import RedisError
 from shared.errors import DependencyUnavailable
 from shared.jobs.transitions import JobKey, claim_jobs
 from shared.keys import QUEUE_PREFIX, wake_key
+from worker.admission import Claimed
 from worker.context import JobRunContext, WorkerContext
 from worker.group_commit import GroupCommit
+from worker.outcomes import after_attempt
 from worker.recycling import JobBudget
-from worker.runner import Claimed, after_attempt, run_job
+from worker.runner import run_job
 from worker.take import TAKE_DUE, Taken, taken_of
 
 logger = logging.getLogger("arq.worker")
