@@ -20,10 +20,11 @@ from shared.jobs.submit import delivery_of
 from shared.jobs.transitions import ClaimedJob, JobKey, claim_jobs
 from shared.status import CLAIMABLE, JobStatus
 from worker.attempt import job_context_of
-from worker.context import JobOutcome, JobRunContext
+from worker.context import JobOutcome, JobRunContext, WorkerContext
 from worker.metrics import QUOTA_DEFERRALS, record_outcome
 from worker.outcomes import expires_at_for, run_hook
 from worker.quota import take_slot
+from worker.take import Taken
 
 log = structlog.get_logger("jobgate.worker")
 
@@ -36,11 +37,31 @@ class Claimed:
     job: ClaimedJob | None
 
 
+async def claim_together(ctx: WorkerContext, taken: list[Taken]) -> dict[str, Claimed]:
+    """Claim, in one statement, the taken jobs whose tenant has no concurrency quota.
+
+    The others (and unreadable ones) are left to `run_job`, which takes the tenant's slot
+    before it claims (`admit`, `claim`).
+    """
+    keys = []
+    for job in taken:
+        if job.tenant_id is None:
+            continue
+        tenant_id = uuid.UUID(job.tenant_id)
+        if await ctx["quotas"].limit_of(tenant_id) is None:
+            keys.append(JobKey(tenant_id, uuid.UUID(job.job_id)))
+    claimed = await claim_jobs(
+        ctx["engine"], keys, lost_attempts_allowed=ctx["settings"].worker_lost_attempts_allowed
+    )
+    by_id = {str(job.id): job for job in claimed}
+    return {str(key.job_id): Claimed(by_id.get(str(key.job_id))) for key in keys}
+
+
 async def admit(ctx: JobRunContext, tenant_id: uuid.UUID) -> bool:
     """Take a slot of the tenant's concurrency quota; if none is free, put the job back.
 
     Before the claim, so a job put back keeps its row (`queued`, attempts unchanged); the slot
-    is given back by `after_job_end`, or frees itself once the lease lapses (see `worker.quota`).
+    is given back by `after_attempt`, or frees itself once the lease lapses (see `worker.quota`).
     """
     limit = await ctx["quotas"].limit_of(tenant_id)
     if limit is None:

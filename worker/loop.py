@@ -7,9 +7,9 @@ ARQ upgrade that changes one fails the tests instead of changing jobgate silentl
 One turn of the loop (`main`), in named steps:
 
 1. `_poll_iteration`: start the due jobs (`start_due_jobs`: `_take_due` takes them from Redis
-   in one call of the take script, `worker.take`; `_claim_together` claims them in PostgreSQL
-   in one statement; `_start_tasks` runs each in its own task), cancel aborted ones, reap
-   finished tasks, write ARQ's health key and run its cron.
+   in one call of the take script, `worker.take`; `claim_together` claims them in PostgreSQL
+   in one statement, `worker.admission`; `_start_tasks` runs each in its own task), cancel
+   aborted ones, reap finished tasks, write ARQ's health key and run its cron.
 2. `_wait_for_work`: return at once if the poll found work, once a slot frees if full, else
    when a wake token arrives (BLPOP on `jobgate:wake:<queue>`, pushed by the enqueue script),
    with the next take sent along in the same round trip; after `poll_delay` at the latest.
@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from typing import Any, cast
 
 import asyncpg
@@ -43,9 +42,8 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from shared.errors import DependencyUnavailable
-from shared.jobs.transitions import JobKey, claim_jobs
 from shared.keys import QUEUE_PREFIX, wake_key
-from worker.admission import Claimed
+from worker.admission import Claimed, claim_together
 from worker.context import JobRunContext, WorkerContext
 from worker.group_commit import GroupCommit
 from worker.outcomes import after_attempt
@@ -180,7 +178,7 @@ class WakeableWorker(Worker):
             return
         self.job_counter += len(taken)
         try:
-            claims = await self._claim_together(taken)
+            claims = await claim_together(self.context, taken)
         except BaseException as exc:
             # Let the jobs go at once, for this worker's next poll or another worker.
             self.job_counter -= len(taken)
@@ -225,27 +223,6 @@ class WakeableWorker(Worker):
     def _lease_ms(self) -> int:
         """How long a taken job's in-progress key lives unless renewed (`worker.lease`)."""
         return int(self.context["settings"].worker_lease_seconds * 1000)
-
-    async def _claim_together(self, taken: list[Taken]) -> dict[str, Claimed]:
-        """Claim, in one statement, the jobs whose tenant has no concurrency quota.
-
-        The others (and unreadable ones) are left to the runner, which takes the tenant's
-        slot before it claims.
-        """
-        keys = []
-        for job in taken:
-            if job.tenant_id is None:
-                continue
-            tenant_id = uuid.UUID(job.tenant_id)
-            if await self.context["quotas"].limit_of(tenant_id) is None:
-                keys.append(JobKey(tenant_id, uuid.UUID(job.job_id)))
-        claimed = await claim_jobs(
-            self.context["engine"],
-            keys,
-            lost_attempts_allowed=self.context["settings"].worker_lost_attempts_allowed,
-        )
-        by_id = {str(job.id): job for job in claimed}
-        return {str(key.job_id): Claimed(by_id.get(str(key.job_id))) for key in keys}
 
     def _start_tasks(self, taken: list[Taken], claims: dict[str, Claimed]) -> None:
         for job in taken:

@@ -130,9 +130,9 @@ def _success_recorder(engine: AsyncEngine) -> GroupCommit[Success, bool]:
 
 
 async def _stop_background(task: asyncio.Task[None]) -> None:
-    # Cancelled while a Redis connection is being set up, a loop went on (the cancellation was
-    # swallowed below us) and a worker that recycled at once hung in its drain for good: one
-    # cancel per wait, until the task has really ended.
+    # A cancellation that lands while a Redis connection is being set up can be swallowed
+    # below us, leaving the loop running and the drain waiting on it for good: cancel again
+    # on every wait, until the task has really ended.
     while not task.done():
         task.cancel()
         await asyncio.wait([task], timeout=BACKGROUND_STOP_RETRY_SECONDS)

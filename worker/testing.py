@@ -7,8 +7,7 @@ fake context (progress is recorded on it), and validates the result, as the work
 With real parts: add `pytest_plugins = ["worker.testing"]` to your top-level `conftest.py`
 and override `jobgate_settings` to point at a test database (migrated) and Redis. The
 `jobgate_worker` fixture then runs a real worker, on every queue, in the test's event loop:
-jobs submitted over HTTP or with `Jobgate` (`shared.python_api`) really run. This is what
-seed 004's `memory://` broker stood in for, without faking the broker.
+jobs submitted over HTTP or with `Jobgate` (`shared.python_api`) really run.
 """
 
 from __future__ import annotations
