@@ -35,7 +35,7 @@ UI_SESSION_PREFIX = "jobgate:ui-session:"
 
 
 def wake_key(queue: str) -> str:
-    """Tokens announcing newly due jobs on a queue; idle workers block on it (worker.wakeup)."""
+    """Tokens announcing newly due jobs on a queue; idle workers block on it (worker.loop)."""
     return WAKE_PREFIX + queue
 
 

@@ -31,9 +31,8 @@ from gateway.app import create_app
 from shared.db import create_engine, create_sessionmaker, libpq_url
 from shared.redis import create_redis
 from shared.settings import Settings
-from worker.process import stop_worker
+from worker.loop import WakeableWorker, stop_worker
 from worker.settings import worker_options
-from worker.wakeup import WakeableWorker
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 
@@ -193,7 +192,7 @@ WorkerFactory = Callable[..., Awaitable[Worker]]
 @pytest.fixture
 async def start_worker(settings: Settings) -> AsyncIterator[WorkerFactory]:
     """Start real ARQ workers in the background (as `arq worker.WorkerSettings` would run)."""
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
+    running: list[tuple[WakeableWorker, asyncio.Task[None]]] = []
     base_settings = settings
 
     async def start(

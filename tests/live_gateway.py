@@ -19,9 +19,8 @@ import uvicorn
 from gateway.app import create_app
 from gateway.http_head import HeadLimits, bounded_http_protocol
 from shared.settings import Settings
-from worker.process import stop_worker
+from worker.loop import WakeableWorker, stop_worker
 from worker.settings import worker_options
-from worker.wakeup import WakeableWorker
 
 START_TIMEOUT_SECONDS = 15.0
 STOP_GRACE_SECONDS = 5.0

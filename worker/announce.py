@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator, Sequence
 
 import structlog
-from arq.worker import Worker
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -26,6 +25,7 @@ from shared.keys import QUEUE_PREFIX
 from shared.presence import MAX_RUNNING_IDS, WorkerPresence, announce, withdraw
 from shared.redis import create_redis
 from shared.settings import Settings
+from worker.loop import WakeableWorker
 from worker.recycling import JobBudget
 from worker.settings import worker_name
 
@@ -36,26 +36,22 @@ TTL_INTERVALS = 3
 WITHDRAW_TIMEOUT_SECONDS = 1.0
 
 
-def _running_ids(worker: Worker) -> list[str]:
-    return [job_id for job_id, task in worker.tasks.items() if not task.done()]
-
-
-def _queue_of(worker: Worker) -> str:
+def _queue_of(worker: WakeableWorker) -> str:
     return worker.queue_name.removeprefix(QUEUE_PREFIX)
 
 
 def presence_of(
-    workers: Sequence[Worker], budget: JobBudget, *, name: str, since: float
+    workers: Sequence[WakeableWorker], budget: JobBudget, *, name: str, since: float
 ) -> WorkerPresence:
     """What this process announces: its queues, the jobs it runs, how many it started and ran."""
     in_flight: dict[str, int] = {}
     running: list[str] = []
     finished = 0
     for worker in workers:
-        ids = _running_ids(worker)
+        ids = worker.running_job_ids()
         in_flight[_queue_of(worker)] = len(ids)
         running += ids
-        finished += worker.jobs_complete + worker.jobs_failed + worker.jobs_retried
+        finished += worker.jobs_finished
     return WorkerPresence(
         name=name,
         queues=list(in_flight),
@@ -71,7 +67,7 @@ def presence_of(
 class InFlightCollector(Collector):
     """`jobgate_worker_jobs_in_flight{queue}`, read from the workers when scraped."""
 
-    def __init__(self, workers: Sequence[Worker]) -> None:
+    def __init__(self, workers: Sequence[WakeableWorker]) -> None:
         self._workers = workers
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -81,13 +77,13 @@ class InFlightCollector(Collector):
             labels=["queue"],
         )
         for worker in self._workers:
-            family.add_metric([_queue_of(worker)], len(_running_ids(worker)))
+            family.add_metric([_queue_of(worker)], len(worker.running_job_ids()))
         yield family
 
 
 async def announce_while_running(
     settings: Settings,
-    workers: Sequence[Worker],
+    workers: Sequence[WakeableWorker],
     mains: Sequence[asyncio.Task[None]],
     budget: JobBudget,
 ) -> None:

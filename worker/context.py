@@ -1,4 +1,10 @@
-"""What a worker holds (`WorkerContext`) and what a job function gets (`JobContext`)."""
+"""The contexts of the worker: what a worker holds (`WorkerContext`), what one run of a job
+holds (`JobRunContext`), and what a job function gets (`JobContext`).
+
+ARQ passes its `ctx` around as a plain dict; jobgate fills it in `on_startup` from a
+`WorkerContext` (so every field is checked there), and `worker.loop` views it once per run as
+a `JobRunContext`. Job code never sees either: it gets a `JobContext`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from shared.jobs.enqueue import Delivery
     from shared.jobs.status_changes import Success
     from worker.binding import Binding
     from worker.circuit import CircuitBreaker, Circuits
@@ -28,11 +35,13 @@ if TYPE_CHECKING:
 
 
 class WorkerContext(TypedDict):
-    """ARQ's `ctx`, as jobgate fills it in `on_startup` and ARQ adds to it per job."""
+    """ARQ's `ctx` of one worker (one queue), as jobgate's `on_startup` fills it."""
 
     redis: ArqRedis
     settings: Settings
     engine: AsyncEngine
+    owns_engine: bool
+    """Whether this worker disposes of `engine` at shutdown (a worker process shares one)."""
     sessionmaker: async_sessionmaker[AsyncSession]
     autocommit_sessionmaker: async_sessionmaker[AsyncSession]
     """Sessions without BEGIN/COMMIT, for the runner's single-statement status changes."""
@@ -43,8 +52,22 @@ class WorkerContext(TypedDict):
     leases: Leases
     successes: GroupCommit[Success, bool]
     """Records succeeded jobs, many per statement (True: the job was still running)."""
+    background: list[asyncio.Task[None]]
+    """The worker's own loops (leases, promotion, webhooks, reconciler, schedules)."""
+
+
+class JobRunContext(WorkerContext):
+    """The context of one run of one job: the worker's, plus the job's place in Redis and what
+    the run leaves for `worker.outcomes.after_attempt` once the job has ended there."""
+
     job_id: str
     job_try: int
+    score: int
+    """The job's score on its queue when taken: its place in line, kept if it is put back."""
+    reschedule: NotRequired[Delivery | None]
+    """The job's next try (a retry, a put-back, a hand-back), enqueued after the run."""
+    quota_slot: NotRequired[uuid.UUID]
+    """The tenant whose concurrency slot the run holds, given back after the run."""
 
 
 ProgressReporter = Callable[[int, int | None, str | None], Awaitable[None]]

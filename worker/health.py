@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 import asyncpg
 import structlog
-from arq.worker import Worker
 
 from shared.db_errors import describe_database_error
+from worker.loop import WakeableWorker
 
 log = structlog.get_logger("jobgate.worker")
 
@@ -68,7 +68,7 @@ class DatabaseProbe:
 
 
 async def pause_while_database_down(
-    workers: Sequence[Worker], probe: DatabaseProbe, *, interval_seconds: float
+    workers: Sequence[WakeableWorker], probe: DatabaseProbe, *, interval_seconds: float
 ) -> None:
     """Check PostgreSQL every `interval_seconds`; let `workers` pick jobs only while it answers."""
     is_up = True
@@ -78,7 +78,7 @@ async def pause_while_database_down(
             if reachable != is_up:
                 is_up = reachable
                 for worker in workers:
-                    worker.allow_pick_jobs = reachable
+                    worker.set_taking_jobs(reachable)
                 if reachable:
                     log.info("health.database_back", action="taking jobs again")
                 else:

@@ -7,7 +7,8 @@ the event loop answers what a container HEALTHCHECK or a Kubernetes liveness pro
 this process still turning? (A blocked loop or a hung process stops touching it.)
 
 `python -m worker.heartbeat PATH` checks it with the standard library only: probes run every
-few seconds, and importing the `jobgate` CLI costs about a second of CPU each time.
+few seconds, and importing the `jobgate` CLI (gateway and worker with it) is far heavier
+than the check itself.
 `jobgate worker-health` is the same check for people.
 """
 

@@ -1,7 +1,7 @@
 """Running jobs' leases: ARQ's in-progress keys, kept short and renewed while the jobs run.
 
 ARQ sets the in-progress key for the longest timeout of any function (here days), so a worker
-killed mid-job would block its jobs for that long. jobgate's take script (`worker.wakeup`)
+killed mid-job would block its jobs for that long. jobgate's take script (`worker.loop`)
 sets the key to `lease_seconds` instead, and one task per worker renews the keys of all its
 running jobs every third of that, in one pipeline: if the worker dies, its keys expire within
 one lease and other workers pick the jobs up (they are still on their queues). One renewer

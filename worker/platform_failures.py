@@ -10,7 +10,7 @@ mark by raising `DependencyUnavailable` (`database_call`, `redis_call`). An exce
 raises by itself is the job's, even a driver's error from a database of the job's own: jobgate
 cannot tell by its class whose connection failed, and guessing would let a job that always hits
 a broken database of its own run forever without using up its tries. (Its text is still cleaned
-of driver and SQL text on its way to the job's `error`: see `worker.runner`.)
+of driver and SQL text on its way to the job's `error`: see `worker.attempt`.)
 """
 
 from __future__ import annotations

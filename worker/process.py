@@ -11,71 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any
 
 import structlog
-from arq.worker import Worker
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.contracts import load_contracts
 from shared.db import create_engine, libpq_url
-from shared.errors import DependencyUnavailable
 from shared.heap import freeze_startup_heap
 from shared.redis import create_redis
 from shared.settings import Settings
 from worker.announce import announce_while_running
 from worker.health import DatabaseProbe, pause_while_database_down
 from worker.heartbeat import beat_forever
+from worker.loop import JobgateWorker, stop_worker
 from worker.metrics import serve_metrics
 from worker.recycling import JobBudget, recycle_when_due
 from worker.settings import worker_options
-from worker.wakeup import WakeableWorker
 
 log = structlog.get_logger("jobgate.worker")
-
-REDIS_RETRY_SECONDS = 0.5
-
-
-class JobgateWorker(WakeableWorker):
-    """ARQ's worker, woken on submit, within the process's job budget, alive through outages."""
-
-    def __init__(self, *, budget: JobBudget, **options: Any) -> None:
-        super().__init__(**options)
-        self.budget = budget
-        self.is_redis_down = False
-
-    async def start_due_jobs(self, limit: int) -> None:
-        """Start at most the jobs the budget has left."""
-        async with self.budget.lock:
-            remaining = self.budget.remaining
-            if remaining is not None:
-                limit = min(limit, remaining)
-            if limit > 0:
-                await super().start_due_jobs(limit)
-            self.budget.started += self.started_in_last_poll
-
-    def _free_slots(self) -> int:
-        # Also what a wait takes as it ends: no more than the budget has left (another queue's
-        # worker may spend some meanwhile; `start_due_jobs` gives back what it cannot start).
-        remaining = self.budget.remaining
-        slots = super()._free_slots()
-        return slots if remaining is None else min(slots, remaining)
-
-    async def _poll_iteration(self) -> None:
-        # ARQ's poll loop ends at the first Redis error (and so would this worker, its process
-        # idling on); instead keep polling until Redis answers again.
-        try:
-            await super()._poll_iteration()
-        except (RedisError, OSError, DependencyUnavailable) as exc:
-            if not self.is_redis_down:
-                log.warning("worker.redis_unavailable", queue=self.queue_name, error=repr(exc))
-            self.is_redis_down = True
-            await asyncio.sleep(REDIS_RETRY_SECONDS)
-        else:
-            if self.is_redis_down:
-                log.info("worker.redis_back", queue=self.queue_name)
-            self.is_redis_down = False
 
 
 def build_workers(
@@ -103,35 +56,6 @@ def build_workers(
         )
         for queue in chosen
     ]
-
-
-async def stop_worker(worker: Worker, main: asyncio.Task[None], grace_seconds: float) -> None:
-    """Take no new jobs, let running ones finish for up to `grace_seconds`, then stop.
-
-    Jobs still running at the limit are cancelled; ARQ leaves them on their queue, so they
-    run again (their rows say `running` and are claimed afresh).
-    """
-    worker.allow_pick_jobs = False
-    # Let the poll loop end by itself (ARQ's burst exit: it returns once its tasks are done).
-    # Cancelling it mid-iteration could interrupt a Redis call or a claim half-way and leave
-    # a connection unreturned ("Unclosed client session").
-    worker.burst, worker.max_burst_jobs = True, 0
-    await asyncio.wait([main], timeout=grace_seconds)
-    main.cancel()
-    for task in worker.tasks.values():
-        task.cancel()
-    await asyncio.gather(main, *worker.tasks.values(), return_exceptions=True)
-    # ARQ's close() gathers its tasks again and would re-raise their cancellation.
-    worker.tasks.clear()
-    try:
-        await worker.close()
-    except (RedisError, OSError) as exc:
-        # Redis is down: ARQ could not delete its health key (it expires by itself) and
-        # skipped the rest of close(); do that rest, so the process still exits cleanly.
-        log.warning("worker.close_failed", queue=worker.queue_name, error=type(exc).__name__)
-        if worker.on_shutdown is not None:
-            await worker.on_shutdown(worker.ctx)
-        await worker.pool.aclose(close_connection_pool=True)
 
 
 def _start_monitors(

@@ -7,7 +7,7 @@ the lease lapsed: see `worker.lease`), then add the job if there is room. A cras
 slots therefore free themselves within one lease; a finished attempt gives its slot back at once.
 
 A job that finds no free slot is not run and not counted as an attempt: the runner puts it back
-in line for `worker_quota_defer_seconds` (see `worker.runner`).
+in line for `worker_quota_defer_seconds` (see `worker.admission`).
 """
 
 from __future__ import annotations

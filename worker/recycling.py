@@ -2,8 +2,8 @@
 
 Like Celery's `max_tasks_per_child` and `max_memory_per_child`: a slow leak in job code is cured
 by a fresh process, which the supervisor (Docker, systemd, Kubernetes) starts. The job budget
-is counted as the worker starts jobs (`JobgateWorker.start_due_jobs`), so a process never
-starts more than N: the rest stay on their queues for the next process.
+is counted as the worker starts jobs (`worker.loop.JobgateWorker.start_due_jobs`), so a
+process never starts more than N: the rest stay on their queues for the next process.
 """
 
 from __future__ import annotations

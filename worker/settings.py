@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from typing import Any
+from typing import Any, cast
 
 from arq.worker import func
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,12 +26,13 @@ from shared.settings import Settings
 from shared.tenants.tenancy import ensure_tenant
 from shared.tracing import configure_tracing
 from worker.binding import Binding, load_bindings
+from worker.context import JobRunContext, WorkerContext
 from worker.cron import schedule_forever
 from worker.group_commit import GroupCommit
 from worker.lease import Leases
 from worker.quota import TenantQuotas
 from worker.reconciler import reconcile_forever
-from worker.runner import reschedule_after_attempt, run_job
+from worker.runner import run_job
 from worker.scheduling import promote_forever
 from worker.webhook_sender import deliver_forever
 
@@ -40,6 +41,11 @@ ARQ_MAX_TRIES = 10_000
 # Longest attempt ARQ lets run; each job's own `timeout_seconds` (≤ 7 days) is enforced first.
 ARQ_TIMEOUT_SECONDS = 7 * 24 * 3600 + 60
 BACKGROUND_STOP_RETRY_SECONDS = 0.1
+
+
+async def _arq_function(ctx: dict[str, Any], *, tenant_id: str) -> None:
+    """What ARQ registers under each job type's name; `worker.loop` calls `run_job` itself."""
+    await run_job(cast(JobRunContext, ctx), tenant_id=tenant_id)
 
 
 def worker_name() -> str:
@@ -88,7 +94,8 @@ def _on_startup(
                     name="jobgate-schedules",
                 )
             )
-        ctx.update(
+        context = WorkerContext(
+            redis=ctx["redis"],
             settings=settings,
             engine=engine,
             owns_engine=shared_engine is None,
@@ -109,6 +116,7 @@ def _on_startup(
                 ttl_seconds=settings.worker_tenant_limits_cache_seconds,
             ),
         )
+        ctx.update(context)
 
     return on_startup
 
@@ -122,9 +130,9 @@ def _success_recorder(engine: AsyncEngine) -> GroupCommit[Success, bool]:
 
 
 async def _stop_background(task: asyncio.Task[None]) -> None:
-    # Cancelled while a Redis connection is being set up, a loop went on (the cancellation was
-    # swallowed below us) and a worker that recycled at once hung in its drain for good: one
-    # cancel per wait, until the task has really ended.
+    # A cancellation that lands while a Redis connection is being set up can be swallowed
+    # below us, leaving the loop running and the drain waiting on it for good: cancel again
+    # on every wait, until the task has really ended.
     while not task.done():
         task.cancel()
         await asyncio.wait([task], timeout=BACKGROUND_STOP_RETRY_SECONDS)
@@ -156,7 +164,7 @@ def worker_options(
     bindings = load_bindings(registry, settings.job_modules)
     functions = [
         func(
-            run_job,
+            _arq_function,
             name=job_type.name,
             max_tries=ARQ_MAX_TRIES,
             timeout=ARQ_TIMEOUT_SECONDS,
@@ -172,7 +180,6 @@ def worker_options(
         "redis_settings": arq_redis_settings(settings),
         "on_startup": _on_startup(settings, bindings, engine),
         "on_shutdown": _on_shutdown,
-        "after_job_end": reschedule_after_attempt,
         "job_serializer": serialize_payload,
         "job_deserializer": deserialize_payload,
         "max_jobs": max_jobs,

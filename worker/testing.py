@@ -7,8 +7,7 @@ fake context (progress is recorded on it), and validates the result, as the work
 With real parts: add `pytest_plugins = ["worker.testing"]` to your top-level `conftest.py`
 and override `jobgate_settings` to point at a test database (migrated) and Redis. The
 `jobgate_worker` fixture then runs a real worker, on every queue, in the test's event loop:
-jobs submitted over HTTP or with `Jobgate` (`shared.python_api`) really run. This is what
-seed 004's `memory://` broker stood in for, without faking the broker.
+jobs submitted over HTTP or with `Jobgate` (`shared.python_api`) really run.
 """
 
 from __future__ import annotations
@@ -28,11 +27,10 @@ from shared.contracts import REGISTRY, Contract, JobType, load_contracts
 from shared.settings import Settings
 from worker.binding import bound_function
 from worker.context import JobContext
+from worker.loop import WakeableWorker, stop_worker
 from worker.mail import Mailer
-from worker.process import stop_worker
 from worker.settings import worker_options
 from worker.tenant_data import TenantData
-from worker.wakeup import WakeableWorker
 
 A = TypeVar("A", bound=Contract)
 R = TypeVar("R", bound=Contract)
@@ -111,7 +109,7 @@ def jobgate_settings() -> Settings:
 async def jobgate_worker(jobgate_settings: Settings) -> AsyncIterator[list[Worker]]:
     """Real workers on every queue of the registered job types, stopped after the test."""
     registry = load_contracts(jobgate_settings.contract_modules)
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
+    running: list[tuple[WakeableWorker, asyncio.Task[None]]] = []
     for queue in registry.queues():
         options = worker_options(jobgate_settings, queue=queue, registry=registry)
         worker = WakeableWorker(**options, handle_signals=False)

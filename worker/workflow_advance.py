@@ -35,12 +35,12 @@ async def advance(
         )
 
 
-async def advance_after_step(worker: WorkerContext, job: ClaimedJob) -> None:
+async def advance_after_step(ctx: WorkerContext, job: ClaimedJob) -> None:
     """Called by the runner once a step's final outcome is recorded; never raises for I/O."""
     if job.workflow_id is None:
         return
     try:
-        released = await advance(worker["sessionmaker"], worker["redis"], job)
+        released = await advance(ctx["sessionmaker"], ctx["redis"], job)
     except (DBAPIError, OSError, RedisError) as exc:  # the reconciler advances it later
         log.warning("workflow.advance_failed", workflow_id=str(job.workflow_id), error=repr(exc))
         return

@@ -76,7 +76,7 @@ local function fair_start(tenant, start)
 end
 """
 
-# One wake token per job made due, so idle workers (worker.wakeup) start it at once; capped,
+# One wake token per job made due, so idle workers (worker.loop) start it at once; capped,
 # and short-lived, since a token nobody takes only costs a worker one extra poll.
 _WAKE_LUA = f"""
 local woken = {{}}

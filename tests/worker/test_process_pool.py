@@ -12,7 +12,8 @@ from shared.contracts import load_contracts
 from shared.db import create_engine, libpq_url
 from shared.settings import Settings
 from tests.polling import poll_until
-from worker.process import build_workers, stop_worker
+from worker.loop import stop_worker
+from worker.process import build_workers
 
 
 async def test_the_queues_of_a_process_share_one_pool(settings: Settings) -> None:

@@ -1,0 +1,126 @@
+"""Before a run: the tenant's concurrency quota, then the claim of the job's row.
+
+A job that finds no free slot of its tenant's quota (`worker.quota`) is not claimed (no attempt
+counted, its row still waiting) and goes back, shortly, at its former place in line. A job the
+claim refuses is either not waiting any more (skipped) or a re-delivery whose workers keep
+dying, which is failed here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from shared.jobs import status_changes, store
+from shared.jobs.enqueue import Delivery
+from shared.jobs.rows import ClaimedJob, JobKey, delivery_of
+from shared.jobs.status_changes import claim_jobs
+from shared.status import CLAIMABLE, JobStatus
+from worker.attempt import job_context_of
+from worker.context import JobOutcome, JobRunContext, WorkerContext
+from worker.metrics import QUOTA_DEFERRALS, record_outcome
+from worker.outcomes import expires_at_for, run_hook
+from worker.quota import take_slot
+from worker.take import Taken
+
+log = structlog.get_logger("jobgate.worker")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The outcome of a claim made before `run_job` (`worker.loop` claims a poll's jobs at
+    once): the job, now running, or None if it was not waiting."""
+
+    job: ClaimedJob | None
+
+
+async def claim_together(ctx: WorkerContext, taken: list[Taken]) -> dict[str, Claimed]:
+    """Claim, in one statement, the taken jobs whose tenant has no concurrency quota.
+
+    The others (and unreadable ones) are left to `run_job`, which takes the tenant's slot
+    before it claims (`admit`, `claim`).
+    """
+    keys = []
+    for job in taken:
+        if job.tenant_id is None:
+            continue
+        tenant_id = uuid.UUID(job.tenant_id)
+        if await ctx["quotas"].limit_of(tenant_id) is None:
+            keys.append(JobKey(tenant_id, uuid.UUID(job.job_id)))
+    claimed = await claim_jobs(
+        ctx["engine"], keys, lost_attempts_allowed=ctx["settings"].worker_lost_attempts_allowed
+    )
+    by_id = {str(job.id): job for job in claimed}
+    return {str(key.job_id): Claimed(by_id.get(str(key.job_id))) for key in keys}
+
+
+async def admit(ctx: JobRunContext, tenant_id: uuid.UUID) -> bool:
+    """Take a slot of the tenant's concurrency quota; if none is free, put the job back.
+
+    Before the claim, so a job put back keeps its row (`queued`, attempts unchanged); the slot
+    is given back by `after_attempt`, or frees itself once the lease lapses (see `worker.quota`).
+    """
+    limit = await ctx["quotas"].limit_of(tenant_id)
+    if limit is None:
+        return True
+    job_id = ctx["job_id"]
+    if await take_slot(ctx["redis"], tenant_id=tenant_id, job_id=job_id, limit=limit):
+        ctx["quota_slot"] = tenant_id
+        return True
+    ctx["reschedule"] = await _put_back(ctx, tenant_id, ctx["score"])
+    return False
+
+
+async def _put_back(ctx: JobRunContext, tenant_id: uuid.UUID, score: int | None) -> Delivery | None:
+    """The job again, shortly and at its former place in line (None: it no longer waits)."""
+    async with ctx["sessionmaker"]() as session:
+        job = await store.find_job(session, tenant_id=tenant_id, job_id=uuid.UUID(ctx["job_id"]))
+    if job is None or JobStatus(job.status) not in CLAIMABLE:
+        return None
+    QUOTA_DEFERRALS.inc()
+    log.info("job.deferred", reason="tenant concurrency quota")
+    delay = timedelta(seconds=ctx["settings"].worker_quota_defer_seconds)
+    return replace(delivery_of(job), run_at=datetime.now(UTC) + delay, score_ms=score)
+
+
+async def claim(ctx: JobRunContext, tenant_id: uuid.UUID, job_id: uuid.UUID) -> ClaimedJob | None:
+    claimed = await claim_jobs(
+        ctx["engine"],
+        [JobKey(tenant_id, job_id)],
+        lost_attempts_allowed=ctx["settings"].worker_lost_attempts_allowed,
+    )
+    return claimed[0] if claimed else None
+
+
+async def fail_if_lost_too_often(
+    ctx: JobRunContext, tenant_id: uuid.UUID, job_id: uuid.UUID
+) -> bool:
+    """End a re-delivered job whose workers keep dying (`worker_lost`); False if not that case.
+
+    Only re-deliveries of `running` jobs get here: the claim refused them once attempts reached
+    `max_tries` plus the allowance. Without this, a job that crashes its worker (OOM, segfault)
+    would be re-delivered and crash the next one forever.
+    """
+    async with ctx["sessionmaker"]() as session:
+        found = await store.find_job(session, tenant_id=tenant_id, job_id=job_id)
+        if found is None or found.status != JobStatus.RUNNING:
+            return False
+        binding = ctx["bindings"][found.name]
+        failed = await status_changes.fail_lost_job(
+            session,
+            tenant_id=tenant_id,
+            job_id=job_id,
+            lost_attempts_allowed=ctx["settings"].worker_lost_attempts_allowed,
+            expires_at=expires_at_for(ctx, binding),
+        )
+        await session.commit()
+    if failed is None:
+        return False
+    job = ClaimedJob.of(failed)
+    record_outcome(job, "failed", "worker_lost")
+    log.warning("job.failed", job_type=job.name, attempt=job.attempts, error_type="worker_lost")
+    await run_hook(binding, job_context_of(ctx, job), JobOutcome("failed", error=job.error))
+    return True
