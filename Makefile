@@ -1,10 +1,11 @@
 # Two commands on a fresh machine (Python 3.11+ and make are all it needs):
 #   make dev    gateway + worker on embedded PostgreSQL and Redis (or JOBGATE_*_URL)
 #   make test   lint, type checks and the test suite
+# (`make test-fast`: the same without the chaos, slow and bench tests, for the edit-test loop)
 UV := .tools/bin/uv
 PYTEST_ARGS ?= -n 2
 
-.PHONY: dev test lint sync openapi browser promtool
+.PHONY: dev test test-fast lint sync openapi browser promtool
 
 $(UV):
 	python3 -m venv .tools
@@ -26,6 +27,10 @@ lint: sync
 
 test: lint browser promtool
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+# Everything but the tests marked chaos, slow or bench (pyproject.toml), which `make test` runs.
+test-fast: lint
+	$(UV) run --frozen pytest -n 2 -m "not chaos and not slow and not bench"
 
 # Debian's Chromium for the dashboard's browser tests (tests/ui), installed once (~30 s) when
 # running as root; otherwise, or if apt cannot reach its mirror, those tests skip and say why.

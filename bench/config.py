@@ -27,7 +27,7 @@ class Sizes:
     drain_jobs: int = 20_000
     """Jobs in each end-to-end drain (jobgate, raw ARQ tuned)."""
     drain_untuned_jobs: int = 1_000
-    """Jobs for raw ARQ at its default poll delay (about 100 jobs/s: keep it small)."""
+    """Jobs for raw ARQ at its default poll delay, where it drains slowly: keep it small."""
     drain_deadline_seconds: float = 60.0
     """A drain still running then is reported from the jobs done so far."""
     enqueue_jobs: int = 10_000

@@ -43,8 +43,8 @@ async def _submit_load(context: Context, gateway: Child, seconds: float) -> dict
 async def measure_submit(context: Context, gateway: Child, bare: Child, results: Results) -> None:
     """Single submits to the bare endpoint and to jobgate in alternating rounds, then batches.
 
-    Each system's figures are the medians of its rounds: on a shared VM the speed drifts by
-    a fifth or more within minutes, which one load after the other would read as a ratio.
+    Each system's figures are the medians of its rounds: on a shared VM the speed drifts
+    noticeably within minutes, which one load after the other would read as a ratio.
     """
     sizes = context.sizes
     seconds = sizes.submit_seconds / sizes.submit_rounds

@@ -1,7 +1,7 @@
 """API keys this gateway process proved lately: the pre-body check spares them a lookup.
 
 Not an authority. A route still authenticates the key for real (the submit statement, the
-`SubmitAuth` dependencies), so a key revoked a moment ago is refused as before; what this
+`SubmitAuth` dependencies), so a key revoked a moment ago is still refused; what this
 cache decides is only whether the gateway reads and validates a body at all. It holds keys
 whose secret matched, so a caller without a valid key cannot grow it, and it is bounded anyway.
 """

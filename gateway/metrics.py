@@ -77,9 +77,10 @@ class _RouteMetricsMiddleware(PrometheusInstrumentatorMiddleware):
     """The instrumentator's middleware, remembering the handler of paths without parameters.
 
     It names each request's handler (the route template) by matching the path against every
-    route in turn, about 4% of a submit's CPU. A path that is its own template (`/jobs/echo`,
-    `/healthz`) gets the same answer every time, so that answer is kept; paths with parameters
-    (`/jobs/{job_id}`) are matched each time, as keeping them would grow without bound.
+    route in turn, on every request, the submits included. A path that is its own template
+    (`/jobs/echo`, `/healthz`) gets the same answer every time, so that answer is kept; paths
+    with parameters (`/jobs/{job_id}`) are matched each time, as keeping them would grow
+    without bound.
     """
 
     def __init__(

@@ -35,6 +35,14 @@ from worker.loop import WakeableWorker, stop_worker
 from worker.settings import worker_options
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+CHAOS_DIR = Path(__file__).parent / "chaos"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/chaos is `chaos`, a new module included, without marking it."""
+    for item in items:
+        if CHAOS_DIR in item.path.parents:
+            item.add_marker(pytest.mark.chaos)
 
 
 def _xdist_index() -> int:

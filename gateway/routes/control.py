@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from gateway.auth import CancelAuth, SubmitAuth
 from gateway.deps import RedisDep, ResourcesDep, SessionDep
 from gateway.problems import problems
-from gateway.routes.submit import SUBMIT_PROBLEMS
+from gateway.routes.submit_schema import SUBMIT_PROBLEMS
 from gateway.schemas import JobOut
 from shared.jobs import control
 from shared.jobs.view import job_view

@@ -1,16 +1,21 @@
-"""`POST /jobs/{name}` and `POST /jobs/{name}/batch`: one typed operation per job type."""
+"""`POST /jobs/{name}` and `POST /jobs/{name}/batch`: one typed operation per job type.
 
-# No `from __future__ import annotations` here: the routes are built at runtime from each job
-# type's models, and FastAPI must see those classes, not strings naming locals.
+Each operation is a `FastEndpoint` (the job type, its request model and how to serve it) behind a
+`DirectSubmitRoute`; what the operations declare to OpenAPI lives in `submit_schema`.
+"""
 
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ValidationError
 
 from gateway.auth import (
     SubmitAccess,
@@ -20,8 +25,16 @@ from gateway.auth import (
     open_submit_access,
 )
 from gateway.deps import Resources
-from gateway.examples import batch_examples, submit_examples
-from gateway.problems import problems, rate_limit_headers
+from gateway.problems import rate_limit_headers
+from gateway.routes.submit_schema import (
+    MAX_BATCH,
+    IdempotencyKey,
+    JobBatch,
+    batch_model,
+    batch_operation,
+    submission_model,
+    submit_operation,
+)
 from gateway.schemas import JobOut
 from shared.contracts import Contract, JobType, Registry
 from shared.errors import PayloadTooLarge, UnknownJobType
@@ -37,74 +50,6 @@ from shared.jobs.view import job_view
 from shared.tenants.apikeys import Scope, parse_token
 from shared.tenants.ratelimit import RateState, rate_limit_for, take_tokens
 from shared.webhooks.destinations import refuse_webhook_urls
-
-MAX_BATCH = 1000
-RATE_LIMIT_HEADERS: dict[str, Any] = {
-    "RateLimit-Limit": {
-        "description": "The tenant's burst: jobs it may submit at once (rate-limited tenants).",
-        "schema": {"type": "integer"},
-    },
-    "RateLimit-Remaining": {
-        "description": "Jobs it may still submit at once right now.",
-        "schema": {"type": "integer"},
-    },
-    "RateLimit-Reset": {
-        "description": "Seconds until the full burst is available again.",
-        "schema": {"type": "integer"},
-    },
-}
-SUBMIT_PROBLEMS = problems(401, 403, 404, 409, 413, 415, 422, 429, 503)
-SUBMIT_PROBLEMS[429]["description"] = (
-    "The tenant submits faster than its rate limit (a batch counts each job); nothing was"
-    " stored. Retry after `Retry-After` seconds."
-)
-SUBMIT_PROBLEMS[429]["headers"] = RATE_LIMIT_HEADERS | {
-    "Retry-After": {
-        "description": "Seconds until this request would be let through.",
-        "schema": {"type": "integer"},
-    }
-}
-ACCEPTED_HEADERS = {"headers": RATE_LIMIT_HEADERS}
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="Same key and same args return the original job (200), never a second one.",
-    ),
-]
-
-
-class JobBatch(BaseModel):
-    jobs: list[JobOut]
-
-
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
-
-
-def _submission_model(job_type: JobType[Any, Any]) -> type[BaseModel]:
-    model: type[BaseModel] = create_model(
-        f"{_camel(job_type.name)}Submission",
-        __config__=ConfigDict(extra="forbid"),
-        args=(job_type.args, Field(description=f"Arguments of `{job_type.name}`.")),
-        options=(SubmitOptions, Field(default_factory=SubmitOptions)),
-    )
-    return model
-
-
-def _batch_model(job_type: JobType[Any, Any], item: type[BaseModel]) -> type[BaseModel]:
-    model: type[BaseModel] = create_model(
-        f"{_camel(job_type.name)}Batch",
-        __config__=ConfigDict(extra="forbid"),
-        # The length is checked before the items: a longer batch costs no per-item work.
-        jobs=(
-            list[item],  # type: ignore[valid-type]
-            Field(min_length=1, max_length=MAX_BATCH, description=f"Up to {MAX_BATCH} jobs."),
-        ),
-    )
-    return model
 
 
 def _overfull_batch(errors: Sequence[Any]) -> PayloadTooLarge | None:
@@ -171,38 +116,6 @@ def _json(model: BaseModel, status_code: int, headers: dict[str, str]) -> Respon
     return Response(model.model_dump_json(), status_code, headers, media_type="application/json")
 
 
-async def _submit_plain(
-    resources: Resources,
-    job_type: JobType[Any, Any],
-    token: str,
-    args: Contract,
-    options: SubmitOptions,
-) -> Response:
-    """A submit without `Idempotency-Key`."""
-    submitted = await _store(
-        resources, job_type, token, [(args, options)], [["body", "options", "webhook_url"]]
-    )
-    headers = _rate_headers(submitted.rate)
-    (row,) = submitted.rows
-    headers["Location"] = f"/jobs/{row['id']}"
-    return _json(JobOut.of_new(row), 202, headers)
-
-
-async def _submit_batch(
-    resources: Resources, job_type: JobType[Any, Any], token: str, items: list[Any]
-) -> Response:
-    """A batch (its model holds at most `MAX_BATCH`): all jobs stored in one statement, or none."""
-    submitted = await _store(
-        resources,
-        job_type,
-        token,
-        [(item.args, item.options) for item in items],
-        [["body", "jobs", index, "options", "webhook_url"] for index in range(len(items))],
-    )
-    jobs = [JobOut.of_new(row) for row in submitted.rows]
-    return _json(JobBatch(jobs=jobs), 202, _rate_headers(submitted.rate))
-
-
 async def _store(
     resources: Resources,
     job_type: JobType[Any, Any],
@@ -231,49 +144,135 @@ def _refuse_webhook_url(resources: Resources, options: SubmitOptions) -> None:
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
-Direct = Callable[[Resources, str, Any], Coroutine[Any, Any, Response]]
-"""Serves a plain submit: (resources, the key, the validated body) -> the answer."""
 
 
-def _direct_route(body_model: type[BaseModel], serve: Direct) -> type[APIRoute]:
-    """`POST /jobs/{name}` (and `/batch`) served below FastAPI's parameter handling when it can be.
+class FastEndpoint(ABC):
+    """A submit operation of one job type: FastAPI's endpoint, and `serve` for the direct path.
 
-    The API's hot path: FastAPI's dependency solving, body conversion and sub-response were
-    a sixth of a submit's CPU. The key is checked first (`check_api_key`, a recently proven key
-    from memory), so a caller without one never has its body parsed. A request with no
-    `Idempotency-Key` and a body the route's model accepts (`model_validate_json`, the same
-    model) goes straight to `serve`, the function the declared endpoint calls too; anything
-    else falls through to the declared endpoint, unchanged, which re-reads the cached body and
-    gives FastAPI's own answers and errors. The route, its OpenAPI operation and every
-    middleware stay FastAPI's.
+    FastAPI reads an endpoint's parameters from its signature. The body's model is built per job
+    type at runtime, so `__signature__` is the `__call__` declared below with the body's
+    annotation replaced by `body_model`; every other parameter is declared as written.
     """
 
-    class DirectSubmitRoute(APIRoute):
-        def get_route_handler(self) -> Handler:
-            declared = super().get_route_handler()
+    __signature__: inspect.Signature
 
-            async def handle(request: Request) -> Response:
-                # Before the body is read: without a valid key it is never parsed or validated.
-                await check_api_key(request, Scope.SUBMIT)
-                token = _plain_submit_token(request)
-                if token is not None:
-                    try:
-                        body = body_model.model_validate_json(await request.body())
-                    except ValidationError:
-                        pass  # the declared endpoint reports it, in FastAPI's words
-                    else:
-                        return await serve(request.app.state.resources, token, body)
+    def __init__(self, job_type: JobType[Any, Any], body_model: type[BaseModel]) -> None:
+        self.job_type = job_type
+        self.body_model = body_model
+        declared = inspect.signature(self.__call__, eval_str=True)
+        self.__signature__ = declared.replace(
+            parameters=[
+                parameter.replace(annotation=body_model) if parameter.name == "body" else parameter
+                for parameter in declared.parameters.values()
+            ]
+        )
+
+    @abstractmethod
+    async def __call__(self, body: Any, request: Request, token: SubmitToken) -> Response:
+        """The declared endpoint: FastAPI has validated `body` (a `body_model`) and the key."""
+
+    @abstractmethod
+    async def serve(self, resources: Resources, token: str, body: Any) -> Response:
+        """A request without `Idempotency-Key` whose `body` is a valid `body_model`."""
+
+
+class SubmitEndpoint(FastEndpoint):
+    """`POST /jobs/{name}`: one job; with an `Idempotency-Key`, at most one per key."""
+
+    def __init__(self, job_type: JobType[Any, Any]) -> None:
+        super().__init__(job_type, submission_model(job_type))
+
+    async def __call__(
+        self,
+        body: Any,
+        request: Request,
+        token: SubmitToken,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response:
+        resources: Resources = request.app.state.resources
+        if idempotency_key is None:
+            return await self.serve(resources, token, body)
+        args, options = body.args, body.options
+        _refuse_webhook_url(resources, options)
+        async with open_submit_access(resources, token) as access:
+            return await _submit_idempotent(access, self.job_type, args, options, idempotency_key)
+
+    async def serve(self, resources: Resources, token: str, body: Any) -> Response:
+        submitted = await _store(
+            resources,
+            self.job_type,
+            token,
+            [(body.args, body.options)],
+            [["body", "options", "webhook_url"]],
+        )
+        headers = _rate_headers(submitted.rate)
+        (row,) = submitted.rows
+        headers["Location"] = f"/jobs/{row['id']}"
+        return _json(JobOut.of_new(row), 202, headers)
+
+
+class BatchEndpoint(FastEndpoint):
+    """`POST /jobs/{name}/batch`: up to `MAX_BATCH` jobs (its model refuses more), all or none."""
+
+    def __init__(self, job_type: JobType[Any, Any], item: type[BaseModel]) -> None:
+        super().__init__(job_type, batch_model(job_type, item))
+
+    async def __call__(self, body: Any, request: Request, token: SubmitToken) -> Response:
+        return await self.serve(request.app.state.resources, token, body)
+
+    async def serve(self, resources: Resources, token: str, body: Any) -> Response:
+        items = body.jobs
+        submitted = await _store(
+            resources,
+            self.job_type,
+            token,
+            [(item.args, item.options) for item in items],
+            [["body", "jobs", index, "options", "webhook_url"] for index in range(len(items))],
+        )
+        jobs = [JobOut.of_new(row) for row in submitted.rows]
+        return _json(JobBatch(jobs=jobs), 202, _rate_headers(submitted.rate))
+
+
+class DirectSubmitRoute(APIRoute):
+    """A `FastEndpoint`'s route, served below FastAPI's parameter handling when it can be.
+
+    The API's hot path: FastAPI's dependency solving, body conversion and sub-response are
+    work a plain submit does not need, paid on every request. The key is checked first
+    (`check_api_key`, a recently proven key from memory), so a caller without one never has its
+    body parsed. A request with no `Idempotency-Key` and a body the endpoint's model accepts
+    (`model_validate_json`, the same model) goes straight to `serve`, the method the declared
+    endpoint calls too; anything else falls through to the declared endpoint, unchanged, which
+    re-reads the cached body and gives FastAPI's own answers and errors. The route, its OpenAPI
+    operation and every middleware stay FastAPI's.
+    """
+
+    def get_route_handler(self) -> Handler:
+        declared = super().get_route_handler()
+        endpoint = self.endpoint
+        if not isinstance(endpoint, FastEndpoint):
+            raise TypeError(f"{self.path}: a DirectSubmitRoute serves a FastEndpoint")
+        body_model, serve = endpoint.body_model, endpoint.serve
+
+        async def handle(request: Request) -> Response:
+            # Before the body is read: without a valid key it is never parsed or validated.
+            await check_api_key(request, Scope.SUBMIT)
+            token = _plain_submit_token(request)
+            if token is not None:
                 try:
-                    return await declared(request)
-                except RequestValidationError as exc:
-                    overfull = _overfull_batch(exc.errors())
-                    if overfull is not None:
-                        raise overfull from None
-                    raise
+                    body = body_model.model_validate_json(await request.body())
+                except ValidationError:
+                    pass  # the declared endpoint reports it, in FastAPI's words
+                else:
+                    return await serve(request.app.state.resources, token, body)
+            try:
+                return await declared(request)
+            except RequestValidationError as exc:
+                overfull = _overfull_batch(exc.errors())
+                if overfull is not None:
+                    raise overfull from None
+                raise
 
-            return handle
-
-    return DirectSubmitRoute
+        return handle
 
 
 def _plain_submit_token(request: Request) -> str | None:
@@ -287,71 +286,6 @@ def _plain_submit_token(request: Request) -> str | None:
     return token
 
 
-def _add_routes(router: APIRouter, job_type: JobType[Any, Any]) -> None:
-    submission = _submission_model(job_type)
-    batch = _batch_model(job_type, submission)
-
-    async def submit(
-        body: submission,  # type: ignore[valid-type]
-        request: Request,
-        token: SubmitToken,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        resources: Resources = request.app.state.resources
-        args, options = body.args, body.options  # type: ignore[attr-defined]
-        if idempotency_key is None:
-            return await serve_one(resources, token, body)
-        _refuse_webhook_url(resources, options)
-        async with open_submit_access(resources, token) as access:
-            return await _submit_idempotent(access, job_type, args, options, idempotency_key)
-
-    async def serve_one(resources: Resources, token: str, body: Any) -> Response:
-        return await _submit_plain(resources, job_type, token, body.args, body.options)
-
-    async def serve_batch(resources: Resources, token: str, body: Any) -> Response:
-        return await _submit_batch(resources, job_type, token, body.jobs)
-
-    async def submit_batch(
-        body: batch,  # type: ignore[valid-type]
-        request: Request,
-        token: SubmitToken,
-    ) -> Response:
-        return await serve_batch(request.app.state.resources, token, body)
-
-    common: dict[str, Any] = {
-        "methods": ["POST"],
-        "status_code": 202,
-        "responses": {
-            200: {"model": JobOut, "description": "Idempotent replay"} | ACCEPTED_HEADERS,
-            202: ACCEPTED_HEADERS,
-        }
-        | SUBMIT_PROBLEMS,
-        "tags": ["jobs"],
-        "description": job_type.description,
-    }
-    router.add_api_route(
-        f"/jobs/{job_type.name}",
-        submit,
-        operation_id=f"submit_{job_type.name}",
-        summary=f"Submit one `{job_type.name}` job",
-        response_model=JobOut,
-        openapi_extra=submit_examples(job_type),
-        route_class_override=_direct_route(submission, serve_one),
-        **common,
-    )
-    common["responses"] = {202: ACCEPTED_HEADERS} | SUBMIT_PROBLEMS
-    router.add_api_route(
-        f"/jobs/{job_type.name}/batch",
-        submit_batch,
-        operation_id=f"submit_{job_type.name}_batch",
-        summary=f"Submit up to {MAX_BATCH} `{job_type.name}` jobs, all or nothing",
-        response_model=JobBatch,
-        openapi_extra=batch_examples(job_type),
-        route_class_override=_direct_route(batch, serve_batch),
-        **common,
-    )
-
-
 async def _unknown_job_type(name: str, principal: SubmitAuth) -> JobOut:
     raise UnknownJobType(f"No job type named {name!r} is registered; see GET /job-types.")
 
@@ -360,7 +294,15 @@ def build_router(registry: Registry) -> APIRouter:
     """Submit routes for the job types in `registry`."""
     router = APIRouter()
     for job_type in registry.public():
-        _add_routes(router, job_type)
+        single = SubmitEndpoint(job_type)
+        batch = BatchEndpoint(job_type, single.body_model)
+        for path, endpoint, operation in (
+            (f"/jobs/{job_type.name}", single, submit_operation(job_type)),
+            (f"/jobs/{job_type.name}/batch", batch, batch_operation(job_type)),
+        ):
+            router.add_api_route(
+                path, endpoint, route_class_override=DirectSubmitRoute, **operation
+            )
     # After the typed routes: any other name is an unknown type (404), not a 405 from /jobs/{id}.
     for path in ("/jobs/{name}", "/jobs/{name}/batch"):
         router.add_api_route(path, _unknown_job_type, methods=["POST"], include_in_schema=False)

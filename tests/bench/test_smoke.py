@@ -17,6 +17,8 @@ from sqlalchemy.engine import make_url
 
 from bench.report import ROWS
 
+pytestmark = pytest.mark.bench
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VERDICTS = {"met", "missed", "info"}
 

@@ -103,8 +103,8 @@ def install_as_a_user(root: Path) -> Path:
     no dist/), then the README's one step: `npm ci` in the example, scripts on. Returns the
     example's directory, ready for `node main.mjs`.
 
-    `install_example` builds the client explicitly, so it cannot see this path break (as it did
-    with `tsc: not found`).
+    `install_example` builds the client explicitly, so it cannot see this path break (say, the
+    client's `prepare` script failing with `tsc: not found` in a user's install).
     """
     require_node()
     for source in (CLIENT_DIR, EXAMPLE_DIR):

@@ -24,7 +24,7 @@ from tests.factories import auth, make_tenant
 
 NODE_TIMEOUT_SECONDS = 30
 # Whichever test comes first installs the npm packages (a fresh machine downloads them).
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")

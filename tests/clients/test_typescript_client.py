@@ -14,7 +14,7 @@ from tests.clients.node_packages import CLIENT_DIR, install_client, run
 SCHEMA_TYPES = CLIENT_DIR / "src" / "schema.d.ts"
 README = CLIENT_DIR.parents[1] / "README.md"
 # Whichever test comes first installs the npm packages (a fresh machine downloads them).
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def _generate_command() -> list[str]:

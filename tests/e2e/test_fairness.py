@@ -37,6 +37,8 @@ from tests.factories import (
 from tests.polling import POLL_INTERVAL_SECONDS
 from worker.quota import take_slot
 
+pytestmark = pytest.mark.slow
+
 QUEUE = queue_key("default")
 
 

@@ -33,6 +33,8 @@ from shared.settings import Settings
 from tests.factories import auth, make_tenant
 from tests.polling import poll_until
 
+pytestmark = pytest.mark.slow
+
 JOBS = 300
 GATEWAYS = 2
 WORKERS = 3

@@ -39,6 +39,8 @@ from shared.settings import Settings
 from shared.tenants.apikeys import Scope, parse_token
 from tests.factories import auth, make_api_key, make_tenant, submit
 
+pytestmark = pytest.mark.slow
+
 
 def _operations() -> dict[str, APIOperation[Any, Any, Any, Any]]:
     """Every operation of the committed document, by operationId."""

@@ -109,7 +109,7 @@ class TestSubmitJob:
     async def test_the_direct_path_answers_as_the_declared_endpoint(
         self, client: httpx.AsyncClient, token: str
     ) -> None:
-        """A plain submit skips FastAPI's parameter handling (`_direct_route`); one with an
+        """A plain submit skips FastAPI's parameter handling (`DirectSubmitRoute`); one with an
         `Idempotency-Key` goes through the declared endpoint. Same job, same answer."""
         body = {
             "args": {"message": "same", "repeat": 2},

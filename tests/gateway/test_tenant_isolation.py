@@ -21,6 +21,8 @@ from shared.settings import Settings
 from tests.factories import auth, submit, wait_for_status
 from tests.gateway.problem_checks import assert_problem
 
+pytestmark = pytest.mark.slow
+
 # Bodies for `{job_id}` routes that read one; a new route that needs another is added here.
 BODIES: dict[tuple[str, str], Any] = {}
 # Query strings worth trying on top of the bare call (a long-poll must not wait for a 404).
