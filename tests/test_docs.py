@@ -1,6 +1,6 @@
 """The README and docs/: every relative link and anchor resolves, every page is reachable from
 the README, every example the tests run is still there, Python and JSON blocks parse, and every
-setting is documented.
+setting and command is documented.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+import typer
 from pydantic import BaseModel
 
+from cli.main import app as cli_app
 from shared.settings import Settings
 from tests.docs_examples import (
     DOCS,
@@ -153,3 +155,28 @@ def test_every_setting_is_in_the_configuration_page() -> None:
             documented |= {first.group(1) + rest for rest in re.findall(r"`\.\.\._(\w+)`", row)}
     missing = [name for name in _variables(Settings, "JOBGATE_") if name not in documented]
     assert not missing, f"settings docs/configuration.md does not name: {missing}"
+
+
+def _commands(app: typer.Typer, prefix: str) -> list[str]:
+    names = [
+        prefix + (command.name or command.callback.__name__.replace("_", "-"))
+        for command in app.registered_commands
+        if command.callback is not None and not command.hidden
+    ]
+    for group in app.registered_groups:
+        assert group.typer_instance is not None and group.name is not None
+        names.extend(_commands(group.typer_instance, f"{prefix}{group.name} "))
+    return names
+
+
+def test_every_command_is_in_the_operations_page() -> None:
+    listed = set()
+    for cell in re.findall(r"^\| `(jobgate [^`]*)`", (DOCS / "operations.md").read_text(), re.M):
+        words = []
+        for word in cell.split():  # the command's words, up to its first option or argument
+            if not re.fullmatch(r"[a-z][a-z-]*", word):
+                break
+            words.append(word)
+        listed.add(" ".join(words))
+    missing = [name for name in _commands(cli_app, "jobgate ") if name not in listed]
+    assert not missing, f"commands docs/operations.md's table does not list: {missing}"
