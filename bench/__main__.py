@@ -21,7 +21,7 @@ from pathlib import Path
 import uvloop
 
 from bench.config import QUICK, Sizes, describe, size_fields, with_overrides
-from bench.report import render_table, update_readme, verdicts, write_results
+from bench.report import DOCS_PAGE, render_table, update_table_copy, verdicts, write_results
 from bench.suite import run_suite
 
 REPOSITORY_RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         write_results(options.results, table, command=command, sizes=describe(sizes))
         if options.results.resolve() == REPOSITORY_RESULTS:  # not a smoke run's scratch file
             when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-            update_readme(REPOSITORY_RESULTS.parents[1] / "README.md", table, when=when)
+            update_table_copy(DOCS_PAGE, table, when=when)
     if any(reason.startswith("error") for reason in results.missing.values()):
         return 2
     return 1 if options.strict and "missed" in verdicts(results) else 0

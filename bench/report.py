@@ -215,20 +215,21 @@ def write_results(path: Path, table: str, *, command: str, sizes: str) -> None:
     )
 
 
-README_START = "<!-- bench table: start -->"
-README_END = "<!-- bench table: end -->"
+TABLE_START = "<!-- bench table: start -->"
+TABLE_END = "<!-- bench table: end -->"
+DOCS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
-def update_readme(readme: Path, table: str, *, when: str) -> bool:
-    """Put the table between the README's bench markers; False if it has none.
+def update_table_copy(page: Path, table: str, *, when: str) -> bool:
+    """Put the table between the page's bench markers; False if it has none.
 
-    The README shows the latest table without a second copy to keep in step by hand: the run
-    that writes RESULTS.md writes it there too.
+    docs/benchmarks.md shows the latest table without a second copy to keep in step by hand:
+    the run that writes RESULTS.md writes it there too.
     """
-    text = readme.read_text()
-    start, end = text.find(README_START), text.find(README_END)
+    text = page.read_text()
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
     if start < 0 or end < start:
         return False
-    block = f"{README_START}\nLatest full run ({when}, details in `bench/RESULTS.md`):\n\n{table}\n"
-    readme.write_text(text[:start] + block + text[end:])
+    block = f"{TABLE_START}\nLatest full run ({when}, details in `bench/RESULTS.md`):\n\n{table}\n"
+    page.write_text(text[:start] + block + text[end:])
     return True

@@ -1,4 +1,4 @@
-"""Test-only job types modelled on seed 004's Celery tasks, for the README's workflow examples.
+"""Test-only job types modelled on seed 004's Celery tasks, for docs/workflows.md's examples.
 
 They are declared with `JobType(...)` (not `job_type(...)`), so they are not in the registry
 for the whole test session (the OpenAPI drift test would see their routes); `declared()`

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     # close as they are handed back to a pool that already has `db_pool_size` idle, so a burst
     # pins nothing. A process holds at most pool + overflow + 1 (the gateway's LISTEN, the
     # worker's health probe): 21, so a gateway and two worker processes stay at 63, well under
-    # a stock PostgreSQL's 100 (README "Production notes" has the formula).
+    # a stock PostgreSQL's 100 (docs/deployment.md "Production notes" has the formula).
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
     db_pool_timeout_seconds: float = Field(5.0, gt=0)

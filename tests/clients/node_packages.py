@@ -100,7 +100,7 @@ def install_example() -> None:
 
 def install_as_a_user(root: Path) -> Path:
     """The client and example copied under `root` as a fresh clone has them (no node_modules,
-    no dist/), then the README's one step: `npm ci` in the example, scripts on. Returns the
+    no dist/), then docs/clients.md's one step: `npm ci` in the example, scripts on. Returns the
     example's directory, ready for `node main.mjs`.
 
     `install_example` builds the client explicitly, so it cannot see this path break (say, the

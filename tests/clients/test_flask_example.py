@@ -17,7 +17,7 @@ from tests.live_gateway import LiveGateway
 def app_client(
     live_gateway: LiveGateway, api_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[FlaskClient]:
-    """The example app configured as its README says: JOBGATE_URL and JOBGATE_API_KEY."""
+    """The example app configured as docs/clients.md says: JOBGATE_URL and JOBGATE_API_KEY."""
     monkeypatch.setenv("JOBGATE_URL", live_gateway.url)
     monkeypatch.setenv("JOBGATE_API_KEY", api_key)
     app = create_app()

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
 
 from tests.clients.node_packages import CLIENT_DIR, install_client, run
+from tests.docs_examples import NODE_CLIENT
 
 SCHEMA_TYPES = CLIENT_DIR / "src" / "schema.d.ts"
-README = CLIENT_DIR.parents[1] / "README.md"
 # Whichever test comes first installs the npm packages (a fresh machine downloads them).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -35,27 +34,26 @@ def test_committed_types_match_the_committed_openapi_document(tmp_path: Path) ->
     )
 
 
-def _readme_example(directory: Path) -> str:
-    """The README's Node.js `ts` block, importing the client's sources instead of the package."""
-    section = README.read_text().split("\n### Node.js\n", 1)[1].split("\n## ", 1)[0]
-    (example,) = re.findall(r"```ts\n(.*?)```", section, re.DOTALL)
+def _docs_example(directory: Path) -> str:
+    """docs/clients.md's Node.js `ts` block, importing the client's sources, not the package."""
+    (example,) = NODE_CLIENT.blocks()
     source = os.path.relpath(CLIENT_DIR / "src" / "index.js", directory)
     return str(example).replace('"@jobgate/client"', json.dumps(source))
 
 
 def test_the_client_types_accept_valid_calls_and_refuse_wrong_ones(tmp_path: Path) -> None:
     """`test/types.ts` marks every call that must not compile with `@ts-expect-error`; the
-    README's example must compile as written."""
+    docs' example must compile as written."""
     install_client()
-    readme = tmp_path / "readme.mts"
-    readme.write_text(_readme_example(tmp_path))
+    example = tmp_path / "docs_example.mts"
+    example.write_text(_docs_example(tmp_path))
     config = {
         "extends": str(CLIENT_DIR / "tsconfig.test.json"),
         "compilerOptions": {
             "rootDir": "/",
             "typeRoots": [str(CLIENT_DIR / "node_modules" / "@types")],
         },
-        "include": [str(CLIENT_DIR / "src"), str(CLIENT_DIR / "test"), str(readme)],
+        "include": [str(CLIENT_DIR / "src"), str(CLIENT_DIR / "test"), str(example)],
     }
     (tmp_path / "tsconfig.json").write_text(json.dumps(config))
     run(["npx", "--no-install", "tsc", "-p", str(tmp_path / "tsconfig.json")], CLIENT_DIR)

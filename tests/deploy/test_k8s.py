@@ -189,8 +189,8 @@ def test_keda_scales_workers_on_queue_depth() -> None:
 
 
 def test_a_release_can_migrate_before_it_rolls_out() -> None:
-    # README: `kubectl apply -k deploy/k8s -l 'app.kubernetes.io/component in (config,migrate)'`
-    # first, then everything: that selector must pick exactly what the Job needs.
+    # docs/deployment.md: `kubectl apply -k deploy/k8s -l 'app.kubernetes.io/component in
+    # (config,migrate)'` first, then everything: that selector must pick exactly what the Job needs.
     picked = {
         (r["kind"], r["metadata"]["name"])
         for _, r in RESOURCES

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,13 +25,12 @@ from shared.models import Job, Workflow
 from shared.settings import Settings
 from shared.tenants.apikeys import Scope
 from tests.conftest import WorkerFactory
+from tests.docs_examples import WORKFLOWS
 from tests.factories import auth, make_api_key, make_tenant
 from tests.workflow_jobs import RUNS, UNREADABLE, WORKFLOW_TYPES
 from worker.testing import declared
 
-README = Path(__file__).parents[2] / "README.md"
-
-# The README's examples (a test below checks they are there, word for word as JSON).
+# docs/workflows.md's examples (a test below checks they are there, word for word as JSON).
 CHAIN = {
     "type": "chain",
     "steps": [
@@ -123,14 +120,9 @@ def _statuses(workflow: dict[str, Any]) -> list[str]:
     return [step["status"] for step in workflow["steps"]]
 
 
-class TestReadmeExamples:
-    def test_the_readme_shows_these_examples(self) -> None:
-        text = README.read_text()
-        section = text[text.index("## Workflows") :]
-        section = section[: section.index("\n## ", 1)]
-        blocks = [
-            json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.DOTALL)
-        ]
+class TestDocsExamples:
+    def test_the_docs_show_these_examples(self) -> None:
+        blocks = [json.loads(block) for block in WORKFLOWS.blocks()]
         bodies = [block.get("workflow", block) for block in blocks]
         for example in (CHAIN, GROUP, CHORD, CHORD_WITH_FAILURES):
             assert example in bodies

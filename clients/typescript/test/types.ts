@@ -42,7 +42,7 @@ export async function usage(): Promise<Job[]> {
   await jobgate.submit("echo", { args: { message: "hi" }, options: { prio: "low" } });
   // @ts-expect-error: priorities are `critical`, `default` or `low`
   await jobgate.submit("echo", { args: { message: "hi" }, options: { priority: "urgent" } });
-  // Every other operation, typed, through `raw` (as the README shows).
+  // Every other operation, typed, through `raw` (as docs/clients.md shows).
   const failed = await jobgate.raw.GET("/jobs", { params: { query: { status: ["failed"] } } });
   accepted.push(...(failed.data?.items ?? []));
   // @ts-expect-error: `lost` is not a status
