@@ -50,7 +50,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from shared.jobs.transitions import JobKey, claim_jobs
-from shared.keys import QUEUE_PREFIX, wake_key
+from shared.keys import PAUSED_QUEUES, QUEUE_PREFIX, wake_key
 from shared.redis import LuaScript
 from worker.group_commit import GroupCommit
 from worker.runner import Claimed, run_job
@@ -61,8 +61,12 @@ logger = logging.getLogger("arq.worker")
 # progress (here or elsewhere), mark the others in progress for ARGV[2] ms and return
 # id, score, payload for each. An id whose payload expired is dropped, as ARQ drops it (its row
 # is re-enqueued by the reconciler). Key names are built here from ARQ's prefixes (ARGV[5],
-# ARGV[6]): fine on one Redis server, which is what ARQ supports.
+# ARGV[6]): fine on one Redis server, which is what ARQ supports. Nothing is taken while the
+# queue (ARGV[7]) is in the paused hash KEYS[2] (`shared.queue_pauses`).
 _TAKE_DUE_LUA = """
+if redis.call('HEXISTS', KEYS[2], ARGV[7]) == 1 then
+    return {}
+end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
 local wanted = tonumber(ARGV[3])
 local taken = {}
@@ -201,13 +205,14 @@ class WakeableWorker(Worker):
         # The cut-off is now: every due score of jobgate's is far in the past (a priority
         # offset of decades, shared.jobs.enqueue), so a take that runs later still finds what has
         # been made due by then; only a foreign ARQ job enqueued meanwhile waits a poll.
-        return [self.queue_name], [
+        return [self.queue_name, PAUSED_QUEUES], [
             str(timestamp_ms()),
             str(self._lease_ms()),
             str(limit),
             str(max(self.queue_read_limit, limit)),
             in_progress_key_prefix,
             job_key_prefix,
+            self.queue_name.removeprefix(QUEUE_PREFIX),
         ]
 
     def _taken_all(self, reply: list[bytes]) -> list[Taken]:
