@@ -124,7 +124,7 @@ class TestPausedMetric:
     async def test_one_while_paused_zero_otherwise(
         self, client: httpx.AsyncClient, operator: dict[str, str]
     ) -> None:
-        def paused(samples: dict[str, Any]) -> dict[str, float]:
+        def paused(samples: dict[tuple[tuple[str, str], ...], float]) -> dict[str, float]:
             return {dict(labels)["queue"]: value for labels, value in samples.items()}
 
         before = paused((await _scrape(client))["jobgate_queue_paused"])
