@@ -68,7 +68,7 @@ async def pause_queue(
     "/{queue}/resume",
     operation_id="resume_queue",
     summary="Resume a paused queue",
-    responses=problems(401, 404),
+    responses=problems(401, 404, 422),
 )
 async def resume_queue(queue: str, session: SessionDep, resources: ResourcesDep) -> QueueOut:
     """Workers start the queue's waiting jobs at once, in their usual order (priority, then

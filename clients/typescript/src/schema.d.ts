@@ -843,11 +843,6 @@ export interface components {
              */
             type: "group";
         };
-        /** HTTPValidationError */
-        HTTPValidationError: {
-            /** Detail */
-            detail?: components["schemas"]["ValidationError"][];
-        };
         /** Health */
         Health: {
             /**
@@ -1393,19 +1388,6 @@ export interface components {
             args: components["schemas"]["TenantReportArgs"];
             options?: components["schemas"]["SubmitOptions"];
         };
-        /** ValidationError */
-        ValidationError: {
-            /** Context */
-            ctx?: Record<string, never>;
-            /** Input */
-            input?: unknown;
-            /** Location */
-            loc: (string | number)[];
-            /** Message */
-            msg: string;
-            /** Error Type */
-            type: string;
-        };
         /** ValidationIssue */
         ValidationIssue: {
             /**
@@ -1775,13 +1757,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Unprocessable Entity */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
