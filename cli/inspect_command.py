@@ -111,10 +111,15 @@ def _queues(found: Inspection) -> str:
         by_queue.setdefault(line.queue, {})[line.priority] = str(line.depth)
         oldest[line.queue] = max(oldest.get(line.queue, 0.0), line.oldest_age_seconds or 0.0)
     rows = [
-        [queue, *(depths.get(priority, "0") for priority in PRIORITIES), _duration(oldest[queue])]
+        [
+            queue,
+            *(depths.get(priority, "0") for priority in PRIORITIES),
+            _duration(oldest[queue]),
+            "paused" if queue in found.paused_queues else "",
+        ]
         for queue, depths in by_queue.items()
     ]
-    headers = ["QUEUE", *(priority.upper() for priority in PRIORITIES), "OLDEST DUE"]
+    headers = ["QUEUE", *(priority.upper() for priority in PRIORITIES), "OLDEST DUE", "STATE"]
     scheduled = f"scheduled: {found.scheduled_waiting} waiting, {found.scheduled_overdue} overdue"
     return f"queues (jobs due, by priority)\n{_table(headers, rows)}\n{scheduled}"
 

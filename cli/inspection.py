@@ -1,9 +1,9 @@
 """What `jobgate inspect` shows: the operator's view of the whole system, every tenant at once.
 
-Workers and queues come from Redis (`shared.presence`, `shared.jobs.queue_stats`); running jobs and
-recent failures from PostgreSQL, where every job's truth is. A running job names its worker when
-a live worker's announcement lists it (a job whose worker died shows none until its lease lapses
-and another worker takes it).
+Workers and queues come from Redis (`shared.presence`, `shared.jobs.queue_stats`); running jobs,
+recent failures and paused queues from PostgreSQL, where every job's truth is. A running job
+names its worker when a live worker's announcement lists it (a job whose worker died shows none
+until its lease lapses and another worker takes it).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.jobs import operator_queries
+from shared.jobs.queue_pauses import paused_queues
 from shared.jobs.queue_stats import read_queue_stats
 from shared.models import Job
 from shared.presence import WorkerPresence, alive_workers
@@ -76,6 +77,7 @@ class Inspection(BaseModel):
     workers: list[WorkerView]
     running: list[RunningJob]
     queues: list[QueueLine]
+    paused_queues: list[str] = Field(description="Queues whose jobs workers do not start.")
     scheduled_waiting: int
     scheduled_overdue: int
     recent_failures: list[FailedJob]
@@ -138,6 +140,7 @@ async def inspect_system(
     stats = await read_queue_stats(redis, sorted(set(queues) | served))
     running = await operator_queries.running_jobs(session, limit=running_limit)
     failed = await operator_queries.failed_jobs(session, limit=failures_limit)
+    paused = await paused_queues(session)
     tenants = await operator_queries.tenant_names(
         session, {job.tenant_id for job in [*running, *failed]}
     )
@@ -147,6 +150,7 @@ async def inspect_system(
         workers=[_worker_view(worker) for worker in workers],
         running=[_running(job, tenants, owners) for job in running],
         queues=[QueueLine(**asdict(line)) for line in stats.depths],
+        paused_queues=sorted(paused),
         scheduled_waiting=stats.scheduled_waiting,
         scheduled_overdue=stats.scheduled_overdue,
         recent_failures=[_failed(job, tenants) for job in failed],

@@ -22,6 +22,7 @@ from cli.embedded import embedded_services
 from cli.inspect_command import inspect
 from cli.jobs_command import dlq, jobs
 from cli.migrate import upgrade
+from cli.queues_command import queues
 from shared.db import create_engine, create_sessionmaker
 from shared.errors import InvalidSettings, JobgateError, SettingNotSet
 from shared.logs import configure_logging
@@ -64,6 +65,7 @@ app.add_typer(tenants, name="tenants")
 app.add_typer(keys, name="keys")
 app.add_typer(jobs, name="jobs")
 app.add_typer(dlq, name="dlq")
+app.add_typer(queues, name="queues")
 app.command("inspect")(inspect)
 
 

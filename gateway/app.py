@@ -17,6 +17,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyGuardMiddleware, HeadGuardMiddleware, RequestIdMiddleware
 from gateway.problems import Problem, install_problem_handlers, problems
 from gateway.routes import admin, control, events, health, job_types, jobs, schedules, submit
+from gateway.routes import queues as queue_routes
 from gateway.routes import workflows as workflow_routes
 from gateway.tracing import telemetry_config
 from gateway.ui import PREFIX as UI_PREFIX
@@ -47,7 +48,7 @@ OPENAPI_TAGS = [
     {"name": "workflows", "description": "Chains, groups and chords of jobs, nestable."},
     {"name": "schedules", "description": "The cron schedules the workers run."},
     {"name": "health", "description": "Liveness and readiness probes (no auth)."},
-    {"name": "admin", "description": "Tenants and API keys; the operator token only."},
+    {"name": "admin", "description": "Tenants, API keys and queues; the operator token only."},
 ]
 
 
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(queue_routes.router)
     install_ui(app)
     metrics.install(app, registry.queues())
     # Added last so they run first; around them all, even a 413 or a 500, the request id.

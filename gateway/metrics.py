@@ -3,10 +3,11 @@
 Counted here: jobs accepted (`jobgate_jobs_submitted_total`) and waiting jobs cancelled through
 the API (`jobgate_jobs_cancelled_total`; workers count the running jobs they stop, under the
 same name, so the sum over both is every cancellation, each once). Read from Redis at each
-scrape, in two round trips and never per job: queue depths by priority and the age of each
-line's head (`shared.jobs.queue_stats`), and the workers alive with their jobs in flight
-(`shared.presence`). The gateway exposes these because it is the one process Prometheus always
-scrapes; workers expose only what happens inside them.
+scrape, in three round trips and never per job: queue depths by priority and the age of each
+line's head (`shared.jobs.queue_stats`), the workers alive with their jobs in flight
+(`shared.presence`), and the paused queues as workers see them (`shared.jobs.queue_pauses`). The
+gateway exposes these because it is the one process Prometheus always scrapes; workers expose
+only what happens inside them.
 
 Labels name job types, queues and priorities, never tenants or jobs.
 """
@@ -33,6 +34,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp
 
 from gateway.deps import ResourcesDep
+from shared.jobs.queue_pauses import mirrored_pauses
 from shared.jobs.queue_stats import QueueStats, read_queue_stats
 from shared.presence import WorkerPresence, alive_workers
 
@@ -108,6 +110,7 @@ async def _read_state(redis: ArqRedis, queues: Sequence[str]) -> CollectorRegist
         workers = await alive_workers(redis)
         served = {queue for worker in workers for queue in worker.queues}
         stats = await read_queue_stats(redis, sorted(set(queues) | served))
+        paused = await mirrored_pauses(redis)
     except (RedisError, OSError) as exc:
         log.warning("metrics.redis_unavailable", error=type(exc).__name__)
         state.register(_Families([_gauge("jobgate_redis_up", _REDIS_UP_HELP, 0)]))
@@ -116,6 +119,7 @@ async def _read_state(redis: ArqRedis, queues: Sequence[str]) -> CollectorRegist
         _gauge("jobgate_redis_up", _REDIS_UP_HELP, 1),
         *_queue_families(stats),
         *_worker_families(workers, [depth.queue for depth in stats.depths]),
+        _paused_family(paused, [depth.queue for depth in stats.depths]),
     ]
     state.register(_Families(families))
     return state
@@ -181,3 +185,14 @@ def _worker_families(workers: list[WorkerPresence], queues: list[str]) -> list[M
         len(workers),
     )
     return [alive, consumers, in_flight]
+
+
+def _paused_family(paused: set[str], queues: list[str]) -> Metric:
+    family = GaugeMetricFamily(
+        "jobgate_queue_paused",
+        "1 while a queue is paused (workers start none of its jobs), else 0.",
+        labels=["queue"],
+    )
+    for queue in dict.fromkeys([*queues, *sorted(paused)]):
+        family.add_metric([queue], 1 if queue in paused else 0)
+    return family

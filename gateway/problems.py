@@ -39,6 +39,7 @@ STATUS_OF: dict[type[errors.JobgateError], int] = {
     errors.UnknownJobType: 404,
     errors.TenantNotFound: 404,
     errors.ApiKeyNotFound: 404,
+    errors.QueueNotFound: 404,
     errors.AuthError: 403,
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,

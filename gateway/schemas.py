@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts import JobType, Priority
+from shared.jobs.queue_pauses import QueueState
 from shared.jobs.view import JobError, JobOut, JobProgress, JobWebhook, WebhookDeliveryOut
 from shared.models import ApiKey, Tenant
 from shared.tenants.apikeys import Scope
@@ -166,3 +167,42 @@ def limits_out(tenant: Tenant) -> TenantLimitsOut:
 
 def key_out(key: ApiKey) -> ApiKeyOut:
     return ApiKeyOut.model_validate(key)
+
+
+class QueuePauseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(
+        None, max_length=500, pattern=r"^[^\x00]*$", description="Why, for other operators."
+    )
+
+
+class QueueOut(BaseModel):
+    queue: str
+    paused: bool = Field(description="Workers start none of its jobs; submits still queue.")
+    paused_at: datetime | None
+    paused_by: str | None = Field(description="`api`, `cli` or `dashboard`; null: not paused.")
+    reason: str | None
+    waiting: dict[Priority, int] = Field(
+        description="Jobs due and waiting, by priority (delayed jobs and retries not included)."
+    )
+    oldest_waiting_age_seconds: float | None = Field(
+        description="How long the first job in line has been due; null when none waits."
+    )
+    running: int = Field(description="Its jobs running now, as live workers last announced.")
+    workers: int = Field(description="Live worker processes serving it.")
+
+
+def queue_out(state: QueueState) -> QueueOut:
+    pause = state.pause
+    return QueueOut(
+        queue=state.queue,
+        paused=pause is not None,
+        paused_at=None if pause is None else pause.paused_at,
+        paused_by=None if pause is None else pause.paused_by,
+        reason=None if pause is None else pause.reason,
+        waiting=state.waiting,
+        oldest_waiting_age_seconds=state.oldest_waiting_age_seconds,
+        running=state.running,
+        workers=state.workers,
+    )

@@ -6,7 +6,8 @@
     │   ├── WorkflowNotFound
     │   ├── UnknownJobType
     │   ├── TenantNotFound
-    │   └── ApiKeyNotFound
+    │   ├── ApiKeyNotFound
+    │   └── QueueNotFound         no job type runs on this queue
     ├── AuthError
     │   ├── Unauthenticated
     │   └── Forbidden
@@ -85,6 +86,12 @@ class ApiKeyNotFound(NotFound):
     """No API key with this id exists."""
 
     code = "api-key-not-found"
+
+
+class QueueNotFound(NotFound):
+    """No job type runs on a queue of this name."""
+
+    code = "queue-not-found"
 
 
 class AuthError(JobgateError):

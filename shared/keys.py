@@ -31,6 +31,9 @@ def queue_key(queue: str) -> str:
 
 
 WAKE_PREFIX = "jobgate:wake:"
+PAUSED_QUEUES = "jobgate:paused-queues"
+"""Hash: paused queue -> when it was paused. Workers take nothing from a queue listed here; a
+mirror of PostgreSQL's `queue_pause`, rewritten by the reconciler (`shared.jobs.queue_pauses`)."""
 UI_SESSION_PREFIX = "jobgate:ui-session:"
 
 

@@ -236,3 +236,21 @@ class Workflow(Base):
         # What the reconciler re-drives: running workflows whose advance may have been lost.
         Index("ix_workflow_running", "id", postgresql_where=text("status = 'running'")),
     )
+
+
+class QueuePause(Base):
+    """A paused queue: workers start none of its jobs while this row exists.
+
+    Written by `shared.jobs.queue_pauses`.
+
+    Submits to it are still accepted; its jobs wait in line. Redis holds a mirror that the
+    workers' take script reads; this table is the truth the mirror is rebuilt from.
+    """
+
+    __tablename__ = "queue_pause"
+
+    queue: Mapped[str] = mapped_column(Text, primary_key=True)
+    paused_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    paused_by: Mapped[str] = mapped_column(Text)
+    """Who paused it: `api`, `cli` or `dashboard`."""
+    reason: Mapped[str | None] = mapped_column(Text)

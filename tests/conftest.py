@@ -158,7 +158,7 @@ async def _clean_state(sessionmaker: async_sessionmaker[AsyncSession], redis: Re
     from sqlalchemy import text
 
     async with sessionmaker() as session:
-        await session.execute(text("TRUNCATE job, api_key, tenant CASCADE"))
+        await session.execute(text("TRUNCATE job, api_key, tenant, queue_pause CASCADE"))
         await session.commit()
     await redis.flushdb()
 

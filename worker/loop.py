@@ -42,7 +42,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from shared.errors import DependencyUnavailable
-from shared.keys import QUEUE_PREFIX, wake_key
+from shared.keys import PAUSED_QUEUES, QUEUE_PREFIX, wake_key
 from worker.admission import Claimed, claim_together
 from worker.context import JobRunContext, WorkerContext
 from worker.group_commit import GroupCommit
@@ -208,13 +208,14 @@ class WakeableWorker(Worker):
         # The cut-off is now: every due score of jobgate's is far in the past (a priority
         # offset of decades, shared.jobs.enqueue), so a take that runs later still finds what has
         # been made due by then; only a foreign ARQ job enqueued meanwhile waits a poll.
-        return [self.queue_name], [
+        return [self.queue_name, PAUSED_QUEUES], [
             str(timestamp_ms()),
             str(self._lease_ms()),
             str(limit),
             str(max(self.queue_read_limit, limit)),
             in_progress_key_prefix,
             job_key_prefix,
+            self.queue_name.removeprefix(QUEUE_PREFIX),
         ]
 
     def _taken_all(self, reply: list[bytes]) -> list[Taken]:

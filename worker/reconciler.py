@@ -7,7 +7,8 @@ queue entry together. Both are enqueued again; the job id is ARQ's id and the en
 skips jobs that exist, so running this concurrently or twice is harmless. Only one worker
 runs a pass per interval (a Redis lock), and rows younger than the grace period are left to
 the submit that is still enqueueing them. The same pass advances workflows whose last advance
-was lost (`worker.workflow_advance.redrive_workflows`).
+was lost (`worker.workflow_advance.redrive_workflows`), and first rewrites Redis's list of
+paused queues from PostgreSQL (`shared.jobs.queue_pauses`), so no job it re-enqueues starts on one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.jobs.enqueue import enqueue
+from shared.jobs.queue_pauses import mirror_pauses
 from shared.jobs.rows import delivery_of
 from shared.keys import RECONCILER_LOCK, in_progress_key, job_key
 from shared.models import Job
@@ -75,6 +77,7 @@ async def reconcile_once(
     batch_size: int = 1000,
 ) -> int:
     """One full pass over unfinished jobs; returns how many were enqueued again."""
+    await mirror_pauses(sessionmaker, redis)
     restored, after = 0, None
     while True:
         async with sessionmaker() as session:

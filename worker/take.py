@@ -18,8 +18,12 @@ from shared.redis import LuaScript
 # progress (here or elsewhere), mark the others in progress for ARGV[2] ms and return
 # id, score, payload for each. An id whose payload expired is dropped, as ARQ drops it (its row
 # is re-enqueued by the reconciler). Key names are built here from ARQ's prefixes (ARGV[5],
-# ARGV[6]): fine on one Redis server, which is what ARQ supports.
+# ARGV[6]): fine on one Redis server, which is what ARQ supports. Nothing is taken while the
+# queue (ARGV[7]) is in the paused hash KEYS[2] (`shared.jobs.queue_pauses`).
 _TAKE_DUE_LUA = """
+if redis.call('HEXISTS', KEYS[2], ARGV[7]) == 1 then
+    return {}
+end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
 local wanted = tonumber(ARGV[3])
 local taken = {}

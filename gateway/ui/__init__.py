@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
-from gateway.ui import actions, pages, signin, submit_form
+from gateway.ui import actions, pages, queue_actions, signin, submit_form
 from gateway.ui.access import SignInRequired
 from gateway.ui.templating import STATIC_DIR
 
@@ -28,7 +28,7 @@ async def _to_sign_in(request: Request, exc: Exception) -> Response:
 
 def install_ui(app: FastAPI) -> None:
     """Serve the dashboard from `app` (kept out of the OpenAPI document: it is not the API)."""
-    for module in (signin, pages, actions, submit_form):
+    for module in (signin, pages, actions, queue_actions, submit_form):
         app.include_router(module.router, prefix=PREFIX, include_in_schema=False)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.add_exception_handler(SignInRequired, _to_sign_in)

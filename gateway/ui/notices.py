@@ -21,6 +21,9 @@ NOTICES = {
     "rate-limited": "Nothing done: this would create jobs faster than your rate limit allows"
     " (a re-run counts as a submit). Try again shortly.",
     "submitted": "Submitted.",
+    "queue-paused": "Queue paused: workers start none of its jobs until it is resumed.",
+    "queue-resumed": "Queue resumed: its waiting jobs start now.",
+    "unknown-queue": "Nothing done: no job type runs on that queue.",
 }
 
 

@@ -18,6 +18,7 @@ from gateway.ui.charts import throughput_chart
 from gateway.ui.job_filters import read_filters
 from gateway.ui.notices import notice_of
 from gateway.ui.templating import render
+from shared.jobs.queue_pauses import paused_queues
 from shared.jobs.queue_stats import read_queue_stats
 from shared.jobs.schedules import SCHEDULES
 from shared.models import Job
@@ -62,6 +63,8 @@ async def overview(
         worker_of={job_id: worker.name for worker in workers for job_id in worker.running},
         schedules=[(item, item.next_tick(now)) for item in SCHEDULES],
         tenants=await _tenant_names(session, viewer),
+        paused=await paused_queues(session) if viewer.is_admin else {},
+        notice=notice_of(request.query_params),
     )
 
 

@@ -116,7 +116,10 @@ async def test_a_fresh_clone_runs_the_example_after_one_npm_ci(
     sessionmaker: async_sessionmaker[AsyncSession],
     worker: Worker,
 ) -> None:
-    """`cd examples/node && npm ci` alone installs, builds and links the client (docs/clients.md)."""
+    """`cd examples/node && npm ci` alone installs, builds and links the client.
+
+    As docs/clients.md says.
+    """
     example = await asyncio.to_thread(install_as_a_user, tmp_path)
     _, token = await make_tenant(sessionmaker)
     env = {"JOBGATE_URL": gateway_url, "JOBGATE_API_KEY": token}

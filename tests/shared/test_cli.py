@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -13,6 +14,7 @@ from typer.testing import CliRunner, Result
 
 from cli.main import app
 from shared.settings import Settings, get_settings
+from tests.conftest import ADMIN_TOKEN
 from tests.factories import auth, make_tenant, submit, wait_for_status
 
 
@@ -158,3 +160,51 @@ class TestJobCommands:
         by_id = await jobgate("dlq", "list", "--ids")
         assert by_id.exit_code == 0, by_id.output
         assert by_id.output.split()[:2] == [failed["id"], tenant_id]
+
+
+def _row(output: str, queue: str) -> list[str]:
+    (line,) = [line for line in output.splitlines() if line.split()[:1] == [queue]]
+    return line.split()
+
+
+@pytest.mark.usefixtures("cli_env")
+class TestQueues:
+    """`jobgate queues list|pause|resume`, and the paused state in `jobgate inspect`."""
+
+    async def test_pause_list_and_resume(
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        _, token = await make_tenant(sessionmaker)
+        await submit(client, token, "echo", {"message": "x"}, {"priority": "critical"})
+        paused = await jobgate("queues", "pause", "default", "--reason", "deploy")
+        assert paused.exit_code == 0, paused.output
+        assert paused.output.strip() == "queue default: paused"
+
+        listed = await jobgate("queues", "list")
+        assert listed.exit_code == 0, listed.output
+        assert listed.output.splitlines()[0].split() == [
+            *("QUEUE", "STATE", "CRITICAL", "DEFAULT", "LOW", "RUNNING", "OLDEST", "DUE"),
+        ]
+        assert _row(listed.output, "default")[:6] == ["default", "paused", "1", "0", "0", "0"]
+        assert "by cli at" in listed.output and ": deploy" in listed.output
+        assert _row(listed.output, "email")[:2] == ["email", "running"]
+
+        api = await client.get("/admin/queues", headers=auth(ADMIN_TOKEN))
+        default = {queue["queue"]: queue for queue in api.json()}["default"]
+        assert default["paused"] is True and default["paused_by"] == "cli"
+        assert default["reason"] == "deploy"
+
+        inspected = await jobgate("inspect")
+        assert _row(inspected.output, "default")[-1] == "paused"
+        as_json = json.loads((await jobgate("inspect", "--json")).output)
+        assert as_json["paused_queues"] == ["default"]
+
+        resumed = await jobgate("queues", "resume", "default")
+        assert resumed.exit_code == 0, resumed.output
+        assert _row((await jobgate("queues", "list")).output, "default")[1] == "running"
+
+    async def test_an_unknown_queue_is_a_clear_error(self) -> None:
+        for action in ("pause", "resume"):
+            result = await jobgate("queues", action, "nowhere")
+            assert result.exit_code == 1
+            assert "No job type runs on a queue named 'nowhere'" in result.output

@@ -24,6 +24,71 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/queues": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List queues: paused or not, waiting and running jobs
+         * @description Every queue some job type runs on, by name.
+         */
+        get: operations["list_queues"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/queues/{queue}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pause a queue
+         * @description Workers start none of the queue's jobs until it is resumed; running jobs finish.
+         *
+         *     Submits are still accepted (`202`, status `queued`) and wait in line. Pausing a paused
+         *     queue changes nothing and answers its state. Durable: it holds across restarts of every
+         *     process and a loss of Redis.
+         */
+        post: operations["pause_queue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/queues/{queue}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resume a paused queue
+         * @description Workers start the queue's waiting jobs at once, in their usual order (priority, then
+         *     fair share between tenants). Resuming a queue that is not paused changes nothing.
+         */
+        post: operations["resume_queue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/tenants": {
         parameters: {
             query?: never;
@@ -1016,6 +1081,55 @@ export interface components {
              */
             type: string;
         };
+        /** QueueOut */
+        QueueOut: {
+            /**
+             * Oldest Waiting Age Seconds
+             * @description How long the first job in line has been due; null when none waits.
+             */
+            oldest_waiting_age_seconds: number | null;
+            /**
+             * Paused
+             * @description Workers start none of its jobs; submits still queue.
+             */
+            paused: boolean;
+            /** Paused At */
+            paused_at: string | null;
+            /**
+             * Paused By
+             * @description `api`, `cli` or `dashboard`; null: not paused.
+             */
+            paused_by: string | null;
+            /** Queue */
+            queue: string;
+            /** Reason */
+            reason: string | null;
+            /**
+             * Running
+             * @description Its jobs running now, as live workers last announced.
+             */
+            running: number;
+            /**
+             * Waiting
+             * @description Jobs due and waiting, by priority (delayed jobs and retries not included).
+             */
+            waiting: {
+                [key: string]: number;
+            };
+            /**
+             * Workers
+             * @description Live worker processes serving it.
+             */
+            workers: number;
+        };
+        /** QueuePauseIn */
+        QueuePauseIn: {
+            /**
+             * Reason
+             * @description Why, for other operators.
+             */
+            reason?: string | null;
+        };
         /** Readiness */
         Readiness: {
             /** Checks */
@@ -1429,6 +1543,200 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ApiKeyOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_queues: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueOut"][];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    pause_queue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                queue: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["QueuePauseIn"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueOut"];
+                };
+            };
+            /** @description The body is not JSON jobgate can read: malformed, not UTF-8, or nested too deeply. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    resume_queue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                queue: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueOut"];
                 };
             };
             /** @description Unauthorized */
