@@ -1,7 +1,7 @@
 """Every statement that changes an existing job: its status, its progress, its re-run link.
 
 Single-job changes are cached SQLAlchemy Core statements run in the caller's session
-(`_transition_statement`): one `UPDATE ... WHERE status IN (allowed) RETURNING`, so an illegal
+(`status_sql.transition_statement`): one `UPDATE ... WHERE status IN (allowed) RETURNING`, so an illegal
 transition changes nothing instead of corrupting the row, and a move to a terminal status
 records the job's webhook delivery in the same statement.
 
@@ -22,66 +22,31 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
-    ColumnElement,
     Integer,
     Select,
-    Table,
     bindparam,
     func,
-    literal_column,
-    select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import aliased
 
 from shared.ids import new_id
-from shared.jobs.raw_sql import fetch, row_parameters, row_source
-from shared.jobs.rows import CLAIMED_COLUMNS, ClaimedJob, JobKey
-from shared.models import Job, WebhookDelivery
-from shared.status import ALLOWED_FROM, WAITING, JobStatus
+from shared.jobs.raw_sql import fetch, row_parameters
+from shared.jobs.rows import ClaimedJob, JobKey
+from shared.jobs.status_sql import (
+    CLAIM_SQL,
+    SUCCESS_SQL,
+    bound,
+    transition_statement,
+)
+from shared.models import Job
+from shared.status import WAITING, JobStatus
 from shared.webhooks import deliveries
 
 _PURGED_TTL_SECONDS = 3600
-
-
-def _transition_statement(
-    to: JobStatus,
-    *,
-    from_: frozenset[JobStatus] | None = None,
-    when: ColumnElement[bool] | None = None,
-    **values: Any,
-) -> Select[Job]:
-    """The one statement that moves a job to `to` if its status (and `when`) allows it.
-
-    Built once per kind of change (callers cache it): the job's `tenant_id` and `job_id`, and
-    any `bindparam` in `when` or `values`, are bound at execution. A move to a terminal status
-    also records the job's webhook delivery in the same statement (`WITH moved AS (UPDATE ...
-    RETURNING ...) INSERT INTO webhook_delivery ... FROM moved`), so it stays atomic without a
-    transaction of its own (the worker runs these in autocommit).
-    """
-    allowed = ALLOWED_FROM[to] if from_ is None else from_
-    table = cast(Table, Job.__table__)
-    moved = (
-        update(table)
-        .where(
-            table.c.tenant_id == bindparam("p_tenant_id"),
-            table.c.id == bindparam("p_job_id"),
-            table.c.status.in_([_sql_constant(status.value) for status in sorted(allowed)]),
-            *(() if when is None else (when,)),
-        )
-        .values(status=_sql_constant(to.value), **values)
-        .returning(*table.c)
-        .cte("moved")
-    )
-    stmt = select(aliased(Job, moved))
-    if to.is_terminal:
-        stmt = stmt.add_cte(deliveries.deliveries_of_moved(moved))
-    return stmt.execution_options(populate_existing=True)
 
 
 async def _transition(
@@ -92,32 +57,21 @@ async def _transition(
     job_id: uuid.UUID,
     **params: Any,
 ) -> Job | None:
-    """Run a `_transition_statement`; the moved job, or None when not allowed (or no such job)."""
+    """Run a `transition_statement`; the moved job, or None when not allowed (or no such job)."""
     params = {f"p_{name}": value for name, value in params.items()}
     params.update(p_tenant_id=tenant_id, p_job_id=job_id, delivery_id=new_id())
     return (await session.execute(stmt, params)).scalar_one_or_none()
 
 
-def _bound(name: str) -> BindParameter[Any]:
-    # Not a column's name: SQLAlchemy would take a parameter named like a column as a SET value.
-    return bindparam(f"p_{name}")
-
-
-def _sql_constant(value: str) -> ColumnElement[Any]:
-    """One of our own status names written into the SQL: a cached statement holds no anonymous
-    parameter (SQLAlchemy's cache could not fill those in inside a DML CTE)."""
-    return literal_column(f"'{value}'")
-
-
 @functools.cache
 def _fail_lost_statement() -> Select[Job]:
-    return _transition_statement(
+    return transition_statement(
         JobStatus.FAILED,
         from_=frozenset({JobStatus.RUNNING}),
         when=Job.attempts >= Job.max_tries + bindparam("p_lost_attempts_allowed", type_=Integer),
-        error=_bound("error"),
+        error=bound("error"),
         finished_at=func.now(),
-        expires_at=_bound("expires_at"),
+        expires_at=bound("expires_at"),
     )
 
 
@@ -167,8 +121,8 @@ async def record_progress(
 
 @functools.cache
 def _retry_statement() -> Select[Job]:
-    return _transition_statement(
-        JobStatus.RETRYING, error=_bound("error"), scheduled_at=_bound("retry_at")
+    return transition_statement(
+        JobStatus.RETRYING, error=bound("error"), scheduled_at=bound("retry_at")
     )
 
 
@@ -193,10 +147,10 @@ async def record_retry(
 
 @functools.cache
 def _hand_back_statement() -> Select[Job]:
-    return _transition_statement(
+    return transition_statement(
         JobStatus.RETRYING,
         attempts=func.greatest(Job.attempts - 1, 0),
-        scheduled_at=_bound("run_at"),
+        scheduled_at=bound("run_at"),
     )
 
 
@@ -216,11 +170,11 @@ async def record_handed_back(
 
 @functools.cache
 def _failure_statement() -> Select[Job]:
-    return _transition_statement(
+    return transition_statement(
         JobStatus.FAILED,
-        error=_bound("error"),
+        error=bound("error"),
         finished_at=func.now(),
-        expires_at=_bound("expires_at"),
+        expires_at=bound("expires_at"),
     )
 
 
@@ -245,11 +199,11 @@ async def record_failure(
 
 @functools.cache
 def _cancel_waiting_statement() -> Select[Job]:
-    return _transition_statement(
+    return transition_statement(
         JobStatus.CANCELLED,
         from_=WAITING,
         finished_at=func.now(),
-        expires_at=_bound("expires_at"),
+        expires_at=bound("expires_at"),
     )
 
 
@@ -286,12 +240,12 @@ async def request_cancel(
 
 @functools.cache
 def _cancelled_statement() -> Select[Job]:
-    return _transition_statement(
+    return transition_statement(
         JobStatus.CANCELLED,
         from_=frozenset({JobStatus.RUNNING}),
-        error=_bound("error"),
+        error=bound("error"),
         finished_at=func.now(),
-        expires_at=_bound("expires_at"),
+        expires_at=bound("expires_at"),
     )
 
 
@@ -370,19 +324,6 @@ async def purge_waiting(
     return jobs
 
 
-_JOB = Job.__tablename__
-_DELIVERY = WebhookDelivery.__tablename__
-
-
-def _statuses(target: JobStatus) -> str:
-    # Our own enum's values, not input: safe to write into the SQL text.
-    return ", ".join(f"'{status.value}'" for status in sorted(ALLOWED_FROM[target]))
-
-
-# Column names checked against the table at import: a typo fails here, not in SQL.
-_RETURNED = ", ".join(f"job.{Job.__table__.c[name].name}" for name in CLAIMED_COLUMNS)
-
-
 @dataclass(frozen=True)
 class Success:
     """A running job's successful attempt, to record."""
@@ -390,61 +331,6 @@ class Success:
     key: JobKey
     result: dict[str, Any]
     expires_at: datetime
-
-
-# The f-strings splice in only table names, column names and our own status values; every
-# value travels as a bound parameter (hence `noqa: S608`).
-#
-# The claim commits asynchronously (`synchronous_commit` off for its own transaction only):
-# the job starts without waiting for the WAL flush. What that risks: a PostgreSQL crash (or
-# failover) in the fraction of a second before the WAL writer, or any later synchronous
-# commit, flushes it forgets the claim; the row is `queued` again, its worker's outcome then
-# matches nothing, and the job runs again from the queue with that start uncounted: at least
-# once, no job lost. Every other write (submit, outcomes, cancel) stays synchronous.
-def _claim_sql(one_row: bool) -> str:
-    taken = row_source(["uuid", "uuid"], first=1, one_row=one_row)
-    return f"""
-WITH taken AS (
-    SELECT * FROM {taken} AS taken (tenant_id, id)
-    WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
-)
-UPDATE {_JOB} AS job
-SET status = '{JobStatus.RUNNING.value}', attempts = job.attempts + 1, started_at = now(),
-    progress = NULL
-FROM taken
-WHERE job.tenant_id = taken.tenant_id AND job.id = taken.id
-  AND job.status IN ({_statuses(JobStatus.RUNNING)})
-  AND (job.status <> '{JobStatus.RUNNING.value}' OR $3::integer IS NULL
-       OR job.attempts < job.max_tries + $3::integer)
-RETURNING {_RETURNED}
-"""  # noqa: S608
-
-
-_CLAIM_SQL = {one_row: _claim_sql(one_row) for one_row in (True, False)}
-
-
-def _success_sql(one_row: bool) -> str:
-    done = row_source(["uuid", "uuid", "jsonb", "timestamptz", "uuid"], first=1, one_row=one_row)
-    return f"""
-WITH done AS (
-    SELECT * FROM {done} AS done (tenant_id, id, result, expires_at, delivery_id)
-), moved AS (
-    UPDATE {_JOB} AS job
-    SET status = '{JobStatus.SUCCEEDED.value}', result = done.result, error = NULL,
-        finished_at = now(), expires_at = done.expires_at
-    FROM done
-    WHERE job.tenant_id = done.tenant_id AND job.id = done.id
-      AND job.status IN ({_statuses(JobStatus.SUCCEEDED)})
-    RETURNING job.tenant_id, job.id, job.webhook_url, done.delivery_id
-), owed AS (
-    INSERT INTO {_DELIVERY} (id, tenant_id, job_id, url)
-    SELECT delivery_id, tenant_id, id, webhook_url FROM moved WHERE webhook_url IS NOT NULL
-)
-SELECT tenant_id, id FROM moved
-"""  # noqa: S608
-
-
-_SUCCESS_SQL = {one_row: _success_sql(one_row) for one_row in (True, False)}
 
 
 async def claim_jobs(
@@ -466,7 +352,7 @@ async def claim_jobs(
     columns: list[list[Any]] = [[key.tenant_id for key in ordered], [key.job_id for key in ordered]]
     rows = await fetch(
         engine,
-        _CLAIM_SQL[one_row],
+        CLAIM_SQL[one_row],
         *row_parameters(columns, one_row=one_row),
         lost_attempts_allowed,
     )
@@ -487,5 +373,5 @@ async def record_successes(engine: AsyncEngine, successes: Sequence[Success]) ->
         [new_id() for _ in ordered],
     ]
     one_row = len(ordered) == 1
-    rows = await fetch(engine, _SUCCESS_SQL[one_row], *row_parameters(columns, one_row=one_row))
+    rows = await fetch(engine, SUCCESS_SQL[one_row], *row_parameters(columns, one_row=one_row))
     return {JobKey(row["tenant_id"], row["id"]) for row in rows}

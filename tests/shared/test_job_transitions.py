@@ -14,13 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.contracts import ECHO
 from shared.jobs.raw_sql import fetchrow
 from shared.jobs.rows import JobKey
-from shared.jobs.status_changes import (
-    _CLAIM_SQL,
-    _SUCCESS_SQL,
-    Success,
-    claim_jobs,
-    record_successes,
-)
+from shared.jobs.status_changes import Success, claim_jobs, record_successes
+from shared.jobs.status_sql import CLAIM_SQL, SUCCESS_SQL
 from shared.jobs.submit import SubmitOptions, job_values
 from shared.jobs.submit_sql import store_jobs
 from shared.models import Job, WebhookDelivery
@@ -147,8 +142,8 @@ async def test_one_jobs_claim_and_success_find_its_row_by_its_key_in_a_small_tab
     await store_jobs(engine, tenant_id=tenant, jobs=rows)
     job = f"'{tenant}', '{rows[0]['id']}'"  # our own UUIDs: safe to write into the text
     statements = {
-        "claim": (_CLAIM_SQL[True], f"{job}, NULL"),
-        "success": (_SUCCESS_SQL[True], f"{job}, '{{}}', now(), '{uuid.uuid4()}'"),
+        "claim": (CLAIM_SQL[True], f"{job}, NULL"),
+        "success": (SUCCESS_SQL[True], f"{job}, '{{}}', now(), '{uuid.uuid4()}'"),
     }
     for name, (sql, values) in statements.items():
         plan = await _generic_plan(engine, sql, values)

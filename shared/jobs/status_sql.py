@@ -1,0 +1,142 @@
+"""The SQL behind `status_changes`: the one guarded-UPDATE statement every single-job change
+is built from, and the worker's two batch statements (claim, success) as raw SQL text.
+
+Kept apart from `status_changes` so that module reads as the list of named changes; nothing
+else but its tests imports this.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    Table,
+    bindparam,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.orm import aliased
+
+from shared.jobs.raw_sql import row_source
+from shared.jobs.rows import CLAIMED_COLUMNS
+from shared.models import Job, WebhookDelivery
+from shared.status import ALLOWED_FROM, JobStatus
+from shared.webhooks import deliveries
+
+
+def transition_statement(
+    to: JobStatus,
+    *,
+    from_: frozenset[JobStatus] | None = None,
+    when: ColumnElement[bool] | None = None,
+    **values: Any,
+) -> Select[Job]:
+    """The one statement that moves a job to `to` if its status (and `when`) allows it.
+
+    Built once per kind of change (callers cache it): the job's `tenant_id` and `job_id`, and
+    any `bindparam` in `when` or `values`, are bound at execution. A move to a terminal status
+    also records the job's webhook delivery in the same statement (`WITH moved AS (UPDATE ...
+    RETURNING ...) INSERT INTO webhook_delivery ... FROM moved`), so it stays atomic without a
+    transaction of its own (the worker runs these in autocommit).
+    """
+    allowed = ALLOWED_FROM[to] if from_ is None else from_
+    table = cast(Table, Job.__table__)
+    moved = (
+        update(table)
+        .where(
+            table.c.tenant_id == bindparam("p_tenant_id"),
+            table.c.id == bindparam("p_job_id"),
+            table.c.status.in_([sql_constant(status.value) for status in sorted(allowed)]),
+            *(() if when is None else (when,)),
+        )
+        .values(status=sql_constant(to.value), **values)
+        .returning(*table.c)
+        .cte("moved")
+    )
+    stmt = select(aliased(Job, moved))
+    if to.is_terminal:
+        stmt = stmt.add_cte(deliveries.deliveries_of_moved(moved))
+    return stmt.execution_options(populate_existing=True)
+
+
+def bound(name: str) -> BindParameter[Any]:
+    # Not a column's name: SQLAlchemy would take a parameter named like a column as a SET value.
+    return bindparam(f"p_{name}")
+
+
+def sql_constant(value: str) -> ColumnElement[Any]:
+    """One of our own status names written into the SQL: a cached statement holds no anonymous
+    parameter (SQLAlchemy's cache could not fill those in inside a DML CTE)."""
+    return literal_column(f"'{value}'")
+
+
+_JOB = Job.__tablename__
+_DELIVERY = WebhookDelivery.__tablename__
+
+
+def _statuses(target: JobStatus) -> str:
+    # Our own enum's values, not input: safe to write into the SQL text.
+    return ", ".join(f"'{status.value}'" for status in sorted(ALLOWED_FROM[target]))
+
+
+# Column names checked against the table at import: a typo fails here, not in SQL.
+_RETURNED = ", ".join(f"job.{Job.__table__.c[name].name}" for name in CLAIMED_COLUMNS)
+
+
+# The f-strings splice in only table names, column names and our own status values; every
+# value travels as a bound parameter (hence `noqa: S608`).
+#
+# The claim commits asynchronously (`synchronous_commit` off for its own transaction only):
+# the job starts without waiting for the WAL flush. What that risks: a PostgreSQL crash (or
+# failover) in the fraction of a second before the WAL writer, or any later synchronous
+# commit, flushes it forgets the claim; the row is `queued` again, its worker's outcome then
+# matches nothing, and the job runs again from the queue with that start uncounted: at least
+# once, no job lost. Every other write (submit, outcomes, cancel) stays synchronous.
+def _claim_sql(one_row: bool) -> str:
+    taken = row_source(["uuid", "uuid"], first=1, one_row=one_row)
+    return f"""
+WITH taken AS (
+    SELECT * FROM {taken} AS taken (tenant_id, id)
+    WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
+)
+UPDATE {_JOB} AS job
+SET status = '{JobStatus.RUNNING.value}', attempts = job.attempts + 1, started_at = now(),
+    progress = NULL
+FROM taken
+WHERE job.tenant_id = taken.tenant_id AND job.id = taken.id
+  AND job.status IN ({_statuses(JobStatus.RUNNING)})
+  AND (job.status <> '{JobStatus.RUNNING.value}' OR $3::integer IS NULL
+       OR job.attempts < job.max_tries + $3::integer)
+RETURNING {_RETURNED}
+"""  # noqa: S608
+
+
+CLAIM_SQL = {one_row: _claim_sql(one_row) for one_row in (True, False)}
+
+
+def _success_sql(one_row: bool) -> str:
+    done = row_source(["uuid", "uuid", "jsonb", "timestamptz", "uuid"], first=1, one_row=one_row)
+    return f"""
+WITH done AS (
+    SELECT * FROM {done} AS done (tenant_id, id, result, expires_at, delivery_id)
+), moved AS (
+    UPDATE {_JOB} AS job
+    SET status = '{JobStatus.SUCCEEDED.value}', result = done.result, error = NULL,
+        finished_at = now(), expires_at = done.expires_at
+    FROM done
+    WHERE job.tenant_id = done.tenant_id AND job.id = done.id
+      AND job.status IN ({_statuses(JobStatus.SUCCEEDED)})
+    RETURNING job.tenant_id, job.id, job.webhook_url, done.delivery_id
+), owed AS (
+    INSERT INTO {_DELIVERY} (id, tenant_id, job_id, url)
+    SELECT delivery_id, tenant_id, id, webhook_url FROM moved WHERE webhook_url IS NOT NULL
+)
+SELECT tenant_id, id FROM moved
+"""  # noqa: S608
+
+
+SUCCESS_SQL = {one_row: _success_sql(one_row) for one_row in (True, False)}
