@@ -180,3 +180,12 @@ def test_every_command_is_in_the_operations_page() -> None:
         listed.add(" ".join(words))
     missing = [name for name in _commands(cli_app, "jobgate ") if name not in listed]
     assert not missing, f"commands docs/operations.md's table does not list: {missing}"
+
+
+def test_every_file_the_architecture_page_names_exists() -> None:
+    """The "which file answers which question" table stays true as modules move."""
+    text = (DOCS / "architecture.md").read_text()
+    named = set(re.findall(r"`((?:cli|gateway|worker|shared|bench|tests)/[\w/.]*)`", text))
+    assert named, "the page names no file"
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"
