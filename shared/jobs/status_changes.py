@@ -1,9 +1,9 @@
 """Every statement that changes an existing job: its status, its progress, its re-run link.
 
 Single-job changes are cached SQLAlchemy Core statements run in the caller's session
-(`status_sql.transition_statement`): one `UPDATE ... WHERE status IN (allowed) RETURNING`, so an illegal
-transition changes nothing instead of corrupting the row, and a move to a terminal status
-records the job's webhook delivery in the same statement.
+(`status_sql.transition_statement`): one `UPDATE ... WHERE status IN (allowed) RETURNING`,
+so an illegal transition changes nothing instead of corrupting the row, and a move to a
+terminal status records the job's webhook delivery in the same statement.
 
 The worker's two hot changes, `claim_jobs` and `record_successes`, take a whole batch of jobs
 in one raw asyncpg statement each (`raw_sql`): a worker starts and finishes jobs by the hundred
