@@ -59,7 +59,7 @@ def render(found: Inspection) -> str:
     return "\n\n".join([_workers(found), _queues(found), _running(found), _failures(found)])
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
     return "\n".join(
         "  "
@@ -68,7 +68,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     whole = int(seconds)
@@ -82,7 +82,7 @@ def _duration(seconds: float | None) -> str:
 
 
 def _since(moment: datetime | None, now: datetime) -> str:
-    return "-" if moment is None else _duration((now - moment).total_seconds())
+    return "-" if moment is None else duration((now - moment).total_seconds())
 
 
 def _workers(found: Inspection) -> str:
@@ -101,7 +101,7 @@ def _workers(found: Inspection) -> str:
         for worker in found.workers
     ]
     headers = ["NAME", "QUEUES", "IN FLIGHT", "STARTED", "FINISHED", "UP"]
-    return f"{title}\n{_table(headers, rows)}"
+    return f"{title}\n{table(headers, rows)}"
 
 
 def _queues(found: Inspection) -> str:
@@ -114,14 +114,14 @@ def _queues(found: Inspection) -> str:
         [
             queue,
             *(depths.get(priority, "0") for priority in PRIORITIES),
-            _duration(oldest[queue]),
+            duration(oldest[queue]),
             "paused" if queue in found.paused_queues else "",
         ]
         for queue, depths in by_queue.items()
     ]
     headers = ["QUEUE", *(priority.upper() for priority in PRIORITIES), "OLDEST DUE", "STATE"]
     scheduled = f"scheduled: {found.scheduled_waiting} waiting, {found.scheduled_overdue} overdue"
-    return f"queues (jobs due, by priority)\n{_table(headers, rows)}\n{scheduled}"
+    return f"queues (jobs due, by priority)\n{table(headers, rows)}\n{scheduled}"
 
 
 def _running(found: Inspection) -> str:
@@ -141,7 +141,7 @@ def _running(found: Inspection) -> str:
         for job in found.running
     ]
     headers = ["ID", "TYPE", "QUEUE", "TENANT", "TRY", "RUNNING FOR", "WORKER"]
-    return f"{title}\n{_table(headers, rows)}"
+    return f"{title}\n{table(headers, rows)}"
 
 
 def _failures(found: Inspection) -> str:
@@ -160,4 +160,4 @@ def _failures(found: Inspection) -> str:
         for job in found.recent_failures
     ]
     headers = ["ID", "TYPE", "TENANT", "TRIES", "FINISHED", "ERROR"]
-    return f"{title}\n{_table(headers, rows)}"
+    return f"{title}\n{table(headers, rows)}"

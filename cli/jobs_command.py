@@ -25,7 +25,7 @@ jobs = typer.Typer(help="Operate on jobs of any tenant.", no_args_is_help=True)
 dlq = typer.Typer(help="The dead-letter view: jobs that ended `failed`.", no_args_is_help=True)
 
 
-def _run(action: Callable[[AsyncSession, ArqRedis], Awaitable[T]]) -> T:
+def run_operator_action(action: Callable[[AsyncSession, ArqRedis], Awaitable[T]]) -> T:
     """Run one action with a database session and a Redis client; errors exit with a message."""
     settings = get_settings()
 
@@ -63,7 +63,7 @@ def jobs_cancel(job_id: uuid.UUID) -> None:
             settings=get_settings(),
         )
 
-    outcome = _run(action)
+    outcome = run_operator_action(action)
     typer.echo(f"{job_id}: {'cancelled' if outcome.is_done else 'abort requested (running)'}")
 
 
@@ -91,7 +91,7 @@ def jobs_purge(
             )
         return total
 
-    typer.echo(f"purged {_run(action)} waiting jobs")
+    typer.echo(f"purged {run_operator_action(action)} waiting jobs")
 
 
 @dlq.command("list")
@@ -123,7 +123,7 @@ def dlq_list(
             for job in failed
         ]
 
-    lines = _run(action)
+    lines = run_operator_action(action)
     typer.echo("\n".join(lines) if lines else "no failed jobs")
 
 
@@ -160,4 +160,4 @@ def dlq_retry(
                 ) from exc
         return len(refs)
 
-    typer.echo(f"re-queued {_run(action)} failed jobs")
+    typer.echo(f"re-queued {run_operator_action(action)} failed jobs")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -10,14 +9,12 @@ import typer
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cli.inspect_command import _duration, _table
+from cli.inspect_command import duration, table
+from cli.jobs_command import run_operator_action
 from shared.contracts import load_contracts
-from shared.db import create_engine, create_sessionmaker
-from shared.errors import JobgateError
 from shared.jobs import queue_pauses
 from shared.jobs.queue_pauses import QueueState
 from shared.jobs.queue_stats import PRIORITIES
-from shared.redis import create_redis
 from shared.settings import get_settings
 
 T = TypeVar("T")
@@ -27,24 +24,8 @@ queues = typer.Typer(help="See queues; pause and resume them.", no_args_is_help=
 
 def _run(action: Callable[[AsyncSession, ArqRedis, list[str]], Awaitable[T]]) -> T:
     """Run one action with a session, a Redis client and the known queues; errors exit 1."""
-    settings = get_settings()
-    known = load_contracts(settings.contract_modules).queues()
-
-    async def main() -> T:
-        engine = create_engine(settings, application_name="jobgate-cli")
-        redis = create_redis(settings)
-        try:
-            async with create_sessionmaker(engine)() as session:
-                return await action(session, redis, known)
-        finally:
-            await redis.aclose(close_connection_pool=True)
-            await engine.dispose()
-
-    try:
-        return asyncio.run(main())
-    except JobgateError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from None
+    known = load_contracts(get_settings().contract_modules).queues()
+    return run_operator_action(lambda session, redis: action(session, redis, known))
 
 
 def render(states: list[QueueState]) -> str:
@@ -55,13 +36,13 @@ def render(states: list[QueueState]) -> str:
             "paused" if state.is_paused else "running",
             *(str(state.waiting[priority]) for priority in PRIORITIES),
             str(state.running),
-            _duration(state.oldest_waiting_age_seconds),
+            duration(state.oldest_waiting_age_seconds),
             "" if state.pause is None else _pause_note(state),
         ]
         for state in states
     ]
     headers = ["QUEUE", "STATE", *(p.upper() for p in PRIORITIES), "RUNNING", "OLDEST DUE", ""]
-    return _table(headers, rows)
+    return table(headers, rows)
 
 
 def _pause_note(state: QueueState) -> str:
