@@ -31,7 +31,7 @@ import uvloop
 
 from shared.contracts import load_contracts
 from shared.logs import configure_logging
-from shared.settings import Settings, settings_or_exit
+from shared.settings import Settings, exit_on_settings_problems, get_settings
 from worker.settings import worker_options
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
@@ -57,8 +57,16 @@ def _run_jobgate_worker(settings: Settings, queues: list[str]) -> Hook:
 
 
 def build_worker_settings() -> type:
-    """The class `arq worker.WorkerSettings` loads: ARQ builds its Worker from its attributes."""
-    settings = settings_or_exit()
+    """The class `arq worker.WorkerSettings` loads: ARQ builds its Worker from its attributes.
+
+    A missing server URL is found while the queues' options are built, not when the settings
+    are read: both end the process with the message, not a traceback.
+    """
+    with exit_on_settings_problems():
+        return _build_worker_settings(get_settings())
+
+
+def _build_worker_settings(settings: Settings) -> type:
     configure_logging(settings)
     # Until the start-up hook reinstates ours, ARQ's first lines (its start and Redis info) go
     # through the handler its CLI installs next, not through both.

@@ -5,7 +5,12 @@ per process (`get_settings`) and reports refused ones without quoting a value.
 """
 
 from shared.settings.groups import CircuitPolicy, CircuitSettings, WebhookScheme, WebhookSettings
-from shared.settings.loading import describe_problems, get_settings, settings_or_exit
+from shared.settings.loading import (
+    describe_problems,
+    exit_on_settings_problems,
+    get_settings,
+    settings_or_exit,
+)
 from shared.settings.model import (
     DATABASE_URL_EXAMPLE,
     REDIS_SCHEMES,
@@ -23,6 +28,7 @@ __all__ = [
     "WebhookScheme",
     "WebhookSettings",
     "describe_problems",
+    "exit_on_settings_problems",
     "get_settings",
     "settings_or_exit",
 ]

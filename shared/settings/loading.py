@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 from pydantic import BaseModel, ValidationError
@@ -52,14 +54,21 @@ def get_settings() -> Settings:
         raise InvalidSettings(describe_problems(exc)) from None
 
 
-def settings_or_exit() -> Settings:
-    """`get_settings()` for a process's entry point (`uvicorn gateway.main:app`, `arq
-    worker.WorkerSettings`): refused settings end it with a line per problem and exit code 2,
-    as `jobgate` commands do, instead of a traceback."""
+@contextmanager
+def exit_on_settings_problems() -> Iterator[None]:
+    """At a process's entry point: refused or missing settings end it with a line per problem
+    and exit code 2, as `jobgate` commands do, instead of a traceback."""
     try:
-        return get_settings()
+        yield
     except (InvalidSettings, SettingNotSet) as exc:
         problems = exc.problems if isinstance(exc, InvalidSettings) else [str(exc)]
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def settings_or_exit() -> Settings:
+    """`get_settings()` for a process's entry point (`uvicorn gateway.main:app`, `arq
+    worker.WorkerSettings`), under `exit_on_settings_problems`."""
+    with exit_on_settings_problems():
+        return get_settings()

@@ -90,3 +90,18 @@ def test_every_entry_point_refuses_the_published_token_and_shows_no_secret(
     assert "Traceback" not in output
     assert PUBLISHED not in output
     assert DB_PASSWORD not in output
+
+
+@pytest.mark.parametrize(
+    "command", [param for param in ENTRY_POINTS if param.id in {"arq", "jobgate-worker"}]
+)
+def test_a_worker_without_server_urls_says_what_to_set(command: list[str]) -> None:
+    """A newcomer's first `arq worker.WorkerSettings` with nothing set: a line, not a traceback."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("JOBGATE_")}
+    finished = subprocess.run(  # noqa: S603 (this interpreter and fixed arguments)
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == 2, output
+    assert "error: JOBGATE_" in output and "is not set" in output, output
+    assert "Traceback" not in output
