@@ -1,7 +1,9 @@
-"""Before a run: the tenant's concurrency quota, then the claim of the job's row.
+"""Before a run: the admission steps (the tenant's concurrency quota), then the claim of the row.
 
-A job that finds no free slot of its tenant's quota (`worker.quota`) is not claimed (no attempt
-counted, its row still waiting) and goes back, shortly, at its former place in line. A job the
+A job an admission step turns away, such as one that finds no free slot of its tenant's quota
+(`worker.quota`), is not claimed (no attempt counted, its row still waiting) and goes back
+(`worker.put_back`). Jobs that need no admission step are claimed together, one statement a
+poll (`claim_together`); the others one by one, after their steps (`admit`, `claim`). A job the
 claim refuses is either not waiting any more (skipped) or a re-delivery whose workers keep
 dying, which is failed here.
 """
@@ -9,20 +11,20 @@ dying, which is failed here.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 
 from shared.jobs import status_changes, store
-from shared.jobs.enqueue import Delivery
-from shared.jobs.rows import ClaimedJob, JobKey, delivery_of
+from shared.jobs.rows import ClaimedJob, JobKey
 from shared.jobs.status_changes import claim_jobs
-from shared.status import CLAIMABLE, JobStatus
+from shared.status import JobStatus
 from worker.attempt import job_context_of
 from worker.context import JobOutcome, JobRunContext, WorkerContext
 from worker.metrics import QUOTA_DEFERRALS, record_outcome
 from worker.outcomes import expires_at_for, run_hook
+from worker.put_back import put_back
 from worker.quota import take_slot
 from worker.take import Taken
 
@@ -38,23 +40,28 @@ class Claimed:
 
 
 async def claim_together(ctx: WorkerContext, taken: list[Taken]) -> dict[str, Claimed]:
-    """Claim, in one statement, the taken jobs whose tenant has no concurrency quota.
+    """Claim, in one statement, the taken jobs that need no admission step.
 
-    The others (and unreadable ones) are left to `run_job`, which takes the tenant's slot
-    before it claims (`admit`, `claim`).
+    The others (and unreadable ones) are left to `run_job`, which admits them before it claims
+    (`admit`, `claim`).
     """
     keys = []
     for job in taken:
         if job.tenant_id is None:
             continue
         tenant_id = uuid.UUID(job.tenant_id)
-        if await ctx["quotas"].limit_of(tenant_id) is None:
+        if not await needs_admission(ctx, job, tenant_id):
             keys.append(JobKey(tenant_id, uuid.UUID(job.job_id)))
     claimed = await claim_jobs(
         ctx["engine"], keys, lost_attempts_allowed=ctx["settings"].worker_lost_attempts_allowed
     )
     by_id = {str(job.id): job for job in claimed}
     return {str(key.job_id): Claimed(by_id.get(str(key.job_id))) for key in keys}
+
+
+async def needs_admission(ctx: WorkerContext, job: Taken, tenant_id: uuid.UUID) -> bool:
+    """Whether an admission step of `admit` may turn this job away (so it is claimed alone)."""
+    return await ctx["quotas"].limit_of(tenant_id) is not None
 
 
 async def admit(ctx: JobRunContext, tenant_id: uuid.UUID) -> bool:
@@ -70,20 +77,12 @@ async def admit(ctx: JobRunContext, tenant_id: uuid.UUID) -> bool:
     if await take_slot(ctx["redis"], tenant_id=tenant_id, job_id=job_id, limit=limit):
         ctx["quota_slot"] = tenant_id
         return True
-    ctx["reschedule"] = await _put_back(ctx, tenant_id, ctx["score"])
-    return False
-
-
-async def _put_back(ctx: JobRunContext, tenant_id: uuid.UUID, score: int | None) -> Delivery | None:
-    """The job again, shortly and at its former place in line (None: it no longer waits)."""
-    async with ctx["sessionmaker"]() as session:
-        job = await store.find_job(session, tenant_id=tenant_id, job_id=uuid.UUID(ctx["job_id"]))
-    if job is None or JobStatus(job.status) not in CLAIMABLE:
-        return None
-    QUOTA_DEFERRALS.inc()
-    log.info("job.deferred", reason="tenant concurrency quota")
     delay = timedelta(seconds=ctx["settings"].worker_quota_defer_seconds)
-    return replace(delivery_of(job), run_at=datetime.now(UTC) + delay, score_ms=score)
+    ctx["reschedule"] = await put_back(ctx, tenant_id, delay=delay, score=ctx["score"])
+    if ctx["reschedule"] is not None:
+        QUOTA_DEFERRALS.inc()
+        log.info("job.deferred", reason="tenant concurrency quota")
+    return False
 
 
 async def claim(ctx: JobRunContext, tenant_id: uuid.UUID, job_id: uuid.UUID) -> ClaimedJob | None:

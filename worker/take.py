@@ -61,6 +61,8 @@ class Taken:
     tenant_id: str | None
     """Its tenant; None if it is not a job this worker can run (someone else's ARQ job: an
     unknown function, ids that are not UUIDs, a payload that is not JSON)."""
+    name: str | None = None
+    """Its job type (ARQ's function name), when `tenant_id` is known."""
 
 
 def taken_of(
@@ -80,12 +82,13 @@ def _taken(
     deserializer: Deserializer | None,
     functions: Collection[str],
 ) -> Taken:
-    tenant_id = None
+    tenant_id = name = None
     try:
         job = deserializer(payload) if deserializer else {}
         uuid.UUID(job_id)
         if job["f"] in functions:
             tenant_id = str(uuid.UUID(job["k"]["tenant_id"]))
+            name = str(job["f"])
     except (ValueError, KeyError, TypeError, AttributeError):
         pass  # not one of jobgate's: the loop reports and drops it
-    return Taken(job_id, int(float(score)), tenant_id)
+    return Taken(job_id, int(float(score)), tenant_id, name)
