@@ -58,6 +58,19 @@ async def make_role(admin: asyncpg.Connection) -> AsyncIterator[RoleFactory]:
         await admin.execute(f"DROP ROLE IF EXISTS {name}")
 
 
+@pytest.fixture
+async def make_client(
+    make_role: RoleFactory, make_client: ClientFactory
+) -> AsyncIterator[ClientFactory]:
+    """The gateways of a test, closed before its roles are dropped.
+
+    Without this order, pytest may tear `make_role` down first: dropping a role whose session
+    the gateway's pool still holds is refused ("role ... cannot be dropped because some
+    objects depend on it" or an open session), a flake at teardown.
+    """
+    yield make_client
+
+
 def _url(settings: Settings, **parts: object) -> str:
     """The test database's URL with some parts replaced (user, password, database, port)."""
     url = make_url(settings.require_database_url()).set(**parts)  # type: ignore[arg-type]
