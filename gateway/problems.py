@@ -56,6 +56,7 @@ STATUS_OF: dict[type[errors.JobgateError], int] = {
     errors.InvalidWorkflow: 422,
     errors.UnstorableValue: 422,
     errors.WebhookUrlRefused: 422,
+    errors.QueueNotAllowed: 422,
     errors.RateLimited: 429,
     errors.DependencyUnavailable: 503,
     errors.DatabaseUnavailable: 503,
@@ -253,7 +254,7 @@ def _issues_of(error: errors.JobgateError) -> list[dict[str, object]] | None:
     """The `errors` member of a 422 raised by jobgate itself (one issue per problem)."""
     if isinstance(error, errors.InvalidWorkflow):
         return error.issues
-    if isinstance(error, errors.WebhookUrlRefused):
+    if isinstance(error, errors.WebhookUrlRefused | errors.QueueNotAllowed):
         return error.issues
     return None
 

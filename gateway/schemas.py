@@ -35,7 +35,10 @@ class JobTypeDefaults(BaseModel):
 class JobTypeOut(BaseModel):
     name: str
     description: str
-    queue: str
+    queue: str = Field(description="Where its jobs run unless a submit's `options.queue` says.")
+    queues: list[str] = Field(
+        description="Every queue its jobs may run on (`options.queue`), `queue` first."
+    )
     defaults: JobTypeDefaults
     args_schema: dict[str, Any]
     result_schema: dict[str, Any]
@@ -47,6 +50,7 @@ class JobTypeOut(BaseModel):
             name=job_type.name,
             description=job_type.description,
             queue=job_type.queue,
+            queues=list(job_type.queues),
             defaults=JobTypeDefaults(
                 priority=job_type.priority,
                 max_tries=job_type.max_tries,

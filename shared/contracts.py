@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Self, TypeVa
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from shared.errors import UnknownJobType
+from shared.errors import QueueNotAllowed, UnknownJobType
 from shared.status import JobStatus
 
 if TYPE_CHECKING:
@@ -80,7 +80,11 @@ class JobType(Generic[A, R]):
     args: type[A]
     result: type[R]
     description: str
-    queue: str = DEFAULT_QUEUE
+    queue: str = ""
+    """The queue a submit runs on unless its `options.queue` picks another of `queues`;
+    left empty: the first of `queues`, else `default`."""
+    queues: tuple[str, ...] = ()
+    """Every queue the type may run on, `queue` among them (kept first); left empty: `(queue,)`."""
     priority: Priority = "default"
     max_tries: int = 3
     timeout_seconds: float = 300.0
@@ -109,10 +113,35 @@ class JobType(Generic[A, R]):
 
         return default_sync_client().submit(self, args, **options)
 
+    def queue_for(self, requested: str | None) -> str:
+        """The queue a submit of this type runs on: `requested` (its `options.queue`) if the
+        type may run there, its `queue` if none; any other is `QueueNotAllowed`."""
+        if requested is None:
+            return self.queue
+        if requested not in self.queues:
+            allowed = ", ".join(repr(queue) for queue in self.queues)
+            raise QueueNotAllowed(
+                f"Jobs of type {self.name!r} may run on {allowed}, not on {requested!r}."
+            )
+        return requested
+
     def __post_init__(self) -> None:
+        self._settle_queues()
         for example in self.examples:
             # A wrong example is a programming error: fail at import, not in a caller's hands.
             self.args.model_validate(example)
+
+    def _settle_queues(self) -> None:
+        """Fill `queue` and `queues` from each other (frozen: set once, here), or refuse them."""
+        queues = self.queues or (self.queue or DEFAULT_QUEUE,)
+        queue = self.queue or queues[0]
+        if not all(queues) or len(set(queues)) != len(queues) or queue not in queues:
+            raise ValueError(
+                f"job type {self.name!r}: queues must be distinct names, its queue among them"
+                f" (queue={queue!r}, queues={queues!r})"
+            )
+        object.__setattr__(self, "queue", queue)
+        object.__setattr__(self, "queues", (queue, *(other for other in queues if other != queue)))
 
 
 class Registry:
@@ -151,8 +180,8 @@ class Registry:
         return [job_type for job_type in self if not job_type.is_internal]
 
     def queues(self) -> list[str]:
-        """Every queue some job type runs on."""
-        return sorted({job_type.queue for job_type in self._types.values()})
+        """Every queue some job type may run on."""
+        return sorted({queue for job_type in self._types.values() for queue in job_type.queues})
 
 
 REGISTRY = Registry()

@@ -23,13 +23,14 @@
     │   ├── InvalidCursor
     │   ├── InvalidWorkflow       a workflow that cannot run (422, one issue per problem)
     │   ├── WebhookUrlRefused     a `webhook_url` jobgate may not call (422, one issue per URL)
+    │   ├── QueueNotAllowed       `options.queue` names a queue the job type may not run on (422)
     │   └── UnstorableValue       PostgreSQL refused a value validation let through (422)
     ├── RateLimited               the tenant submitted faster than its rate limit allows
     ├── DependencyUnavailable
     │   ├── DatabaseUnavailable
     │   └── QueueUnavailable
     └── JobError                  raised by job code, turned into status changes by the worker
-        ├── RetryableJobError
+        ├── RetryableJobError     its `delay_seconds`, if given, replaces the type's backoff
         │   └── CircuitOpenError  a circuit breaker refused the call (`worker.circuit`)
         └── PermanentJobError
 
@@ -40,6 +41,10 @@ The gateway maps each class to an HTTP status in one table (`gateway/problems.py
 """
 
 from __future__ import annotations
+
+import math
+
+from shared.delays import MAX_DELAY_SECONDS
 
 
 class JobgateError(Exception):
@@ -192,6 +197,18 @@ class WebhookUrlRefused(BadRequest):
         self.issues = issues  # {loc, msg, type} each, as a 422's `errors`
 
 
+class QueueNotAllowed(BadRequest):
+    """The job type may not run on this queue; `GET /job-types` lists the queues it may."""
+
+    code = "queue-not-allowed"
+
+    def __init__(
+        self, message: str | None = None, *, issues: list[dict[str, object]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.issues = issues  # {loc, msg, type} each, where the caller can say where (HTTP)
+
+
 class UnstorableValue(BadRequest):
     """The request holds a value the database cannot store (out of range, or not valid text)."""
 
@@ -254,6 +271,28 @@ class RetryableJobError(JobError):
     """The job failed in a way that may succeed if tried again."""
 
     code = "retryable"
+    delay_seconds: float | None = None
+    """Seconds until the next try, chosen by the job (an upstream's `Retry-After`); None: the
+    job type's backoff. Tries remain counted: with none left, the job fails all the same."""
+
+    def __init__(self, message: str | None = None, *, delay_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.delay_seconds = _checked_delay(delay_seconds)
+
+
+def _checked_delay(delay_seconds: float | None) -> float | None:
+    """`delay_seconds` as a float, or `TypeError`/`ValueError` raised where the job made it."""
+    if delay_seconds is None:
+        return None
+    # A bool is an int to Python, but `delay_seconds=True` is a slip, not one second.
+    if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, int | float):
+        kind = type(delay_seconds).__name__
+        raise TypeError(f"delay_seconds must be a number of seconds, not {kind}")
+    if not (math.isfinite(delay_seconds) and 0 <= delay_seconds <= MAX_DELAY_SECONDS):
+        raise ValueError(
+            f"delay_seconds must be from 0 to {MAX_DELAY_SECONDS} (366 days), not {delay_seconds!r}"
+        )
+    return float(delay_seconds)
 
 
 class CircuitOpenError(RetryableJobError):

@@ -12,13 +12,14 @@ from typing import Any, cast
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.contracts import Contract
+from shared.contracts import Backoff, Contract
 from shared.db_errors import describe_database_error
 from shared.errors import (
     CircuitOpenError,
     DatabaseUnavailable,
     DependencyUnavailable,
     PermanentJobError,
+    RetryableJobError,
 )
 from shared.jobs.rows import ClaimedJob
 from worker.binding import Binding
@@ -39,15 +40,32 @@ class HandedBack(Exception):
 
 
 class JobFailure(Exception):
-    """An attempt failed; `error` is what the job row records, `is_retryable` what happens next."""
+    """An attempt failed; `error` is what the job row records, `is_retryable` what happens next.
+
+    Its next try, if any, comes after the delay the job chose (`chosen_delay_seconds`), else
+    after the type's backoff, and never before `retry_after_seconds` (a breaker's wait).
+    """
 
     def __init__(
-        self, error_type: str, message: str, *, is_retryable: bool, retry_after_seconds: float = 0
+        self,
+        error_type: str,
+        message: str,
+        *,
+        is_retryable: bool,
+        retry_after_seconds: float = 0,
+        chosen_delay_seconds: float | None = None,
     ) -> None:
         super().__init__(message)
         self.error = {"type": error_type, "message": message}
         self.is_retryable = is_retryable
         self.retry_after_seconds = retry_after_seconds
+        self.chosen_delay_seconds = chosen_delay_seconds
+
+    def retry_delay_seconds(self, backoff: Backoff, attempt: int) -> float:
+        """Seconds from now until the try after attempt number `attempt`."""
+        chosen = self.chosen_delay_seconds
+        delay = backoff.delay_seconds(attempt) if chosen is None else chosen
+        return max(delay, self.retry_after_seconds)
 
 
 async def attempt(binding: Binding, job: ClaimedJob, context: JobContext) -> dict[str, Any]:
@@ -72,6 +90,13 @@ async def attempt(binding: Binding, job: ClaimedJob, context: JobContext) -> dic
             exc.message,
             is_retryable=True,
             retry_after_seconds=exc.retry_after_seconds,
+        ) from None
+    except RetryableJobError as exc:
+        raise JobFailure(
+            type(exc).__name__,
+            _message_of(exc),
+            is_retryable=True,
+            chosen_delay_seconds=exc.delay_seconds,
         ) from None
     except Exception as exc:
         if isinstance(exc, TimeoutError) and limit.expired():

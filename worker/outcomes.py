@@ -73,9 +73,8 @@ async def record_failure(
 ) -> Delivery | None:
     """Record a retry if one is allowed (returning its delivery), else fail the job for good."""
     will_retry = failure.is_retryable and job.attempts < job.max_tries
-    delay_seconds = binding.job_type.backoff.delay_seconds(job.attempts)
     retry_at = datetime.now(UTC) + timedelta(
-        seconds=max(delay_seconds, failure.retry_after_seconds)
+        seconds=failure.retry_delay_seconds(binding.job_type.backoff, job.attempts)
     )
     outcome = "retrying" if will_retry else "failed"
 

@@ -171,7 +171,7 @@ def worker_options(
             keep_result=0,
         )
         for job_type in registry
-        if job_type.queue == queue
+        if queue in job_type.queues
     ]
     max_jobs = settings.worker_queue_concurrency.get(queue, settings.worker_max_jobs)
     return {

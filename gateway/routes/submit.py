@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -37,7 +38,7 @@ from gateway.routes.submit_schema import (
 )
 from gateway.schemas import JobOut
 from shared.contracts import Contract, JobType, Registry
-from shared.errors import PayloadTooLarge, UnknownJobType
+from shared.errors import PayloadTooLarge, QueueNotAllowed, UnknownJobType
 from shared.jobs.submit import (
     Created,
     InSession,
@@ -50,6 +51,9 @@ from shared.jobs.view import job_view
 from shared.tenants.apikeys import Scope, parse_token
 from shared.tenants.ratelimit import RateState, rate_limit_for, take_tokens
 from shared.webhooks.destinations import refuse_webhook_urls
+
+Location = list[str | int]
+"""Where in a request body something is, as a 422's `errors[].loc` says."""
 
 
 def _overfull_batch(errors: Sequence[Any]) -> PayloadTooLarge | None:
@@ -104,7 +108,7 @@ async def _submit_idempotent(
         return _json(await job_view(access.session, created.replayed), 200, headers)
     (row,) = created.rows
     headers["Location"] = f"/jobs/{row['id']}"
-    access.resources.jobs_submitted.labels(job_type.name, job_type.queue).inc()
+    access.resources.jobs_submitted.labels(job_type.name, row["queue"]).inc()
     return _json(JobOut.of_new(row), 202, headers)
 
 
@@ -121,26 +125,48 @@ async def _store(
     job_type: JobType[Any, Any],
     token: str,
     requests: list[tuple[Contract, SubmitOptions]],
-    webhook_url_locations: list[list[str | int]],
+    options_locations: list[Location],
 ) -> Created:
     """Key check and insert in one statement (`shared.jobs.submit.WithKey`), then the hand-off to
-    Redis; a refused webhook URL (named by its location in the body) stops it first."""
-    refuse_webhook_urls(
-        resources.settings.webhooks,
-        zip(webhook_url_locations, (options.webhook_url for _, options in requests), strict=True),
+    Redis; refused options (named by their location in the body) stop it first."""
+    _refuse_options(
+        resources,
+        job_type,
+        list(zip(options_locations, (options for _, options in requests), strict=True)),
     )
     submitted = await create_jobs(
         resources.redis,
         WithKey(resources.engine, resources.settings, token),
         Submission(job_type, requests),
     )
-    resources.jobs_submitted.labels(job_type.name, job_type.queue).inc(len(submitted.rows))
+    for queue, count in Counter(row["queue"] for row in submitted.rows).items():
+        resources.jobs_submitted.labels(job_type.name, queue).inc(count)
     return submitted
 
 
-def _refuse_webhook_url(resources: Resources, options: SubmitOptions) -> None:
-    location: list[str | int] = ["body", "options", "webhook_url"]
-    refuse_webhook_urls(resources.settings.webhooks, [(location, options.webhook_url)])
+def _refuse_options(
+    resources: Resources,
+    job_type: JobType[Any, Any],
+    located: list[tuple[Location, SubmitOptions]],
+) -> None:
+    """Refuse, before anything is charged or stored, a queue the type may not run on
+    (`QueueNotAllowed`) or a webhook URL jobgate may not call (`WebhookUrlRefused`)."""
+    issues: list[dict[str, object]] = []
+    for location, options in located:
+        try:
+            job_type.queue_for(options.queue)
+        except QueueNotAllowed as exc:
+            loc = [*location, "queue"]
+            issues.append({"loc": loc, "msg": exc.message, "type": "queue_not_allowed"})
+    if issues:
+        detail = str(issues[0]["msg"]) if len(issues) == 1 else None
+        raise QueueNotAllowed(
+            detail or "Jobs name queues their type may not run on; see `errors`.", issues=issues
+        )
+    refuse_webhook_urls(
+        resources.settings.webhooks,
+        (([*location, "webhook_url"], options.webhook_url) for location, options in located),
+    )
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -193,7 +219,7 @@ class SubmitEndpoint(FastEndpoint):
         if idempotency_key is None:
             return await self.serve(resources, token, body)
         args, options = body.args, body.options
-        _refuse_webhook_url(resources, options)
+        _refuse_options(resources, self.job_type, [(["body", "options"], options)])
         async with open_submit_access(resources, token) as access:
             return await _submit_idempotent(access, self.job_type, args, options, idempotency_key)
 
@@ -203,7 +229,7 @@ class SubmitEndpoint(FastEndpoint):
             self.job_type,
             token,
             [(body.args, body.options)],
-            [["body", "options", "webhook_url"]],
+            [["body", "options"]],
         )
         headers = _rate_headers(submitted.rate)
         (row,) = submitted.rows
@@ -227,7 +253,7 @@ class BatchEndpoint(FastEndpoint):
             self.job_type,
             token,
             [(item.args, item.options) for item in items],
-            [["body", "jobs", index, "options", "webhook_url"] for index in range(len(items))],
+            [["body", "jobs", index, "options"] for index in range(len(items))],
         )
         jobs = [JobOut.of_new(row) for row in submitted.rows]
         return _json(JobBatch(jobs=jobs), 202, _rate_headers(submitted.rate))

@@ -6,11 +6,12 @@ OpenAPI document is generated from here.
 
 from __future__ import annotations
 
+from copy import copy
 from types import GenericAlias
 from typing import Annotated, Any
 
 from fastapi import Header
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from gateway.problems import problems
 from gateway.schemas import JobOut
@@ -64,13 +65,32 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+def options_model(job_type: JobType[Any, Any]) -> type[SubmitOptions]:
+    """`SubmitOptions` as the type's schema shows them: `queue` an enum of its queues.
+
+    Only the schema changes: `JobType.queue_for` still decides, and answers a queue outside
+    the enum with its own problem (`queue-not-allowed`), not a generic validation error.
+    """
+    enum = {"type": "string", "enum": list(job_type.queues)}
+    # `Any`: a type built at run time, which mypy cannot read as a type expression.
+    queue: Any = Annotated[str | None, WithJsonSchema({"anyOf": [enum, {"type": "null"}]})]
+    model: type[SubmitOptions] = create_model(
+        f"{_camel(job_type.name)}Options",
+        __base__=SubmitOptions,
+        # The base field's default, length limit and description, with the enum's schema.
+        queue=(queue, copy(SubmitOptions.model_fields["queue"])),
+    )
+    return model
+
+
 def submission_model(job_type: JobType[Any, Any]) -> type[BaseModel]:
-    """The body of `POST /jobs/{name}`: the type's own args model and the submit options."""
+    """The body of `POST /jobs/{name}`: the type's own args model and its submit options."""
+    options = options_model(job_type)
     model: type[BaseModel] = create_model(
         f"{_camel(job_type.name)}Submission",
         __config__=ConfigDict(extra="forbid"),
         args=(job_type.args, Field(description=f"Arguments of `{job_type.name}`.")),
-        options=(SubmitOptions, Field(default_factory=SubmitOptions)),
+        options=(options, Field(default_factory=options)),
     )
     return model
 

@@ -86,7 +86,7 @@ async def submit_workflow(
     )
     for _, step in steps_of(body.workflow):  # each step is a job accepted now, run later
         job_type = resources.registry.get(step.job)
-        resources.jobs_submitted.labels(job_type.name, job_type.queue).inc()
+        resources.jobs_submitted.labels(job_type.name, job_type.queue_for(step.options.queue)).inc()
     response.headers.update(headers | {"Location": f"/workflows/{workflow.id}"})
     return await workflow_view(session, workflow)
 

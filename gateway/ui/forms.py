@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from shared.contracts import JobType
+from shared.errors import QueueNotAllowed
 from shared.jobs.submit import SubmitOptions
 
 Kind = Literal["text", "textarea", "email", "integer", "number", "checkbox", "select", "json"]
@@ -161,18 +162,39 @@ def _labels(text: str) -> dict[str, str] | str:
     return labels
 
 
-def validate_options(form: Mapping[str, Any]) -> tuple[SubmitOptions | None, dict[str, str]]:
+def _seconds(text: str) -> float | str:
+    """A number of seconds typed into a form, or what is wrong with it (the options are
+    strict: the API takes a JSON number, never text)."""
+    try:
+        return float(text)
+    except ValueError:
+        return "Enter a number of seconds."
+
+
+def validate_options(
+    job_type: JobType[Any, Any], form: Mapping[str, Any]
+) -> tuple[SubmitOptions | None, dict[str, str]]:
     """The submit options from the form's `options.*` fields (empty ones: the type's default)."""
     data: dict[str, Any] = {}
-    for name in ("priority", "delay_seconds"):
+    for name in ("priority", "queue"):
         raw = form.get(f"options.{name}", "")
         if isinstance(raw, str) and raw:
             data[name] = raw
+    delay = form.get("options.delay_seconds", "")
+    if isinstance(delay, str) and delay.strip():
+        seconds = _seconds(delay)
+        if isinstance(seconds, str):
+            return None, {"options.delay_seconds": seconds}
+        data["delay_seconds"] = seconds
     labels = _labels(str(form.get("options.labels", "")))
     if isinstance(labels, str):
         return None, {"options.labels": labels}
     data["labels"] = labels
     try:
-        return SubmitOptions.model_validate(data), {}
+        options = SubmitOptions.model_validate(data)
+        job_type.queue_for(options.queue)
     except ValidationError as exc:
         return None, field_errors(exc, prefix="options.")
+    except QueueNotAllowed as exc:
+        return None, {"options.queue": exc.message}
+    return options, {}

@@ -104,7 +104,7 @@ async def submit(
     if principal is None or _refusal(viewer) is not None:
         return _form_page(request, viewer, job_type, values=values, status_code=403)
     args, errors = validate_args(job_type, form)
-    options, option_errors = validate_options(form)
+    options, option_errors = validate_options(job_type, form)
     errors |= option_errors
     if args is None or options is None:
         return _form_page(request, viewer, job_type, values=values, errors=errors, status_code=422)
@@ -123,5 +123,6 @@ async def submit(
         return _form_page(
             request, viewer, job_type, values=values, errors=errors, status_code=status_code
         )
-    resources.jobs_submitted.labels(job_type.name, job_type.queue).inc()
-    return RedirectResponse(f"/ui/jobs/{created.rows[0]['id']}?notice=submitted", status_code=303)
+    (row,) = created.rows
+    resources.jobs_submitted.labels(job_type.name, row["queue"]).inc()
+    return RedirectResponse(f"/ui/jobs/{row['id']}?notice=submitted", status_code=303)

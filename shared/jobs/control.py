@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts import Registry
-from shared.errors import JobStateConflict, QueueUnavailable
+from shared.errors import JobStateConflict, QueueNotAllowed, QueueUnavailable
 from shared.jobs import status_changes, store
 from shared.jobs.enqueue import request_abort, withdraw
 from shared.jobs.retention import expires_at
@@ -106,10 +106,16 @@ async def retry_job(
         priority=old.priority,
         max_tries=old.max_tries,
         timeout_seconds=old.timeout_seconds,
+        queue=old.queue,
         labels=old.labels,
         webhook_url=old.webhook_url,
     )
-    new = job_values(job_type, args=args, options=options, now=datetime.now(UTC))
+    try:
+        new = job_values(job_type, args=args, options=options, now=datetime.now(UTC))
+    except QueueNotAllowed:
+        raise JobStateConflict(
+            f"The job ran on queue {old.queue!r}, which its type no longer runs on."
+        ) from None
     new |= {"tenant_id": tenant_id, "retry_of": old.id}
     await charge(redis, tenant_id=tenant_id, rate=rate, cost=1)
     linked = await status_changes.link_retry(

@@ -42,6 +42,7 @@ from pydantic import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.contracts import Contract, JobType, Priority
+from shared.delays import MAX_DELAY_SECONDS
 from shared.errors import IdempotencyConflict, QueueUnavailable, Unauthenticated
 from shared.ids import new_id
 from shared.jobs.enqueue import enqueue
@@ -62,7 +63,6 @@ from shared.tenants.ratelimit import RateState, rate_limit_for, take_tokens
 from shared.tenants.tenancy import UNKNOWN_KEY, check_scope
 from shared.tracing import current_traceparent, submit_span
 
-MAX_DELAY_SECONDS = 366 * 24 * 3600
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w.\-/]+$")]
 LabelValue = Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00]*$")]
 WebhookUrl = Annotated[
@@ -83,15 +83,33 @@ class SubmitOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     priority: Priority | None = Field(None, description="`critical`, `default` or `low`.")
+    # Numbers are strict: lax pydantic reads `true` as 1 and `"30"` as 30, which the schema
+    # (a JSON number) does not allow; an integer is still a valid float.
     delay_seconds: float | None = Field(
-        None, ge=0, le=MAX_DELAY_SECONDS, description="Run no sooner than this many seconds."
+        None,
+        ge=0,
+        le=MAX_DELAY_SECONDS,
+        strict=True,
+        description="Run no sooner than this many seconds.",
     )
     run_at: Annotated[AwareDatetime | None, BeforeValidator(_rfc3339_text_only)] = Field(
         None, description="Run no sooner than this time (RFC 3339 with offset)."
     )
-    max_tries: int | None = Field(None, ge=1, le=100, description="Attempts before `failed`.")
+    max_tries: int | None = Field(
+        None, ge=1, le=100, strict=True, description="Attempts before `failed`."
+    )
     timeout_seconds: float | None = Field(
-        None, gt=0, le=7 * 24 * 3600, description="Stop an attempt that runs longer than this."
+        None,
+        gt=0,
+        le=7 * 24 * 3600,
+        strict=True,
+        description="Stop an attempt that runs longer than this.",
+    )
+    queue: str | None = Field(
+        None,
+        max_length=200,
+        description="One of the queues the job type may run on (`GET /job-types`: `queues`);"
+        " default: its `queue`. Any other is refused (422 `queue-not-allowed`).",
     )
     labels: dict[LabelKey, LabelValue] = Field(
         default_factory=dict, max_length=20, description="Free-form tags, filterable in lists."
@@ -138,7 +156,7 @@ def job_values(
     return {
         "id": new_id(),
         "name": job_type.name,
-        "queue": job_type.queue,
+        "queue": job_type.queue_for(options.queue),
         "priority": options.priority or job_type.priority,
         "status": (JobStatus.SCHEDULED if start else JobStatus.QUEUED).value,
         "args": args.model_dump(mode="json"),

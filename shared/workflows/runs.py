@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.contracts import NoArgs, Registry
 from shared.errors import (
     JobStateConflict,
+    QueueNotAllowed,
     QueueUnavailable,
     RateLimited,
     WorkflowNotFound,
@@ -108,7 +109,14 @@ def _released_job(registry: Registry, workflow: Workflow, release: Release, now:
         args = job_type.args.model_validate(raw)
     except ValidationError:
         args = None
-    job = job_values(job_type, args=args or NoArgs(), options=step.options, now=now)
+    options = step.options
+    try:
+        job_type.queue_for(options.queue)
+    except QueueNotAllowed:
+        # Checked at submit; a deploy since took the queue from the type. The step runs on the
+        # type's own queue rather than leave its workflow stuck.
+        options = options.model_copy(update={"queue": None})
+    job = job_values(job_type, args=args or NoArgs(), options=options, now=now)
     if args is None:
         # The input did not fit (a result the contract allows, but not these Args): store what
         # was asked, so the worker fails the step visibly as `invalid_args`, like any job.

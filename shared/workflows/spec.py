@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.contracts import JobType, Registry
-from shared.errors import InvalidWorkflow, UnknownJobType
+from shared.errors import InvalidWorkflow, QueueNotAllowed, UnknownJobType
 from shared.jobs.submit import SubmitOptions
 from shared.workflows.shapes import (
     OUTCOME,
@@ -183,6 +183,10 @@ def _check_step(check: _Check, step: StepNode, pointer: str, given: Shape | None
         return ObjectShape()
     _check_args_from(check, step, job_type, pointer, given)
     _check_args(check, step, job_type, pointer)
+    try:
+        job_type.queue_for(step.options.queue)
+    except QueueNotAllowed as exc:
+        check.issue(pointer, "options", "queue", msg=exc.message, kind="queue_not_allowed")
     return result_shape(job_type.result)
 
 
