@@ -1,4 +1,5 @@
-"""`jobgate inspect`: workers alive, jobs in flight, queue depths, recent failures (all tenants)."""
+"""`jobgate inspect`: workers alive, jobs in flight, queue depths, recent failures (all tenants),
+the job types and their queues."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ async def _gather(settings: Settings, *, running: int, failures: int) -> Inspect
             return await inspect_system(
                 session,
                 redis,
-                queues=load_contracts(settings.contract_modules).queues(),
+                job_types=list(load_contracts(settings.contract_modules)),
                 running_limit=running,
                 failures_limit=failures,
             )
@@ -45,7 +46,7 @@ def inspect(
         int, typer.Option(min=0, max=1000, help="Recent failed jobs to list, newest first.")
     ] = 10,
 ) -> None:
-    """Workers alive, jobs in flight, queue depths by priority and recent failures."""
+    """Workers alive, jobs in flight, queue depths by priority, recent failures, job types."""
     try:
         found = asyncio.run(_gather(get_settings(), running=running, failures=failures))
     except (RedisError, OSError, SQLAlchemyError) as exc:
@@ -56,7 +57,8 @@ def inspect(
 
 def render(found: Inspection) -> str:
     """The inspection as plain-text tables, one section each."""
-    return "\n\n".join([_workers(found), _queues(found), _running(found), _failures(found)])
+    sections = [_workers(found), _queues(found), _running(found), _failures(found)]
+    return "\n\n".join([*sections, _job_types(found)])
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -161,3 +163,9 @@ def _failures(found: Inspection) -> str:
     ]
     headers = ["ID", "TYPE", "TENANT", "TRIES", "FINISHED", "ERROR"]
     return f"{title}\n{table(headers, rows)}"
+
+
+def _job_types(found: Inspection) -> str:
+    title = "job types (each one's queue first, then the others a submit may pick)"
+    rows = [[line.name, ", ".join(line.queues)] for line in found.job_types]
+    return f"{title}\n{table(['TYPE', 'QUEUES'], rows)}"

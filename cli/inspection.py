@@ -1,21 +1,25 @@
 """What `jobgate inspect` shows: the operator's view of the whole system, every tenant at once.
 
 Workers and queues come from Redis (`shared.presence`, `shared.jobs.queue_stats`); running jobs,
-recent failures and paused queues from PostgreSQL, where every job's truth is. A running job
-names its worker when a live worker's announcement lists it (a job whose worker died shows none
-until its lease lapses and another worker takes it).
+recent failures and paused queues from PostgreSQL, where every job's truth is; job types and the
+queues they may run on from the registry. A running job names its worker when a live worker's
+announcement lists it (a job whose worker died shows none until its lease lapses and another
+worker takes it).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
 from arq.connections import ArqRedis
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.contracts import JobType
 from shared.jobs import operator_queries
 from shared.jobs.queue_pauses import paused_queues
 from shared.jobs.queue_stats import read_queue_stats
@@ -57,6 +61,16 @@ class QueueLine(BaseModel):
     oldest_age_seconds: float | None
 
 
+class JobTypeLine(BaseModel):
+    """A registered job type and the queues its jobs may run on."""
+
+    name: str
+    queues: list[str] = Field(
+        description="Its queue first (where jobs run unless a submit picks another), then the"
+        " others a submit's `options.queue` may pick."
+    )
+
+
 class FailedJob(BaseModel):
     """A job in the dead-letter view."""
 
@@ -81,6 +95,7 @@ class Inspection(BaseModel):
     scheduled_waiting: int
     scheduled_overdue: int
     recent_failures: list[FailedJob]
+    job_types: list[JobTypeLine]
 
 
 def _time(epoch_seconds: float) -> datetime:
@@ -130,14 +145,16 @@ async def inspect_system(
     session: AsyncSession,
     redis: ArqRedis,
     *,
-    queues: list[str],
+    job_types: Sequence[JobType[Any, Any]],
     running_limit: int = 50,
     failures_limit: int = 10,
 ) -> Inspection:
-    """Read workers, queues, running jobs and recent failures (`queues`: at least these)."""
+    """Read workers, queues (at least those `job_types` may run on), running jobs and recent
+    failures."""
     workers = await alive_workers(redis)
     served = {queue for worker in workers for queue in worker.queues}
-    stats = await read_queue_stats(redis, sorted(set(queues) | served))
+    declared = {queue for job_type in job_types for queue in job_type.queues}
+    stats = await read_queue_stats(redis, sorted(declared | served))
     running = await operator_queries.running_jobs(session, limit=running_limit)
     failed = await operator_queries.failed_jobs(session, limit=failures_limit)
     paused = await paused_queues(session)
@@ -154,4 +171,7 @@ async def inspect_system(
         scheduled_waiting=stats.scheduled_waiting,
         scheduled_overdue=stats.scheduled_overdue,
         recent_failures=[_failed(job, tenants) for job in failed],
+        job_types=[
+            JobTypeLine(name=job_type.name, queues=list(job_type.queues)) for job_type in job_types
+        ],
     )

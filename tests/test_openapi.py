@@ -12,6 +12,7 @@ from openapi_spec_validator import validate
 
 from gateway.openapi import OPENAPI_PATH, render_openapi
 from gateway.problems import PROBLEM_JSON
+from shared.contracts import REGISTRY
 
 BUILT_IN = ("echo", "sleep", "flaky", "health_check", "send_email", "tenant_report")
 
@@ -53,6 +54,20 @@ def test_every_job_type_has_its_own_typed_submit_operation() -> None:
         body_ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         body = document["components"]["schemas"][body_ref.rsplit("/", 1)[1]]
         assert body["properties"]["args"]["$ref"].endswith("Args")
+
+
+def test_each_job_types_options_name_its_queues_as_an_enum() -> None:
+    """Generated clients type `options.queue` per job type (`JobType.queues`)."""
+    schemas = json.loads(render_openapi())["components"]["schemas"]
+    for name in BUILT_IN:
+        camel = "".join(part.capitalize() for part in name.split("_"))
+        options_ref = schemas[f"{camel}Submission"]["properties"]["options"]["$ref"]
+        assert options_ref == f"#/components/schemas/{camel}Options"
+        queue = schemas[f"{camel}Options"]["properties"]["queue"]
+        assert queue["anyOf"] == [
+            {"type": "string", "enum": list(REGISTRY.get(name).queues)},
+            {"type": "null"},
+        ]
 
 
 def _committed() -> dict[str, Any]:

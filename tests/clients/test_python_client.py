@@ -50,10 +50,16 @@ class TestSubmitAndWait:
     def test_options_reach_the_job(self, jobgate: JobgateClient) -> None:
         run_at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
         job = jobgate.submit(
-            "echo", {"message": "later"}, priority="low", max_tries=2, run_at=run_at
+            "echo",
+            {"message": "later"},
+            priority="low",
+            max_tries=2,
+            run_at=run_at,
+            queue="default",
         )
         assert job.status == "scheduled"
         assert (job.priority, job.max_tries, job.scheduled_at) == ("low", 2, run_at)
+        assert job.queue == "default"
 
     def test_wait_gives_up_at_its_timeout_with_the_job_as_last_seen(
         self, jobgate: JobgateClient

@@ -372,6 +372,42 @@ class TestNumbers:
         assert [issue["loc"] for issue in issues] == [loc]
         assert await _count_jobs(sessionmaker) == 0
 
+    @pytest.mark.parametrize(
+        ("option", "value"),
+        [
+            ("delay_seconds", True),
+            ("delay_seconds", "30"),
+            ("timeout_seconds", False),
+            ("timeout_seconds", "60"),
+            ("max_tries", True),
+            ("max_tries", "3"),
+            ("max_tries", 2.5),
+        ],
+    )
+    async def test_options_take_json_numbers_not_booleans_or_text(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        token: str,
+        option: str,
+        value: object,
+    ) -> None:
+        """Lax pydantic would read `true` as 1 and `"30"` as 30; the schema says number."""
+        body = {"args": {"seconds": 1}, "options": {option: value}}
+        for path in ("/jobs/sleep", "/jobs/sleep/batch"):
+            sent = body if path == "/jobs/sleep" else {"jobs": [body]}
+            response = await client.post(path, json=sent, headers=auth(token))
+            (issue,) = assert_validation_problem(response)
+            assert issue["loc"][-2:] == ["options", option]
+        assert await _count_jobs(sessionmaker) == 0
+
+    async def test_whole_numbers_are_numbers_of_seconds(
+        self, client: httpx.AsyncClient, token: str
+    ) -> None:
+        options = {"delay_seconds": 30, "timeout_seconds": 60, "max_tries": 2}
+        job = await submit(client, token, "sleep", {"seconds": 1}, options)
+        assert (job["status"], job["max_tries"]) == ("scheduled", 2)
+
     async def test_an_integer_too_long_to_parse_is_400(
         self,
         client: httpx.AsyncClient,

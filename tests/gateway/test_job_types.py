@@ -25,18 +25,20 @@ class TestListJobTypes:
                 "name",
                 "description",
                 "queue",
+                "queues",
                 "defaults",
                 "args_schema",
                 "result_schema",
                 "examples",
             }
             assert entry["description"]
+            assert entry["queues"][0] == entry["queue"]
             assert entry["args_schema"]["type"] == "object"
             assert entry["result_schema"]["type"] == "object"
 
     async def test_echo_entry(self, client: httpx.AsyncClient) -> None:
         echo = (await _catalogue(client))["echo"]
-        assert echo["queue"] == "default"
+        assert (echo["queue"], echo["queues"]) == ("default", ["default"])
         assert echo["defaults"]["max_tries"] == 3
         assert echo["defaults"]["timeout_seconds"] == 30.0
         assert echo["defaults"]["priority"] == "default"
@@ -51,6 +53,8 @@ class TestListJobTypes:
 
     async def test_defaults_differ_per_type(self, client: httpx.AsyncClient) -> None:
         catalogue = await _catalogue(client)
+        assert catalogue["send_email"]["queues"] == ["email"]
+        assert catalogue["tenant_report"]["queues"] == ["data_processing"]
         assert catalogue["sleep"]["defaults"]["max_tries"] == 1
         assert catalogue["sleep"]["defaults"]["timeout_seconds"] == 3700.0
         assert catalogue["flaky"]["defaults"]["backoff_base_seconds"] == 1.0

@@ -1,8 +1,9 @@
-"""Job type declarations: retry backoff and the registry."""
+"""Job type declarations: retry backoff, queues and the registry."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -22,7 +23,7 @@ from shared.contracts import (
     NoArgs,
     Registry,
 )
-from shared.errors import UnknownJobType
+from shared.errors import QueueNotAllowed, UnknownJobType
 
 
 def _fixed(value: float) -> Callable[[], float]:
@@ -114,6 +115,68 @@ class TestRegistry:
     def test_builtin_types_are_registered(self) -> None:
         assert REGISTRY.get("echo") is ECHO
         assert {"echo", "sleep", "flaky", "health_check"} <= {t.name for t in REGISTRY}
+
+
+def _queued(**queues: Any) -> JobType[EchoArgs, EchoResult]:
+    return JobType(name="q", args=EchoArgs, result=EchoResult, description="d", **queues)
+
+
+class TestQueues:
+    @pytest.mark.parametrize(
+        ("declared", "queue", "queues"),
+        [
+            ({}, "default", ("default",)),
+            ({"queue": "email"}, "email", ("email",)),
+            ({"queues": ("default", "bulk")}, "default", ("default", "bulk")),
+            ({"queues": ("default", "bulk"), "queue": "bulk"}, "bulk", ("bulk", "default")),
+        ],
+        ids=["nothing", "queue", "queues", "both"],
+    )
+    def test_queue_and_queues_fill_each_other_the_default_first(
+        self, declared: dict[str, object], queue: str, queues: tuple[str, ...]
+    ) -> None:
+        job_type = _queued(**declared)
+        assert (job_type.queue, job_type.queues) == (queue, queues)
+
+    @pytest.mark.parametrize(
+        "declared",
+        [
+            {"queues": ("default", "bulk"), "queue": "email"},
+            {"queues": ("bulk", "bulk")},
+            {"queues": ("default", "")},
+        ],
+        ids=["queue-not-among-queues", "twice", "empty-name"],
+    )
+    def test_queues_that_cannot_be_meant_are_refused_at_declaration(
+        self, declared: dict[str, object]
+    ) -> None:
+        with pytest.raises(ValueError, match="job type 'q': queues must be distinct names"):
+            _queued(**declared)
+
+    def test_queue_for_is_the_requested_queue_if_allowed_else_the_default(self) -> None:
+        job_type = _queued(queues=("default", "bulk"))
+        assert job_type.queue_for(None) == "default"
+        assert job_type.queue_for("bulk") == "bulk"
+        assert job_type.queue_for("default") == "default"
+
+    @pytest.mark.parametrize("requested", ["email", "", "Bulk"])
+    def test_queue_for_refuses_any_other_queue(self, requested: str) -> None:
+        with pytest.raises(QueueNotAllowed) as refused:
+            _queued(queues=("default", "bulk")).queue_for(requested)
+        assert refused.value.message == (
+            f"Jobs of type 'q' may run on 'default', 'bulk', not on {requested!r}."
+        )
+        assert refused.value.issues is None  # the gateway adds where in the body
+
+    def test_the_registry_lists_every_queue_a_type_may_run_on(self) -> None:
+        registry = Registry()
+        registry.register(_job_type("a"))
+        registry.register(
+            JobType(
+                name="b", args=EchoArgs, result=EchoResult, description="d", queues=("low", "bulk")
+            )
+        )
+        assert registry.queues() == ["bulk", "default", "low"]
 
 
 class TestExamples:

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cli.inspect_command import render
 from cli.inspection import inspect_system
+from shared.contracts import ECHO
 from tests.conftest import WorkerFactory
 from tests.factories import auth, make_tenant, submit, wait_for_status
 from tests.polling import poll_job
@@ -28,7 +29,7 @@ async def test_failures_and_running_jobs_of_every_tenant(
     await poll_job(client, globex, slow["id"], lambda job: job["status"] == "running")
 
     async with sessionmaker() as session:
-        view = await inspect_system(session, arq_redis, queues=["default"], failures_limit=5)
+        view = await inspect_system(session, arq_redis, job_types=[ECHO], failures_limit=5)
 
     (failure,) = view.recent_failures
     assert (str(failure.id), failure.tenant, failure.error_type) == (

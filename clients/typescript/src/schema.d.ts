@@ -796,11 +796,56 @@ export interface components {
              */
             jobs: components["schemas"]["EchoSubmission"][];
         };
+        /** EchoOptions */
+        EchoOptions: {
+            /**
+             * Delay Seconds
+             * @description Run no sooner than this many seconds.
+             */
+            delay_seconds?: number | null;
+            /**
+             * Labels
+             * @description Free-form tags, filterable in lists.
+             */
+            labels?: {
+                [key: string]: string;
+            };
+            /**
+             * Max Tries
+             * @description Attempts before `failed`.
+             */
+            max_tries?: number | null;
+            /**
+             * Priority
+             * @description `critical`, `default` or `low`.
+             */
+            priority?: ("critical" | "default" | "low") | null;
+            /**
+             * Queue
+             * @description One of the queues the job type may run on (`GET /job-types`: `queues`); default: its `queue`. Any other is refused (422 `queue-not-allowed`).
+             */
+            queue?: "default" | null;
+            /**
+             * Run At
+             * @description Run no sooner than this time (RFC 3339 with offset).
+             */
+            run_at?: string | null;
+            /**
+             * Timeout Seconds
+             * @description Stop an attempt that runs longer than this.
+             */
+            timeout_seconds?: number | null;
+            /**
+             * Webhook Url
+             * @description Once the job is terminal, POST the final Job here (`http`/`https`, at most 2048 characters), signed with the tenant's webhook secret: `X-Jobgate-Signature: sha256=<hex HMAC-SHA256 of the body>`. Headers `X-Jobgate-Event: job.<status>` and `X-Jobgate-Delivery: <id>` (the same on every retry) come with it. A 2xx answer delivers it; anything else is retried with exponential backoff; redirects are not followed. Only public addresses are called: a loopback, private, link-local or reserved IP address is refused (422 `webhook-url-refused`), and a host name resolving to one fails its delivery for good.
+             */
+            webhook_url?: string | null;
+        };
         /** EchoSubmission */
         EchoSubmission: {
             /** @description Arguments of `echo`. */
             args: components["schemas"]["EchoArgs"];
-            options?: components["schemas"]["SubmitOptions"];
+            options?: components["schemas"]["EchoOptions"];
         };
         /** FlakyArgs */
         FlakyArgs: {
@@ -824,11 +869,56 @@ export interface components {
              */
             jobs: components["schemas"]["FlakySubmission"][];
         };
+        /** FlakyOptions */
+        FlakyOptions: {
+            /**
+             * Delay Seconds
+             * @description Run no sooner than this many seconds.
+             */
+            delay_seconds?: number | null;
+            /**
+             * Labels
+             * @description Free-form tags, filterable in lists.
+             */
+            labels?: {
+                [key: string]: string;
+            };
+            /**
+             * Max Tries
+             * @description Attempts before `failed`.
+             */
+            max_tries?: number | null;
+            /**
+             * Priority
+             * @description `critical`, `default` or `low`.
+             */
+            priority?: ("critical" | "default" | "low") | null;
+            /**
+             * Queue
+             * @description One of the queues the job type may run on (`GET /job-types`: `queues`); default: its `queue`. Any other is refused (422 `queue-not-allowed`).
+             */
+            queue?: "default" | null;
+            /**
+             * Run At
+             * @description Run no sooner than this time (RFC 3339 with offset).
+             */
+            run_at?: string | null;
+            /**
+             * Timeout Seconds
+             * @description Stop an attempt that runs longer than this.
+             */
+            timeout_seconds?: number | null;
+            /**
+             * Webhook Url
+             * @description Once the job is terminal, POST the final Job here (`http`/`https`, at most 2048 characters), signed with the tenant's webhook secret: `X-Jobgate-Signature: sha256=<hex HMAC-SHA256 of the body>`. Headers `X-Jobgate-Event: job.<status>` and `X-Jobgate-Delivery: <id>` (the same on every retry) come with it. A 2xx answer delivers it; anything else is retried with exponential backoff; redirects are not followed. Only public addresses are called: a loopback, private, link-local or reserved IP address is refused (422 `webhook-url-refused`), and a host name resolving to one fails its delivery for good.
+             */
+            webhook_url?: string | null;
+        };
         /** FlakySubmission */
         FlakySubmission: {
             /** @description Arguments of `flaky`. */
             args: components["schemas"]["FlakyArgs"];
-            options?: components["schemas"]["SubmitOptions"];
+            options?: components["schemas"]["FlakyOptions"];
         };
         /**
          * GroupNode
@@ -859,11 +949,56 @@ export interface components {
              */
             jobs: components["schemas"]["HealthCheckSubmission"][];
         };
+        /** HealthCheckOptions */
+        HealthCheckOptions: {
+            /**
+             * Delay Seconds
+             * @description Run no sooner than this many seconds.
+             */
+            delay_seconds?: number | null;
+            /**
+             * Labels
+             * @description Free-form tags, filterable in lists.
+             */
+            labels?: {
+                [key: string]: string;
+            };
+            /**
+             * Max Tries
+             * @description Attempts before `failed`.
+             */
+            max_tries?: number | null;
+            /**
+             * Priority
+             * @description `critical`, `default` or `low`.
+             */
+            priority?: ("critical" | "default" | "low") | null;
+            /**
+             * Queue
+             * @description One of the queues the job type may run on (`GET /job-types`: `queues`); default: its `queue`. Any other is refused (422 `queue-not-allowed`).
+             */
+            queue?: "default" | null;
+            /**
+             * Run At
+             * @description Run no sooner than this time (RFC 3339 with offset).
+             */
+            run_at?: string | null;
+            /**
+             * Timeout Seconds
+             * @description Stop an attempt that runs longer than this.
+             */
+            timeout_seconds?: number | null;
+            /**
+             * Webhook Url
+             * @description Once the job is terminal, POST the final Job here (`http`/`https`, at most 2048 characters), signed with the tenant's webhook secret: `X-Jobgate-Signature: sha256=<hex HMAC-SHA256 of the body>`. Headers `X-Jobgate-Event: job.<status>` and `X-Jobgate-Delivery: <id>` (the same on every retry) come with it. A 2xx answer delivers it; anything else is retried with exponential backoff; redirects are not followed. Only public addresses are called: a loopback, private, link-local or reserved IP address is refused (422 `webhook-url-refused`), and a host name resolving to one fails its delivery for good.
+             */
+            webhook_url?: string | null;
+        };
         /** HealthCheckSubmission */
         HealthCheckSubmission: {
             /** @description Arguments of `health_check`. */
             args: components["schemas"]["NoArgs"];
-            options?: components["schemas"]["SubmitOptions"];
+            options?: components["schemas"]["HealthCheckOptions"];
         };
         /** JobBatch */
         JobBatch: {
@@ -1009,8 +1144,16 @@ export interface components {
             }[];
             /** Name */
             name: string;
-            /** Queue */
+            /**
+             * Queue
+             * @description Where its jobs run unless a submit's `options.queue` says.
+             */
             queue: string;
+            /**
+             * Queues
+             * @description Every queue its jobs may run on (`options.queue`), `queue` first.
+             */
+            queues: string[];
             /** Result Schema */
             result_schema: {
                 [key: string]: unknown;
@@ -1197,11 +1340,56 @@ export interface components {
              */
             jobs: components["schemas"]["SendEmailSubmission"][];
         };
+        /** SendEmailOptions */
+        SendEmailOptions: {
+            /**
+             * Delay Seconds
+             * @description Run no sooner than this many seconds.
+             */
+            delay_seconds?: number | null;
+            /**
+             * Labels
+             * @description Free-form tags, filterable in lists.
+             */
+            labels?: {
+                [key: string]: string;
+            };
+            /**
+             * Max Tries
+             * @description Attempts before `failed`.
+             */
+            max_tries?: number | null;
+            /**
+             * Priority
+             * @description `critical`, `default` or `low`.
+             */
+            priority?: ("critical" | "default" | "low") | null;
+            /**
+             * Queue
+             * @description One of the queues the job type may run on (`GET /job-types`: `queues`); default: its `queue`. Any other is refused (422 `queue-not-allowed`).
+             */
+            queue?: "email" | null;
+            /**
+             * Run At
+             * @description Run no sooner than this time (RFC 3339 with offset).
+             */
+            run_at?: string | null;
+            /**
+             * Timeout Seconds
+             * @description Stop an attempt that runs longer than this.
+             */
+            timeout_seconds?: number | null;
+            /**
+             * Webhook Url
+             * @description Once the job is terminal, POST the final Job here (`http`/`https`, at most 2048 characters), signed with the tenant's webhook secret: `X-Jobgate-Signature: sha256=<hex HMAC-SHA256 of the body>`. Headers `X-Jobgate-Event: job.<status>` and `X-Jobgate-Delivery: <id>` (the same on every retry) come with it. A 2xx answer delivers it; anything else is retried with exponential backoff; redirects are not followed. Only public addresses are called: a loopback, private, link-local or reserved IP address is refused (422 `webhook-url-refused`), and a host name resolving to one fails its delivery for good.
+             */
+            webhook_url?: string | null;
+        };
         /** SendEmailSubmission */
         SendEmailSubmission: {
             /** @description Arguments of `send_email`. */
             args: components["schemas"]["SendEmailArgs"];
-            options?: components["schemas"]["SubmitOptions"];
+            options?: components["schemas"]["SendEmailOptions"];
         };
         /** SleepArgs */
         SleepArgs: {
@@ -1225,11 +1413,56 @@ export interface components {
              */
             jobs: components["schemas"]["SleepSubmission"][];
         };
+        /** SleepOptions */
+        SleepOptions: {
+            /**
+             * Delay Seconds
+             * @description Run no sooner than this many seconds.
+             */
+            delay_seconds?: number | null;
+            /**
+             * Labels
+             * @description Free-form tags, filterable in lists.
+             */
+            labels?: {
+                [key: string]: string;
+            };
+            /**
+             * Max Tries
+             * @description Attempts before `failed`.
+             */
+            max_tries?: number | null;
+            /**
+             * Priority
+             * @description `critical`, `default` or `low`.
+             */
+            priority?: ("critical" | "default" | "low") | null;
+            /**
+             * Queue
+             * @description One of the queues the job type may run on (`GET /job-types`: `queues`); default: its `queue`. Any other is refused (422 `queue-not-allowed`).
+             */
+            queue?: "default" | null;
+            /**
+             * Run At
+             * @description Run no sooner than this time (RFC 3339 with offset).
+             */
+            run_at?: string | null;
+            /**
+             * Timeout Seconds
+             * @description Stop an attempt that runs longer than this.
+             */
+            timeout_seconds?: number | null;
+            /**
+             * Webhook Url
+             * @description Once the job is terminal, POST the final Job here (`http`/`https`, at most 2048 characters), signed with the tenant's webhook secret: `X-Jobgate-Signature: sha256=<hex HMAC-SHA256 of the body>`. Headers `X-Jobgate-Event: job.<status>` and `X-Jobgate-Delivery: <id>` (the same on every retry) come with it. A 2xx answer delivers it; anything else is retried with exponential backoff; redirects are not followed. Only public addresses are called: a loopback, private, link-local or reserved IP address is refused (422 `webhook-url-refused`), and a host name resolving to one fails its delivery for good.
+             */
+            webhook_url?: string | null;
+        };
         /** SleepSubmission */
         SleepSubmission: {
             /** @description Arguments of `sleep`. */
             args: components["schemas"]["SleepArgs"];
-            options?: components["schemas"]["SubmitOptions"];
+            options?: components["schemas"]["SleepOptions"];
         };
         /**
          * StepNode
@@ -1289,6 +1522,11 @@ export interface components {
              * @description `critical`, `default` or `low`.
              */
             priority?: ("critical" | "default" | "low") | null;
+            /**
+             * Queue
+             * @description One of the queues the job type may run on (`GET /job-types`: `queues`); default: its `queue`. Any other is refused (422 `queue-not-allowed`).
+             */
+            queue?: string | null;
             /**
              * Run At
              * @description Run no sooner than this time (RFC 3339 with offset).
@@ -1382,11 +1620,56 @@ export interface components {
              */
             jobs: components["schemas"]["TenantReportSubmission"][];
         };
+        /** TenantReportOptions */
+        TenantReportOptions: {
+            /**
+             * Delay Seconds
+             * @description Run no sooner than this many seconds.
+             */
+            delay_seconds?: number | null;
+            /**
+             * Labels
+             * @description Free-form tags, filterable in lists.
+             */
+            labels?: {
+                [key: string]: string;
+            };
+            /**
+             * Max Tries
+             * @description Attempts before `failed`.
+             */
+            max_tries?: number | null;
+            /**
+             * Priority
+             * @description `critical`, `default` or `low`.
+             */
+            priority?: ("critical" | "default" | "low") | null;
+            /**
+             * Queue
+             * @description One of the queues the job type may run on (`GET /job-types`: `queues`); default: its `queue`. Any other is refused (422 `queue-not-allowed`).
+             */
+            queue?: "data_processing" | null;
+            /**
+             * Run At
+             * @description Run no sooner than this time (RFC 3339 with offset).
+             */
+            run_at?: string | null;
+            /**
+             * Timeout Seconds
+             * @description Stop an attempt that runs longer than this.
+             */
+            timeout_seconds?: number | null;
+            /**
+             * Webhook Url
+             * @description Once the job is terminal, POST the final Job here (`http`/`https`, at most 2048 characters), signed with the tenant's webhook secret: `X-Jobgate-Signature: sha256=<hex HMAC-SHA256 of the body>`. Headers `X-Jobgate-Event: job.<status>` and `X-Jobgate-Delivery: <id>` (the same on every retry) come with it. A 2xx answer delivers it; anything else is retried with exponential backoff; redirects are not followed. Only public addresses are called: a loopback, private, link-local or reserved IP address is refused (422 `webhook-url-refused`), and a host name resolving to one fails its delivery for good.
+             */
+            webhook_url?: string | null;
+        };
         /** TenantReportSubmission */
         TenantReportSubmission: {
             /** @description Arguments of `tenant_report`. */
             args: components["schemas"]["TenantReportArgs"];
-            options?: components["schemas"]["SubmitOptions"];
+            options?: components["schemas"]["TenantReportOptions"];
         };
         /** ValidationIssue */
         ValidationIssue: {

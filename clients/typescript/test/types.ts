@@ -42,6 +42,12 @@ export async function usage(): Promise<Job[]> {
   await jobgate.submit("echo", { args: { message: "hi" }, options: { prio: "low" } });
   // @ts-expect-error: priorities are `critical`, `default` or `low`
   await jobgate.submit("echo", { args: { message: "hi" }, options: { priority: "urgent" } });
+  // A queue is one of the job type's own (`GET /job-types`: `queues`).
+  await jobgate.submit("send_email", { args: { to: "a@example.com", subject: "s", body: "b" }, options: { queue: "email" } });
+  // @ts-expect-error: `echo` runs on `default` only
+  await jobgate.submit("echo", { args: { message: "hi" }, options: { queue: "email" } });
+  // @ts-expect-error: seconds are numbers
+  await jobgate.submit("echo", { args: { message: "hi" }, options: { delay_seconds: "30" } });
   // Every other operation, typed, through `raw` (as docs/clients.md shows).
   const failed = await jobgate.raw.GET("/jobs", { params: { query: { status: ["failed"] } } });
   accepted.push(...(failed.data?.items ?? []));

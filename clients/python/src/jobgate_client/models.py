@@ -31,6 +31,8 @@ class SubmitOptions(TypedDict, total=False):
     """RFC 3339 with an offset, or an aware `datetime`."""
     max_tries: int
     timeout_seconds: float
+    queue: str
+    """One of the queues the job type may run on (`GET /job-types`); any other is a 422."""
     labels: Mapping[str, str]
     webhook_url: str
 
