@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cli.inspect_command import render
 from cli.inspection import inspect_system
 from shared.contracts import ECHO
+from tests.choice_jobs import UPSTREAM_CALL
 from tests.conftest import WorkerFactory
 from tests.factories import auth, make_tenant, submit, wait_for_status
 from tests.polling import poll_job
@@ -54,3 +55,19 @@ async def test_failures_and_running_jobs_of_every_tenant(
     cancel = await client.post(f"/jobs/{slow['id']}/cancel", headers=auth(globex))
     assert cancel.status_code == 202
     await wait_for_status(client, globex, slow["id"], "cancelled")  # not left to the teardown
+
+
+async def test_job_types_are_listed_with_the_queues_they_may_run_on(
+    sessionmaker: async_sessionmaker[AsyncSession], arq_redis: ArqRedis
+) -> None:
+    async with sessionmaker() as session:
+        view = await inspect_system(session, arq_redis, job_types=[ECHO, UPSTREAM_CALL])
+
+    assert [(line.name, line.queues) for line in view.job_types] == [
+        ("echo", ["default"]),
+        ("upstream_call", ["default", "bulk"]),
+    ]
+    assert {line.queue for line in view.queues} == {"default", "bulk"}  # each one's depths
+    table = render(view)
+    assert "job types (each one's queue first" in table
+    assert "  upstream_call  default, bulk" in table

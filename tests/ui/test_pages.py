@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.settings import Settings
 from tests.chaos.outages import scripts_refused
+from tests.choice_jobs import UPSTREAM_CALL
 from tests.conftest import ADMIN_TOKEN, ClientFactory
 from tests.factories import auth, set_tenant_limits, submit, wait_for_status
 from tests.ui.conftest import csrf_token, sign_in
+from worker.testing import declared
 
 FAILING = {"fail_times": 1, "permanent": True}
 
@@ -116,6 +119,66 @@ class TestSubmitForm:
         response = await client.post("/ui/submit/echo", data={"csrf_token": token, "message": "x"})
         assert response.status_code == 403
         assert "sign in with a tenant" in response.text
+
+
+class TestSubmitFormQueues:
+    @pytest.fixture
+    async def client(self, make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
+        """The dashboard of a gateway that knows `upstream_call` (queues `default`, `bulk`)."""
+        with declared(UPSTREAM_CALL):
+            yield await make_client()
+
+    async def test_the_types_queues_are_shown_and_offered(
+        self, client: httpx.AsyncClient, acme: tuple[str, str]
+    ) -> None:
+        await sign_in(client, acme[1])
+        index = (await client.get("/ui/submit")).text
+        assert '<span class="muted" data-queues="upstream_call">(queues: default, bulk)' in index
+        assert '<span class="muted" data-queues="echo">(queue: default)' in index
+        form = (await client.get("/ui/submit/upstream_call")).text
+        choices = re.findall(r'<option value="([^"]*)"', form.split('name="options.queue"')[1])
+        assert choices[:2] == ["", "bulk"]  # empty: the type's own queue, `default`
+        assert "default (the type's default)" in form
+        assert 'name="options.queue"' not in (await client.get("/ui/submit/echo")).text
+
+    async def test_the_chosen_queue_is_the_jobs(
+        self, client: httpx.AsyncClient, acme: tuple[str, str]
+    ) -> None:
+        await sign_in(client, acme[1])
+        token = await csrf_token(client, "/ui/submit/upstream_call")
+        form = {"csrf_token": token, "options.queue": "bulk", "options.delay_seconds": "30"}
+        response = await client.post("/ui/submit/upstream_call", data=form)
+        assert response.status_code == 303, response.text
+        job_id = response.headers["location"].split("/")[-1].split("?")[0]
+        job = (await client.get(f"/jobs/{job_id}", headers=auth(acme[1]))).json()
+        assert (job["queue"], job["status"]) == ("bulk", "scheduled")
+
+    @pytest.mark.parametrize(
+        ("field", "value", "error"),
+        [
+            ("options.queue", "email", "may run on 'default', 'bulk', not on 'email'"),
+            ("options.delay_seconds", "soon", "Enter a number of seconds."),
+            ("options.delay_seconds", "-1", "greater than or equal to 0"),
+        ],
+    )
+    async def test_a_refused_option_is_shown_next_to_its_field(
+        self,
+        client: httpx.AsyncClient,
+        acme: tuple[str, str],
+        field: str,
+        value: str,
+        error: str,
+    ) -> None:
+        await sign_in(client, acme[1])
+        token = await csrf_token(client, "/ui/submit/upstream_call")
+        response = await client.post(
+            "/ui/submit/upstream_call", data={"csrf_token": token, field: value}
+        )
+        assert response.status_code == 422
+        errors = dict(re.findall(r'data-error-for="([^"]+)">([^<]+)<', response.text))
+        assert list(errors) == [field]
+        assert error in errors[field].replace("&#39;", "'")
+        assert (await client.get("/jobs", headers=auth(acme[1]))).json()["items"] == []
 
 
 class TestSubmitFormRateLimit:
