@@ -23,6 +23,7 @@ from shared.python_api import Jobgate
 from shared.settings import Settings
 from tests.choice_jobs import UPSTREAM_CALL
 from tests.conftest import ClientFactory
+from tests.docs_examples import QUEUE_NOT_ALLOWED
 from tests.factories import auth, submit
 from tests.gateway.problem_checks import assert_problem
 from worker.testing import declared
@@ -100,6 +101,14 @@ class TestSubmit:
         assert problem["detail"] == NOT_ALLOWED
         assert await _stored(sessionmaker, redis) == 0
         assert await redis.zcard(queue_key("email")) == 0
+
+    async def test_the_answer_is_the_one_docs_flow_control_shows(
+        self, client: httpx.AsyncClient, token: str
+    ) -> None:
+        (documented,) = QUEUE_NOT_ALLOWED.blocks()  # for its `resize` type
+        body = {"args": {}, "options": {"queue": "email"}}
+        response = await client.post("/jobs/upstream_call", json=body, headers=auth(token))
+        assert response.json() == json.loads(documented.replace("resize", "upstream_call"))
 
     async def test_a_type_of_one_queue_allows_that_one_only(
         self, client: httpx.AsyncClient, token: str
