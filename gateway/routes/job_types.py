@@ -14,7 +14,7 @@ def build_router(registry: Registry) -> APIRouter:
 
     @router.get("/job-types", operation_id="list_job_types", summary="List the job types")
     async def list_job_types() -> list[JobTypeOut]:
-        """Each job type's name, description, queue, defaults and JSON Schemas."""
+        """Each job type's name, description, queues (its own first), defaults and JSON Schemas."""
         return catalogue
 
     return router

@@ -151,8 +151,11 @@ def _refuse_options(
 ) -> None:
     """Refuse, before anything is charged or stored, a queue the type may not run on
     (`QueueNotAllowed`) or a webhook URL jobgate may not call (`WebhookUrlRefused`)."""
+    # Most submits set neither: their per-job cost here stays one attribute read each.
     issues: list[dict[str, object]] = []
     for location, options in located:
+        if options.queue is None:
+            continue
         try:
             job_type.queue_for(options.queue)
         except QueueNotAllowed as exc:
@@ -165,7 +168,11 @@ def _refuse_options(
         )
     refuse_webhook_urls(
         resources.settings.webhooks,
-        (([*location, "webhook_url"], options.webhook_url) for location, options in located),
+        (
+            ([*location, "webhook_url"], options.webhook_url)
+            for location, options in located
+            if options.webhook_url is not None
+        ),
     )
 
 

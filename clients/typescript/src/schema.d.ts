@@ -205,7 +205,7 @@ export interface paths {
         };
         /**
          * List the job types
-         * @description Each job type's name, description, queue, defaults and JSON Schemas.
+         * @description Each job type's name, description, queues (its own first), defaults and JSON Schemas.
          */
         get: operations["list_job_types"];
         put?: never;
