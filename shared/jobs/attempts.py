@@ -46,7 +46,10 @@ class AttemptOut(BaseModel):
     worker: str | None = Field(
         description="The worker process that ran it (`host:pid`); null if running or lost."
     )
-    started_at: datetime | None = Field(description="Null for a lost attempt not the last.")
+    started_at: datetime | None = Field(
+        description="When it was claimed; null for a lost attempt the job started again after "
+        "(the job keeps only its latest start)."
+    )
     finished_at: datetime | None = Field(
         description="When its outcome was recorded; null if running or lost."
     )
