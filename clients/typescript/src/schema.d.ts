@@ -767,7 +767,7 @@ export interface components {
             outcome: "running" | "succeeded" | "retrying" | "failed" | "cancelled" | "lost";
             /**
              * Started At
-             * @description Null for a lost attempt not the last.
+             * @description When it was claimed; null for a lost attempt the job started again after (the job keeps only its latest start).
              */
             started_at: string | null;
             /**
