@@ -1,18 +1,18 @@
 """How an attempt is recorded: in the statement that records its outcome, never on its own.
 
 The worker's outcome statements (`status_changes`: a success, a retry, a failure, a cancel)
-each carry one more CTE that inserts the attempt's row from the job row the statement moved.
-So recording the history costs no round trip, and it cannot be half-stored: an outcome the
-job's status refuses (the job was cancelled or finished meanwhile) records no attempt either,
-and an attempt is never recorded without its outcome.
+each carry one more CTE that inserts the attempt's row for the job the statement moved (none
+if it moved none). So recording the history costs no round trip, and it cannot be half-stored:
+an outcome the job's status refuses (the job was cancelled or finished meanwhile) records no
+attempt either, and an attempt is never recorded without its outcome.
 
 What the worker alone knows about the attempt (`RanAttempt`: its number and start, as its
 claim returned them, and its own name) travels as parameters; the job row may have moved on
 since (a lease that lapsed, a re-delivery) and would tell another attempt's story.
 
-Two outcomes for one attempt number are possible only when a worker whose lease lapsed (cut off,
-not dead) records late while another worker runs the job; the status guard lets at most one of
-them through in the usual case, and where both pass, the first row stays (`ON CONFLICT DO
+One attempt number can meet two outcomes only in a corner: a worker cut off from Redis (not
+dead) records late, after its lease lapsed and another worker took the job, and a hand-back in
+between made the two claims share a number. The first row then stays (`ON CONFLICT DO
 NOTHING`): the history must never make an outcome fail.
 """
 

@@ -15,8 +15,9 @@ cannot reach a job of a tenant it was not given.
 
 The outcomes of a worker's attempt (`record_successes`, `record_retry`, `record_failure`,
 `record_cancelled`) take the attempt (`RanAttempt`) and record it in their own statement
-(`attempt_sql`). An attempt handed back (`record_handed_back`) or lost with its worker
-(`fail_lost_job`) was cut short by the platform: it records none.
+(`attempt_sql`). An attempt handed back (`record_handed_back`, jobgate's own outage) or lost
+with its worker (`fail_lost_job` ends a job after such attempts) has no outcome to record:
+it records none (`shared.jobs.attempts` lists the lost ones).
 """
 
 from __future__ import annotations
