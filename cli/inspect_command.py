@@ -1,43 +1,51 @@
 """`jobgate inspect`: workers alive, jobs in flight, queue depths, recent failures (all tenants),
-the job types and their queues."""
+the job types and their queues; `jobgate inspect JOB_ID`: one job and its attempts."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Annotated
+import functools
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
 
 import typer
+from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from cli.inspection import Inspection, inspect_system
+from cli.inspection import Inspection, JobInspection, inspect_job, inspect_system
 from shared.contracts import load_contracts
 from shared.db import create_engine, create_sessionmaker
 from shared.jobs.queue_stats import PRIORITIES
 from shared.redis import create_redis
 from shared.settings import Settings, get_settings
 
+T = TypeVar("T")
+Reader = Callable[[AsyncSession, ArqRedis], Awaitable[T]]
+"""What `jobgate inspect` reads, from PostgreSQL and Redis."""
 
-async def _gather(settings: Settings, *, running: int, failures: int) -> Inspection:
+
+async def _read(settings: Settings, read: Reader[T]) -> T:
     engine = create_engine(settings, application_name="jobgate-cli")
     redis = create_redis(settings)
     try:
         async with create_sessionmaker(engine)() as session:
-            return await inspect_system(
-                session,
-                redis,
-                job_types=list(load_contracts(settings.contract_modules)),
-                running_limit=running,
-                failures_limit=failures,
-            )
+            return await read(session, redis)
     finally:
         await redis.aclose(close_connection_pool=True)
         await engine.dispose()
 
 
 def inspect(
+    job_id: Annotated[
+        uuid.UUID | None,
+        typer.Argument(
+            help="One job (any tenant's): its facts and its attempts.", show_default=False
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     running: Annotated[
         int, typer.Option(min=0, max=10_000, help="Running jobs to list, longest first.")
@@ -46,13 +54,29 @@ def inspect(
         int, typer.Option(min=0, max=1000, help="Recent failed jobs to list, newest first.")
     ] = 10,
 ) -> None:
-    """Workers alive, jobs in flight, queue depths by priority, recent failures, job types."""
+    """Workers alive, jobs in flight, queue depths by priority, recent failures and job types;
+    with a JOB_ID, that job and each of its attempts."""
+    settings = get_settings()
+    read: Reader[Inspection | JobInspection | None]
+    if job_id is None:
+        job_types = list(load_contracts(settings.contract_modules))
+        read = functools.partial(
+            inspect_system, job_types=job_types, running_limit=running, failures_limit=failures
+        )
+    else:
+        read = functools.partial(inspect_job, job_id=job_id)
     try:
-        found = asyncio.run(_gather(get_settings(), running=running, failures=failures))
+        found = asyncio.run(_read(settings, read))
     except (RedisError, OSError, SQLAlchemyError) as exc:
         typer.echo(f"error: cannot read Redis or PostgreSQL ({type(exc).__name__})", err=True)
         raise typer.Exit(1) from None
-    typer.echo(found.model_dump_json(indent=2) if as_json else render(found))
+    if found is None:
+        typer.echo(f"error: no job {job_id}", err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(found.model_dump_json(indent=2))
+    else:
+        typer.echo(render(found) if isinstance(found, Inspection) else render_job(found))
 
 
 def render(found: Inspection) -> str:
@@ -169,3 +193,36 @@ def _job_types(found: Inspection) -> str:
     title = "job types (each one's queue first, then the others a submit may pick)"
     rows = [[line.name, ", ".join(line.queues)] for line in found.job_types]
     return f"{title}\n{table(['TYPE', 'QUEUES'], rows)}"
+
+
+def _moment(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render_job(found: JobInspection) -> str:
+    """One job's facts, then its attempts as a table (times in UTC)."""
+    job = found.job
+    facts = [
+        f"job {job.id}  {job.name}  tenant {found.tenant}  queue {job.queue}",
+        f"status {job.status.value}, try {job.attempts} of {job.max_tries}",
+        f"created {_moment(job.created_at)}  started {_moment(job.started_at)}"
+        f"  finished {_moment(job.finished_at)} (UTC)",
+    ]
+    if job.error is not None:
+        facts.append(f"error {job.error.type}: {job.error.message}")
+    title = f"attempts: {len(found.attempts)}"
+    if not found.attempts:
+        return "\n".join([*facts, "", title])
+    rows = [
+        [
+            str(attempt.number),
+            attempt.outcome,
+            attempt.worker or "-",
+            _moment(attempt.started_at),
+            duration(attempt.duration_seconds),
+            "" if attempt.error is None else f"{attempt.error.type}: {attempt.error.message[:60]}",
+        ]
+        for attempt in found.attempts
+    ]
+    headers = ["#", "OUTCOME", "WORKER", "STARTED (UTC)", "TOOK", "ERROR"]
+    return "\n".join([*facts, "", title, table(headers, rows)])

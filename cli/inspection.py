@@ -1,4 +1,5 @@
-"""What `jobgate inspect` shows: the operator's view of the whole system, every tenant at once.
+"""What `jobgate inspect` shows: the operator's view of the whole system, every tenant at once,
+or with a job's id, that one job and its attempts.
 
 Workers and queues come from Redis (`shared.presence`, `shared.jobs.queue_stats`); running jobs,
 recent failures and paused queues from PostgreSQL, where every job's truth is; job types and the
@@ -20,9 +21,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts import JobType
-from shared.jobs import operator_queries
+from shared.errors import JobNotFound
+from shared.jobs import operator_queries, store
+from shared.jobs.attempts import AttemptOut, read_attempts
 from shared.jobs.queue_pauses import paused_queues
 from shared.jobs.queue_stats import read_queue_stats
+from shared.jobs.view import JobOut, job_view
 from shared.models import Job
 from shared.presence import WorkerPresence, alive_workers
 
@@ -173,5 +177,45 @@ async def inspect_system(
         recent_failures=[_failed(job, tenants) for job in failed],
         job_types=[
             JobTypeLine(name=job_type.name, queues=list(job_type.queues)) for job_type in job_types
+        ],
+    )
+
+
+class JobInspection(BaseModel):
+    """What `jobgate inspect JOB_ID` prints: one job of any tenant, and its attempts."""
+
+    tenant: str
+    job: JobOut
+    attempts: list[AttemptOut] = Field(
+        description="As `GET /jobs/{id}/attempts` lists them; a running attempt names the live "
+        "worker that announced it runs the job."
+    )
+
+
+async def inspect_job(
+    session: AsyncSession, redis: ArqRedis, job_id: uuid.UUID
+) -> JobInspection | None:
+    """Read one job, whichever tenant owns it, with its attempts; None if there is no such job."""
+    tenant_id = await operator_queries.tenant_of_job(session, job_id)
+    if tenant_id is None:
+        return None
+    try:
+        job = await store.get_job(session, tenant_id=tenant_id, job_id=job_id)
+        history = await read_attempts(session, tenant_id=tenant_id, job_id=job_id)
+    except JobNotFound:  # purged between the reads
+        return None
+    tenants = await operator_queries.tenant_names(session, {tenant_id})
+    owners = {
+        running: worker.name for worker in await alive_workers(redis) for running in worker.running
+    }
+    owner = owners.get(str(job_id))
+    return JobInspection(
+        tenant=tenants.get(tenant_id, str(tenant_id)),
+        job=await job_view(session, job),
+        attempts=[
+            attempt.model_copy(update={"worker": owner})
+            if attempt.outcome == "running"
+            else attempt
+            for attempt in history.attempts
         ],
     )

@@ -171,6 +171,46 @@ class Job(Base):
     )
 
 
+ATTEMPT_OUTCOMES = (
+    JobStatus.SUCCEEDED,
+    JobStatus.RETRYING,
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+)
+"""What an attempt's outcome moved its job to: the statuses a running job's worker records."""
+_ATTEMPT_OUTCOMES = ", ".join(f"'{outcome.value}'" for outcome in ATTEMPT_OUTCOMES)
+
+
+class JobAttempt(Base):
+    """One finished attempt of a job: recorded by its worker with the outcome, in the same
+    statement (`shared.jobs.attempt_sql`), and deleted with its job.
+
+    An attempt cut short by jobgate's own PostgreSQL or Redis is handed back uncounted and
+    leaves no row; one whose worker died leaves none either (`shared.jobs.attempts` shows it).
+    """
+
+    __tablename__ = "job_attempt"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("job.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """The job's `attempts` when this attempt started (1 for the first)."""
+    worker: Mapped[str] = mapped_column(Text)
+    """The worker process that ran it, `host:pid`."""
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime] = mapped_column(Timestamp)
+    """When its outcome was recorded (the job's own `finished_at`, for a final one)."""
+    outcome: Mapped[str] = mapped_column(Text)
+    error_type: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(f"outcome IN ({_ATTEMPT_OUTCOMES})", name="outcome"),
+        CheckConstraint("number >= 1", name="number"),
+    )
+
+
 WEBHOOK_STATUSES = ("pending", "delivered", "failed")
 _WEBHOOK_STATUSES = ", ".join(f"'{status}'" for status in WEBHOOK_STATUSES)
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.contracts import Contract, JobType, Priority
 from shared.db import create_engine, create_sessionmaker
 from shared.jobs import store
+from shared.jobs.attempts import AttemptOut, read_attempts
 from shared.jobs.submit import InSession, Submission, SubmitOptions, create_jobs
 from shared.models import Job
 from shared.redis import create_redis
@@ -68,6 +69,10 @@ class JobHandle(Generic[R]):
     async def job(self) -> Job:
         """The job's row as it is now."""
         return await self.client.job(self.id, tenant_id=self.tenant_id)
+
+    async def attempts(self) -> list[AttemptOut]:
+        """The job's attempts so far, oldest first, as `GET /jobs/{id}/attempts` lists them."""
+        return await self.client.attempts(self.id, tenant_id=self.tenant_id)
 
     async def result(self, timeout: float | None = None) -> R:  # noqa: ASYNC109 (as Celery .get)
         """Wait until the job is finished; its result, or `JobDidNotSucceed` / `TimeoutError`."""
@@ -148,6 +153,12 @@ class Jobgate:
         async with self.sessionmaker() as session:
             return await store.get_job(session, tenant_id=tenant_id, job_id=job_id)
 
+    async def attempts(self, job_id: uuid.UUID, *, tenant_id: uuid.UUID) -> list[AttemptOut]:
+        """A job of this tenant's attempts so far, oldest first."""
+        async with self.sessionmaker() as session:
+            found = await read_attempts(session, tenant_id=tenant_id, job_id=job_id)
+        return found.attempts
+
 
 @dataclass(frozen=True)
 class SyncJobHandle(Generic[R]):
@@ -163,6 +174,10 @@ class SyncJobHandle(Generic[R]):
     def result(self, timeout: float | None = None) -> R:
         """Block until the job is finished; its result (see `JobHandle.result`)."""
         return self.client.run(self.handle.result(timeout))
+
+    def attempts(self) -> list[AttemptOut]:
+        """The job's attempts so far (see `JobHandle.attempts`)."""
+        return self.client.run(self.handle.attempts())
 
 
 class SyncJobgate:

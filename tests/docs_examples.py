@@ -120,6 +120,7 @@ NODE_CLIENT = Example(DOCS / "clients.md", "Node.js", "ts")
 TESTING_JOB_CODE = Example(DOCS / "clients.md", "Testing job code", "python")
 WORKFLOWS = Example(DOCS / "workflows.md", "", "json")
 QUEUE_NOT_ALLOWED = Example(DOCS / "flow-control.md", "Choose a job's queue", "json")
+ATTEMPT_HISTORY_CURL = Example(DOCS / "flow-control.md", "Attempt history", "sh")
 
 RUN_EXAMPLES = (
     FIRST_JOB_CURL,
@@ -129,5 +130,6 @@ RUN_EXAMPLES = (
     TESTING_JOB_CODE,
     WORKFLOWS,
     QUEUE_NOT_ALLOWED,
+    ATTEMPT_HISTORY_CURL,
 )
 """Every example a test runs (or compares with what it runs), by page and heading."""

@@ -18,6 +18,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from shared.jobs import status_changes, store
+from shared.jobs.attempt_sql import RanAttempt
 from shared.jobs.enqueue import Delivery, enqueue
 from shared.jobs.retention import expires_at
 from shared.jobs.rows import ClaimedJob, JobKey, delivery_of
@@ -58,11 +59,18 @@ def expires_at_for(ctx: JobRunContext, binding: Binding) -> datetime:
     return expires_at(binding.job_type, ctx["settings"])
 
 
+def ran(ctx: JobRunContext, job: ClaimedJob) -> RanAttempt:
+    """This worker's attempt of the job, as its outcome records it in the attempt history."""
+    return RanAttempt.of(job, ctx["worker_name"])
+
+
 async def record_success(
     ctx: JobRunContext, binding: Binding, job: ClaimedJob, result: dict[str, Any]
 ) -> None:
     # With the other jobs ending meanwhile: one statement for all (see worker.group_commit).
-    success = Success(JobKey(job.tenant_id, job.id), result, expires_at_for(ctx, binding))
+    success = Success(
+        JobKey(job.tenant_id, job.id), result, expires_at_for(ctx, binding), ran(ctx, job)
+    )
     await until_written(lambda: ctx["successes"].submit(success), outcome="succeeded")
     record_outcome(job, "succeeded")
     log.info("job.succeeded", job_type=job.name, attempt=job.attempts)
@@ -88,6 +96,7 @@ async def record_failure(
                     job_id=job.id,
                     error=failure.error,
                     retry_at=retry_at,
+                    attempt=ran(ctx, job),
                 )
             else:
                 await status_changes.record_failure(
@@ -96,6 +105,7 @@ async def record_failure(
                     job_id=job.id,
                     error=failure.error,
                     expires_at=expires_at_for(ctx, binding),
+                    attempt=ran(ctx, job),
                 )
             await session.commit()
 
@@ -136,6 +146,7 @@ async def record_if_aborted(ctx: JobRunContext, binding: Binding, job: ClaimedJo
                 tenant_id=job.tenant_id,
                 job_id=job.id,
                 expires_at=expires_at_for(ctx, binding),
+                attempt=ran(ctx, job),
             )
             await session.commit()
             record_outcome(job, "cancelled")

@@ -1,7 +1,9 @@
-"""`GET /jobs/{id}` (with long-poll) and `GET /jobs` (filters, cursor pages)."""
+"""`GET /jobs/{id}` (with long-poll), `GET /jobs` (filters, cursor pages) and
+`GET /jobs/{id}/attempts`."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated
 
@@ -16,6 +18,7 @@ from gateway.problems import problems
 from gateway.schemas import JobOut, JobPage
 from gateway.waiting import wait_until_terminal
 from shared.jobs import store
+from shared.jobs.attempts import JobAttempts, read_attempts
 from shared.jobs.view import job_view, job_views
 from shared.status import JobStatus
 
@@ -102,6 +105,11 @@ async def list_jobs(
     )
 
 
+async def list_attempts(job_id: uuid.UUID, principal: ReadAuth, session: SessionDep) -> JobAttempts:
+    """The job's attempts, oldest first: who ran each, when, for how long, and how it ended."""
+    return await read_attempts(session, tenant_id=principal.tenant_id, job_id=job_id)
+
+
 def build_router() -> APIRouter:
     """The read routes of `/jobs`."""
     router = APIRouter()
@@ -120,6 +128,15 @@ def build_router() -> APIRouter:
         methods=["GET"],
         operation_id="get_job",
         summary="Read a job; `wait` long-polls for its result",
+        tags=["jobs"],
+        responses=problems(*AUTH_PROBLEMS, 404, 422),
+    )
+    router.add_api_route(
+        "/jobs/{job_id}/attempts",
+        list_attempts,
+        methods=["GET"],
+        operation_id="list_job_attempts",
+        summary="A job's attempts: worker, start, end, outcome and error of each",
         tags=["jobs"],
         responses=problems(*AUTH_PROBLEMS, 404, 422),
     )

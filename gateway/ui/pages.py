@@ -18,6 +18,7 @@ from gateway.ui.charts import throughput_chart
 from gateway.ui.job_filters import read_filters
 from gateway.ui.notices import notice_of
 from gateway.ui.templating import render
+from shared.jobs.attempts import read_attempts
 from shared.jobs.queue_pauses import paused_queues
 from shared.jobs.queue_stats import read_queue_stats
 from shared.jobs.schedules import SCHEDULES
@@ -119,12 +120,19 @@ async def _job_or_404(
     return job
 
 
-def _job_context(
-    request: Request, viewer: Viewer, job: Job, tenants: dict[uuid.UUID, str]
+async def _job_context(
+    request: Request,
+    viewer: Viewer,
+    session: AsyncSession,
+    job: Job,
+    tenants: dict[uuid.UUID, str],
 ) -> dict[str, Any]:
     status = JobStatus(job.status)
+    # The job is one the viewer may see (`_job_or_404`): its attempts are read as its tenant's.
+    history = await read_attempts(session, tenant_id=job.tenant_id, job_id=job.id)
     return {
         "job": job,
+        "attempts": history.attempts,
         "is_terminal": status.is_terminal,
         "can_cancel": not status.is_terminal and viewer.can(Scope.CANCEL),
         "can_retry": job.status in ("failed", "cancelled")
@@ -144,7 +152,8 @@ async def job_page(
     if isinstance(job, Response):
         return job
     tenants = await _tenant_names(session, viewer)
-    return render(request, "job.html", viewer, **_job_context(request, viewer, job, tenants))
+    context = await _job_context(request, viewer, session, job, tenants)
+    return render(request, "job.html", viewer, **context)
 
 
 @router.get("/jobs/{job_id}/live")
@@ -155,7 +164,8 @@ async def job_live(
     job = await _job_or_404(request, viewer, session, job_id)
     if isinstance(job, Response):
         return job
-    return render(request, "_job_live.html", viewer, **_job_context(request, viewer, job, {}))
+    context = await _job_context(request, viewer, session, job, {})
+    return render(request, "_job_live.html", viewer, **context)
 
 
 @router.get("/dead-letters")

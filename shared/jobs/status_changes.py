@@ -12,6 +12,12 @@ the next (see `worker.group_commit`). They are the same transitions in batch for
 statuses allowed from (`ALLOWED_FROM`), the same columns set, and a webhook delivery owed by
 each job that succeeds. Each job is matched on its tenant and its id together: a statement
 cannot reach a job of a tenant it was not given.
+
+The outcomes of a worker's attempt (`record_successes`, `record_retry`, `record_failure`,
+`record_cancelled`) take the attempt (`RanAttempt`) and record it in their own statement
+(`attempt_sql`). An attempt handed back (`record_handed_back`, jobgate's own outage) or lost
+with its worker (`fail_lost_job` ends a job after such attempts) has no outcome to record:
+it records none (`shared.jobs.attempts` lists the lost ones).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.ids import new_id
+from shared.jobs.attempt_sql import RanAttempt
 from shared.jobs.raw_sql import fetch, row_parameters
 from shared.jobs.rows import ClaimedJob, JobKey
 from shared.jobs.status_sql import (
@@ -122,7 +129,10 @@ async def record_progress(
 @functools.cache
 def _retry_statement() -> Select[Job]:
     return transition_statement(
-        JobStatus.RETRYING, error=bound("error"), scheduled_at=bound("retry_at")
+        JobStatus.RETRYING,
+        records_attempt=True,
+        error=bound("error"),
+        scheduled_at=bound("retry_at"),
     )
 
 
@@ -133,8 +143,9 @@ async def record_retry(
     job_id: uuid.UUID,
     error: dict[str, Any],
     retry_at: datetime,
+    attempt: RanAttempt,
 ) -> Job | None:
-    """The running job failed an attempt and will run again at `retry_at`."""
+    """The running job failed `attempt` and will run again at `retry_at`."""
     return await _transition(
         session,
         _retry_statement(),
@@ -142,6 +153,7 @@ async def record_retry(
         job_id=job_id,
         error=error,
         retry_at=retry_at,
+        **attempt.parameters(),
     )
 
 
@@ -172,6 +184,7 @@ async def record_handed_back(
 def _failure_statement() -> Select[Job]:
     return transition_statement(
         JobStatus.FAILED,
+        records_attempt=True,
         error=bound("error"),
         finished_at=func.now(),
         expires_at=bound("expires_at"),
@@ -185,8 +198,9 @@ async def record_failure(
     job_id: uuid.UUID,
     error: dict[str, Any],
     expires_at: datetime,
+    attempt: RanAttempt,
 ) -> Job | None:
-    """The job failed for good (it is now in the dead-letter view)."""
+    """The job failed for good with `attempt` (it is now in the dead-letter view)."""
     return await _transition(
         session,
         _failure_statement(),
@@ -194,6 +208,7 @@ async def record_failure(
         job_id=job_id,
         error=error,
         expires_at=expires_at,
+        **attempt.parameters(),
     )
 
 
@@ -243,6 +258,7 @@ def _cancelled_statement() -> Select[Job]:
     return transition_statement(
         JobStatus.CANCELLED,
         from_=frozenset({JobStatus.RUNNING}),
+        records_attempt=True,
         error=bound("error"),
         finished_at=func.now(),
         expires_at=bound("expires_at"),
@@ -250,9 +266,14 @@ def _cancelled_statement() -> Select[Job]:
 
 
 async def record_cancelled(
-    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, expires_at: datetime
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    expires_at: datetime,
+    attempt: RanAttempt,
 ) -> Job | None:
-    """A running job stopped because it was asked to."""
+    """A running job stopped `attempt` because it was asked to."""
     return await _transition(
         session,
         _cancelled_statement(),
@@ -260,6 +281,7 @@ async def record_cancelled(
         job_id=job_id,
         error={"type": "cancelled", "message": "cancelled while running"},
         expires_at=expires_at,
+        **attempt.parameters(),
     )
 
 
@@ -331,6 +353,7 @@ class Success:
     key: JobKey
     result: dict[str, Any]
     expires_at: datetime
+    attempt: RanAttempt
 
 
 async def claim_jobs(
@@ -371,6 +394,9 @@ async def record_successes(engine: AsyncEngine, successes: Sequence[Success]) ->
         [json.dumps(success.result) for success in ordered],
         [success.expires_at for success in ordered],
         [new_id() for _ in ordered],
+        [success.attempt.number for success in ordered],
+        [success.attempt.started_at for success in ordered],
+        [success.attempt.worker for success in ordered],
     ]
     one_row = len(ordered) == 1
     rows = await fetch(engine, SUCCESS_SQL[one_row], *row_parameters(columns, one_row=one_row))

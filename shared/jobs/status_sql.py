@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
+from shared.jobs import attempt_sql
 from shared.jobs.raw_sql import row_source
 from shared.jobs.rows import CLAIMED_COLUMNS
 from shared.models import Job, WebhookDelivery
@@ -33,6 +34,7 @@ def transition_statement(
     *,
     from_: frozenset[JobStatus] | None = None,
     when: ColumnElement[bool] | None = None,
+    records_attempt: bool = False,
     **values: Any,
 ) -> Select[Job]:
     """The one statement that moves a job to `to` if its status (and `when`) allows it.
@@ -41,7 +43,8 @@ def transition_statement(
     any `bindparam` in `when` or `values`, are bound at execution. A move to a terminal status
     also records the job's webhook delivery in the same statement (`WITH moved AS (UPDATE ...
     RETURNING ...) INSERT INTO webhook_delivery ... FROM moved`), so it stays atomic without a
-    transaction of its own (the worker runs these in autocommit).
+    transaction of its own (the worker runs these in autocommit). With `records_attempt`, the
+    worker's attempt is recorded in it too (`attempt_sql.attempt_of_moved`).
     """
     allowed = ALLOWED_FROM[to] if from_ is None else from_
     table = cast(Table, Job.__table__)
@@ -60,6 +63,8 @@ def transition_statement(
     stmt = select(aliased(Job, moved))
     if to.is_terminal:
         stmt = stmt.add_cte(deliveries.deliveries_of_moved(moved))
+    if records_attempt:
+        stmt = stmt.add_cte(attempt_sql.attempt_of_moved(moved, to))
     return stmt.execution_options(populate_existing=True)
 
 
@@ -119,10 +124,12 @@ CLAIM_SQL = {one_row: _claim_sql(one_row) for one_row in (True, False)}
 
 
 def _success_sql(one_row: bool) -> str:
-    done = row_source(["uuid", "uuid", "jsonb", "timestamptz", "uuid"], first=1, one_row=one_row)
+    types = ["uuid", "uuid", "jsonb", "timestamptz", "uuid", "integer", "timestamptz", "text"]
+    done = row_source(types, first=1, one_row=one_row)
     return f"""
 WITH done AS (
-    SELECT * FROM {done} AS done (tenant_id, id, result, expires_at, delivery_id)
+    SELECT * FROM {done}
+    AS done (tenant_id, id, result, expires_at, delivery_id, number, started_at, worker)
 ), moved AS (
     UPDATE {_JOB} AS job
     SET status = '{JobStatus.SUCCEEDED.value}', result = done.result, error = NULL,
@@ -130,10 +137,12 @@ WITH done AS (
     FROM done
     WHERE job.tenant_id = done.tenant_id AND job.id = done.id
       AND job.status IN ({_statuses(JobStatus.SUCCEEDED)})
-    RETURNING job.tenant_id, job.id, job.webhook_url, done.delivery_id
+    RETURNING job.tenant_id, job.id, job.webhook_url, done.delivery_id,
+        done.number, done.started_at, done.worker
 ), owed AS (
     INSERT INTO {_DELIVERY} (id, tenant_id, job_id, url)
     SELECT delivery_id, tenant_id, id, webhook_url FROM moved WHERE webhook_url IS NOT NULL
+), ran AS ({attempt_sql.successes_of_moved_sql("moved")}
 )
 SELECT tenant_id, id FROM moved
 """  # noqa: S608

@@ -7,6 +7,7 @@ what a reader copies.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.docs_examples import (
+    ATTEMPT_HISTORY_CURL,
     CLIENTS_CURL,
     FIRST_JOB_CURL,
     PYTHON_CLIENT,
@@ -77,6 +79,25 @@ def test_curl_example_submits_waits_and_shows_a_problem(
     assert '"result":{"message":"hellohello"}' in out
     assert '"type":"/problems/validation-error"' in out
     assert '"loc":["body","args","repeat"]' in out
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_attempt_history_example_lists_both_failures_then_the_success(
+    live_gateway: LiveGateway, api_key: str
+) -> None:
+    out = _run_curl_example(ATTEMPT_HISTORY_CURL, live_gateway.url, api_key)
+
+    attempts = json.loads(out)["attempts"]
+    assert [(a["number"], a["outcome"]) for a in attempts] == [
+        (1, "retrying"),
+        (2, "retrying"),
+        (3, "succeeded"),
+    ]
+    assert [a["error"] and a["error"]["message"] for a in attempts] == [
+        "failing on purpose, attempt 1 of 2 to fail",
+        "failing on purpose, attempt 2 of 2 to fail",
+        None,
+    ]
 
 
 async def test_testing_job_code_example_runs_in_process() -> None:

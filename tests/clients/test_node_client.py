@@ -164,6 +164,35 @@ async def test_wait_for_long_polls_instead_of_polling(
     assert await _job_reads(gateway_url) - reads_before == 1
 
 
+async def test_attempts_lists_each_attempt_of_a_job(
+    example: Path,
+    gateway_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    worker: Worker,
+) -> None:
+    _, token = await make_tenant(sessionmaker)
+    script = """
+        import { createJobgateClient } from "@jobgate/client";
+        const jobgate = createJobgateClient({
+          baseUrl: process.env.JOBGATE_URL, apiKey: process.env.JOBGATE_API_KEY });
+        const job = await jobgate.submit("flaky", { args: { fail_times: 1 } });
+        await jobgate.waitFor(job.id, 20);
+        const attempts = await jobgate.attempts(job.id);
+        console.log(JSON.stringify(attempts.map((a) => [a.number, a.outcome, a.error?.type])));
+    """
+
+    code, stdout, stderr = await _node(
+        example,
+        "--input-type=module",
+        "--eval",
+        script,
+        env={"JOBGATE_URL": gateway_url, "JOBGATE_API_KEY": token},
+    )
+
+    assert code == 0, stderr
+    assert json.loads(stdout) == [[1, "retrying", "RetryableJobError"], [2, "succeeded", None]]
+
+
 async def test_a_refused_request_surfaces_jobgate_s_problem(
     example: Path, gateway_url: str
 ) -> None:

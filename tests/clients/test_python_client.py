@@ -90,6 +90,32 @@ class TestSubmitAndWait:
         assert rest.next_cursor is None
 
 
+class TestAttempts:
+    def test_sync_client_lists_a_flaky_jobs_attempts(self, jobgate: JobgateClient) -> None:
+        job = jobgate.submit("flaky", {"fail_times": 1})
+        done = jobgate.wait(job.id, timeout=10)
+
+        failed, succeeded = jobgate.attempts(job.id)
+
+        assert (failed.number, failed.outcome) == (1, "retrying")
+        assert failed.error is not None and failed.error.type == "RetryableJobError"
+        assert (succeeded.number, succeeded.outcome, succeeded.error) == (2, "succeeded", None)
+        assert succeeded.started_at == done.started_at
+        assert succeeded.finished_at == done.finished_at
+        assert succeeded.worker is not None and ":" in succeeded.worker
+        assert succeeded.duration_seconds is not None and succeeded.duration_seconds >= 0
+
+    async def test_async_client_lists_attempts_and_404s_for_an_unknown_job(
+        self, live_gateway: LiveGateway, api_key: str
+    ) -> None:
+        async with AsyncJobgateClient(live_gateway.url, api_key, timeout=5) as jobgate:
+            job = await jobgate.submit("echo", {"message": "later"}, delay_seconds=60)
+            assert await jobgate.attempts(job.id) == []
+            with pytest.raises(JobgateError) as caught:
+                await jobgate.attempts(str(uuid.uuid4()))
+        assert (caught.value.status, caught.value.code) == (404, "job-not-found")
+
+
 class TestConfiguration:
     def test_a_callers_http_client_is_used_and_left_open(
         self, live_gateway: LiveGateway, api_key: str

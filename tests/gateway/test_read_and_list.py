@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.app import create_app
 from gateway.deps import Resources
 from shared.jobs import status_changes
+from shared.jobs.attempt_sql import RanAttempt
 from shared.jobs.rows import JobKey
 from shared.jobs.status_changes import Success, claim_jobs, record_successes
 from shared.settings import Settings
@@ -142,7 +143,7 @@ class TestReadJob:
                 await poll_until(lambda: reads == 2, what="the long-poll's first reads")
                 key = JobKey(tenant_id, uuid.UUID(job["id"]))
                 engine = resources.engine
-                assert await claim_jobs(engine, [key])
+                (claimed,) = await claim_jobs(engine, [key])
                 for step in range(1, 4):
                     await asyncio.sleep(0.1)
                     async with sessionmaker() as session:
@@ -154,7 +155,8 @@ class TestReadJob:
                 await asyncio.sleep(0.1)
                 assert reads == 2, "woken by a change that was not the job's end"
                 expires = datetime.now(UTC) + timedelta(days=1)
-                assert await record_successes(engine, [Success(key, {"message": "hi"}, expires)])
+                success = Success(key, {"message": "hi"}, expires, RanAttempt.of(claimed, "test"))
+                assert await record_successes(engine, [success])
                 response = await waiting
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "succeeded"

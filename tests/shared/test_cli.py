@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -16,6 +17,7 @@ from cli.main import app
 from shared.settings import Settings, get_settings
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import auth, make_tenant, submit, wait_for_status
+from worker.settings import worker_name
 
 
 @pytest.fixture
@@ -208,3 +210,43 @@ class TestQueues:
             result = await jobgate("queues", action, "nowhere")
             assert result.exit_code == 1
             assert "No job type runs on a queue named 'nowhere'" in result.output
+
+
+@pytest.mark.usefixtures("cli_env")
+class TestInspectJob:
+    """`jobgate inspect JOB_ID`: one job of any tenant, and its attempts."""
+
+    async def test_a_flaky_jobs_attempts_as_a_table_and_as_json(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        worker: Worker,
+    ) -> None:
+        _, token = await make_tenant(sessionmaker, "acme")
+        job = await submit(client, token, "flaky", {"fail_times": 1})
+        await wait_for_status(client, token, job["id"], "succeeded")
+
+        shown = await jobgate("inspect", job["id"])
+
+        assert shown.exit_code == 0, shown.output
+        lines = shown.output.splitlines()
+        assert lines[0].split() == ["job", job["id"], "flaky", "tenant", "acme", "queue", "default"]
+        assert lines[1] == "status succeeded, try 2 of 3"
+        assert "attempts: 2" in lines
+        (failed,) = [line.split() for line in lines if line.split()[:2] == ["1", "retrying"]]
+        assert failed[2] == worker_name()
+        assert "RetryableJobError:" in failed
+        (succeeded,) = [line.split() for line in lines if line.split()[:2] == ["2", "succeeded"]]
+        assert succeeded[2] == worker_name()
+
+        as_json = json.loads((await jobgate("inspect", job["id"], "--json")).output)
+        assert as_json["tenant"] == "acme"
+        assert as_json["job"]["status"] == "succeeded"
+        assert [a["outcome"] for a in as_json["attempts"]] == ["retrying", "succeeded"]
+        assert as_json["attempts"][0]["error"]["type"] == "RetryableJobError"
+
+    async def test_an_unknown_job_is_a_clear_error(self) -> None:
+        missing = str(uuid.uuid4())
+        result = await jobgate("inspect", missing)
+        assert result.exit_code == 1
+        assert f"no job {missing}" in result.output

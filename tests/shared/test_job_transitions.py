@@ -12,16 +12,18 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.contracts import ECHO
+from shared.jobs.attempt_sql import RanAttempt
 from shared.jobs.raw_sql import fetchrow
 from shared.jobs.rows import JobKey
 from shared.jobs.status_changes import Success, claim_jobs, record_successes
 from shared.jobs.status_sql import CLAIM_SQL, SUCCESS_SQL
 from shared.jobs.submit import SubmitOptions, job_values
 from shared.jobs.submit_sql import store_jobs
-from shared.models import Job, WebhookDelivery
+from shared.models import Job, JobAttempt, WebhookDelivery
 from tests.factories import make_tenant, submit
 
 LATER = datetime.now(UTC) + timedelta(days=1)
+WORKER = "test-host:1"
 
 
 async def _two_jobs_each(
@@ -95,7 +97,7 @@ async def test_a_claim_skips_finished_jobs_and_bounds_redeliveries(
     assert [job.id for job in again] == [lost.job_id]
 
 
-async def test_successes_record_running_jobs_and_owe_their_webhooks(
+async def test_successes_record_running_jobs_their_attempts_and_owe_their_webhooks(
     client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     engine = sessionmaker.kw["bind"]
@@ -107,17 +109,27 @@ async def test_successes_record_running_jobs_and_owe_their_webhooks(
     never_claimed = await submit(client, token, "echo", {"message": "c"})
     keys = [JobKey(uuid.UUID(tenant_id), uuid.UUID(job["id"])) for job in (hooked, plain)]
     idle = JobKey(uuid.UUID(tenant_id), uuid.UUID(never_claimed["id"]))
-    await claim_jobs(engine, keys)
+    claimed = {JobKey(job.tenant_id, job.id): job for job in await claim_jobs(engine, keys)}
+    ran = {key: RanAttempt.of(job, WORKER) for key, job in claimed.items()}
+    ran[idle] = RanAttempt(1, datetime.now(UTC), WORKER)  # as a worker that lost its claim
 
     moved = await record_successes(
-        engine, [Success(key, {"echo": "x"}, LATER) for key in [*keys, idle]]
+        engine, [Success(key, {"echo": "x"}, LATER, ran[key]) for key in [*keys, idle]]
     )
 
     assert moved == set(keys)  # the queued one is not "succeeded" without running
     async with sessionmaker() as session:
         rows = {job.id: job for job in (await session.scalars(select(Job))).all()}
         deliveries = (await session.scalars(select(WebhookDelivery))).all()
+        attempts = {row.job_id: row for row in await session.scalars(select(JobAttempt))}
     assert [rows[key.job_id].status for key in keys] == ["succeeded", "succeeded"]
+    assert attempts.keys() == {key.job_id for key in keys}  # none for the job not running
+    for key in keys:
+        attempt, job = attempts[key.job_id], rows[key.job_id]
+        assert (attempt.number, attempt.worker, attempt.outcome) == (1, WORKER, "succeeded")
+        assert attempt.started_at == claimed[key].started_at == job.started_at
+        assert attempt.finished_at == job.finished_at
+        assert attempt.error_type is None
     assert rows[keys[0].job_id].result == {"echo": "x"}
     assert rows[idle.job_id].status == "queued"
     assert [(d.job_id, d.url) for d in deliveries] == [
@@ -143,7 +155,10 @@ async def test_one_jobs_claim_and_success_find_its_row_by_its_key_in_a_small_tab
     job = f"'{tenant}', '{rows[0]['id']}'"  # our own UUIDs: safe to write into the text
     statements = {
         "claim": (CLAIM_SQL[True], f"{job}, NULL"),
-        "success": (SUCCESS_SQL[True], f"{job}, '{{}}', now(), '{uuid.uuid4()}'"),
+        "success": (
+            SUCCESS_SQL[True],
+            f"{job}, '{{}}', now(), '{uuid.uuid4()}', 1, now(), '{WORKER}'",
+        ),
     }
     for name, (sql, values) in statements.items():
         plan = await _generic_plan(engine, sql, values)

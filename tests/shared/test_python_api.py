@@ -20,6 +20,7 @@ from shared.settings import Settings
 from shared.status import JobStatus
 from tests.conftest import WorkerFactory
 from tests.factories import auth, make_tenant
+from worker.settings import worker_name
 
 
 @pytest.fixture
@@ -80,6 +81,10 @@ async def test_result_raises_for_a_failed_job_and_times_out_for_a_slow_one(
     assert failed.value.status == JobStatus.FAILED
     assert failed.value.error is not None
     assert failed.value.error["type"] == "permanent"
+    (attempt,) = await failing.attempts()
+    assert (attempt.number, attempt.outcome) == (1, "failed")
+    assert attempt.error is not None and attempt.error.type == "permanent"
+    assert attempt.worker == worker_name()
 
     later = await jobgate.submit(ECHO, {"message": "x"}, delay=60)
     with pytest.raises(TimeoutError):
@@ -99,8 +104,11 @@ async def test_job_type_methods_async_and_sync(
         assert (await handle.result(timeout=10)).message == "a"
 
         def flask_view() -> str:  # a caller without an event loop, in its own thread
-            return ECHO.submit_sync({"message": "b", "repeat": 3}).result(timeout=10).message
+            handle = ECHO.submit_sync({"message": "b", "repeat": 3})
+            message = handle.result(timeout=10).message
+            (attempt,) = handle.attempts()
+            return f"{message} {attempt.outcome}"
 
-        assert await asyncio.to_thread(flask_view) == "bbb"
+        assert await asyncio.to_thread(flask_view) == "bbb succeeded"
     finally:
         await python_api.shutdown()

@@ -17,6 +17,7 @@ from tests.choice_jobs import UPSTREAM_CALL
 from tests.conftest import ADMIN_TOKEN, ClientFactory
 from tests.factories import auth, set_tenant_limits, submit, wait_for_status
 from tests.ui.conftest import csrf_token, sign_in
+from worker.settings import worker_name
 from worker.testing import declared
 
 FAILING = {"fail_times": 1, "permanent": True}
@@ -61,6 +62,30 @@ class TestTenantScoping:
         only_globex = (await client.get("/ui/jobs", params={"tenant": globex[0]})).text
         assert mine["id"].replace("-", "")[-12:] not in only_globex
         assert "globex-job" in (await client.get(f"/ui/jobs/{theirs['id']}")).text
+
+
+class TestJobPage:
+    async def test_the_job_page_lists_each_attempt(
+        self,
+        client: httpx.AsyncClient,
+        acme: tuple[str, str],
+        worker: Worker,
+    ) -> None:
+        job = await submit(client, acme[1], "flaky", {"fail_times": 1})
+        await wait_for_status(client, acme[1], job["id"], "succeeded")
+
+        await sign_in(client, acme[1])
+        page = (await client.get(f"/ui/jobs/{job['id']}")).text
+
+        rows = re.findall(r'<tr data-attempt="(\d)">(.*?)</tr>', page, re.S)
+        assert [number for number, _ in rows] == ["1", "2"]
+        (_, failed), (_, succeeded) = rows
+        assert "status-retrying" in failed and "RetryableJobError" in failed
+        assert "failing on purpose, attempt 1 of 1 to fail" in failed
+        assert "status-succeeded" in succeeded
+        assert worker_name() in failed and worker_name() in succeeded
+        live = (await client.get(f"/ui/jobs/{job['id']}/live")).text
+        assert 'data-testid="attempts"' in live  # the polled part keeps it up to date
 
 
 class TestSubmitForm:

@@ -17,6 +17,8 @@ export type { components, operations, paths };
 /** A job as every route returns it. */
 export type Job = components["schemas"]["JobOut"];
 export type JobStatus = components["schemas"]["JobStatus"];
+/** One attempt of a job: its worker, start, end, outcome and error (`GET /jobs/{id}/attempts`). */
+export type Attempt = components["schemas"]["AttemptOut"];
 /** An RFC 9457 problem document: every error jobgate answers is one. */
 export type Problem = components["schemas"]["Problem"];
 
@@ -133,6 +135,12 @@ export class JobgateClient {
   async get(id: string, options: { wait?: number } = {}): Promise<Job> {
     const query = options.wait === undefined ? {} : { wait: options.wait };
     return unwrap(await this.raw.GET("/jobs/{job_id}", { params: { path: { job_id: id }, query } }));
+  }
+
+  /** The job's attempts so far, oldest first. */
+  async attempts(id: string): Promise<Attempt[]> {
+    const params = { path: { job_id: id } };
+    return unwrap(await this.raw.GET("/jobs/{job_id}/attempts", { params })).attempts;
   }
 
   /** Long-poll until the job is terminal; `JobWaitTimeout` after `timeoutSeconds`. */

@@ -496,6 +496,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/jobs/{job_id}/attempts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A job's attempts: worker, start, end, outcome and error of each
+         * @description The job's attempts, oldest first: who ran each, when, for how long, and how it ended.
+         */
+        get: operations["list_job_attempts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/jobs/{job_id}/cancel": {
         parameters: {
             query?: never;
@@ -716,6 +736,45 @@ export interface components {
              * Format: uuid
              */
             tenant_id: string;
+        };
+        /**
+         * AttemptOut
+         * @description One attempt of a job.
+         */
+        AttemptOut: {
+            /**
+             * Duration Seconds
+             * @description `finished_at - started_at`.
+             */
+            duration_seconds: number | null;
+            /** @description Why it failed, as the job's `error` said then; null if it did not fail. */
+            error: components["schemas"]["JobError"] | null;
+            /**
+             * Finished At
+             * @description When its outcome was recorded; null if running or lost.
+             */
+            finished_at: string | null;
+            /**
+             * Number
+             * @description 1 for the first attempt; the job's `attempts` counts them.
+             */
+            number: number;
+            /**
+             * Outcome
+             * @description What the attempt moved the job to (`succeeded`, `retrying`, `failed`, `cancelled`); `running` while it runs; `lost` when its worker stopped before recording an outcome (killed, crashed, cut off at shutdown).
+             * @enum {string}
+             */
+            outcome: "running" | "succeeded" | "retrying" | "failed" | "cancelled" | "lost";
+            /**
+             * Started At
+             * @description When it was claimed; null for a lost attempt the job started again after (the job keeps only its latest start).
+             */
+            started_at: string | null;
+            /**
+             * Worker
+             * @description The worker process that ran it (`host:pid`); null if running or lost.
+             */
+            worker: string | null;
         };
         /**
          * ChainNode
@@ -999,6 +1058,19 @@ export interface components {
             /** @description Arguments of `health_check`. */
             args: components["schemas"]["NoArgs"];
             options?: components["schemas"]["HealthCheckOptions"];
+        };
+        /**
+         * JobAttempts
+         * @description A job's attempts, oldest first.
+         */
+        JobAttempts: {
+            /** Attempts */
+            attempts: components["schemas"]["AttemptOut"][];
+            /**
+             * Job Id
+             * Format: uuid
+             */
+            job_id: string;
         };
         /** JobBatch */
         JobBatch: {
@@ -4408,6 +4480,82 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description More header fields than `JOBGATE_MAX_HEADER_COUNT`, or a request line and header fields larger than `JOBGATE_MAX_HEADER_BYTES`. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error; the body names no internals, the log has it under `X-Request-ID`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_job_attempts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobAttempts"];
                 };
             };
             /** @description Unauthorized */

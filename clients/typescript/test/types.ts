@@ -4,6 +4,7 @@ import {
   createJobgateClient,
   JobgateError,
   JobWaitTimeout,
+  type Attempt,
   type Job,
   type JobArgs,
   type JobTypeName,
@@ -20,6 +21,7 @@ expectType<Equal<Extract<JobTypeName, BuiltIn>, BuiltIn>>();
 expectType<Equal<Extract<JobTypeName, `${string}_batch` | "workflow">, never>>();
 expectType<Equal<JobArgs<"echo">, { message: string; repeat?: number }>>();
 expectType<Equal<Job["status"], "scheduled" | "queued" | "running" | "retrying" | "succeeded" | "failed" | "cancelled">>();
+expectType<Equal<Attempt["outcome"], "running" | "succeeded" | "retrying" | "failed" | "cancelled" | "lost">>();
 
 export async function usage(): Promise<Job[]> {
   const jobgate = createJobgateClient({ baseUrl: "http://127.0.0.1:8000", apiKey: "jg_example" });
@@ -30,6 +32,9 @@ export async function usage(): Promise<Job[]> {
     await jobgate.get("0193", { wait: 30 }),
     await jobgate.waitFor("0193", 10),
   ];
+  const attempts: Attempt[] = await jobgate.attempts("0193");
+  const failures: (string | undefined)[] = attempts.map((attempt) => attempt.error?.type);
+  console.log(failures, attempts[0]?.worker, attempts[0]?.duration_seconds);
   // @ts-expect-error: no job type of that name
   await jobgate.submit("no_such_type", { args: {} });
   // @ts-expect-error: a batch operation is not a job type

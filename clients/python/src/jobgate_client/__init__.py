@@ -15,6 +15,8 @@ from jobgate_client.client import JobgateClient
 from jobgate_client.errors import JobgateError, JobWaitTimeout, ValidationIssue
 from jobgate_client.models import (
     TERMINAL_STATUSES,
+    Attempt,
+    AttemptOutcome,
     Job,
     JobError,
     JobPage,
@@ -28,6 +30,8 @@ from jobgate_client.models import (
 __all__ = [
     "TERMINAL_STATUSES",
     "AsyncJobgateClient",
+    "Attempt",
+    "AttemptOutcome",
     "Job",
     "JobError",
     "JobPage",

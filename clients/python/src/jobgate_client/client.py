@@ -13,7 +13,7 @@ import httpx
 
 from jobgate_client import protocol
 from jobgate_client.errors import JobWaitTimeout
-from jobgate_client.models import Job, JobPage, JobRequest, JobStatus, SubmitOptions
+from jobgate_client.models import Attempt, Job, JobPage, JobRequest, JobStatus, SubmitOptions
 
 
 class JobgateClient:
@@ -101,6 +101,10 @@ class JobgateClient:
             cursor=cursor,
         )
         return protocol.read_page(self._send(call))
+
+    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+        """The job's attempts so far, oldest first: worker, start, end, outcome and error."""
+        return protocol.read_attempts(self._send(protocol.attempts_call(job_id)))
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: a waiting one is `cancelled` at once, a running one is being aborted."""

@@ -126,6 +126,40 @@ class Job:
         )
 
 
+AttemptOutcome = Literal["running", "succeeded", "retrying", "failed", "cancelled", "lost"]
+"""How an attempt ended: the status it moved its job to; `running` while it runs; `lost` when
+its worker stopped before recording an outcome (killed, crashed, cut off at shutdown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt of a job (`GET /jobs/{id}/attempts`)."""
+
+    number: int
+    outcome: AttemptOutcome
+    worker: str | None
+    """The worker process that ran it (`host:pid`); None while running, or when lost."""
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    error: JobError | None
+    """Why it failed; None if it did not."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Attempt:
+        """Read an attempt from its JSON object."""
+        error, duration = data.get("error"), data.get("duration_seconds")
+        return cls(
+            number=int(data["number"]),
+            outcome=cast(AttemptOutcome, data["outcome"]),
+            worker=data.get("worker"),
+            started_at=_optional_time(data.get("started_at")),
+            finished_at=_optional_time(data.get("finished_at")),
+            duration_seconds=None if duration is None else float(duration),
+            error=None if error is None else JobError(str(error["type"]), str(error["message"])),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class JobPage:
     """One page of `GET /jobs`, newest first; pass `next_cursor` as `cursor` for the next."""

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from jobgate_client.errors import JobgateError
-from jobgate_client.models import Job, JobPage, JobRequest, JobStatus, SubmitOptions
+from jobgate_client.models import Attempt, Job, JobPage, JobRequest, JobStatus, SubmitOptions
 
 MAX_WAIT_SECONDS = 60.0
 """The longest `?wait=` jobgate holds a request (a longer wait is several requests)."""
@@ -101,6 +101,10 @@ def list_call(
     return Call("GET", "/jobs", params=tuple(params))
 
 
+def attempts_call(job_id: str) -> Call:
+    return Call("GET", f"/jobs/{_segment(job_id)}/attempts")
+
+
 def cancel_call(job_id: str) -> Call:
     return Call("POST", f"/jobs/{_segment(job_id)}/cancel")
 
@@ -120,6 +124,10 @@ def read_batch(response: httpx.Response) -> list[Job]:
 
 def read_page(response: httpx.Response) -> JobPage:
     return JobPage.from_json(_body(response))
+
+
+def read_attempts(response: httpx.Response) -> list[Attempt]:
+    return [Attempt.from_json(item) for item in _body(response)["attempts"]]
 
 
 def next_wait(deadline: float) -> float | None:
