@@ -89,6 +89,9 @@ class JobType(Generic[A, R]):
     `timeout_seconds` (the seeds' 280 s soft / 300 s hard). A per-submit timeout keeps the
     same grace between the two."""
     backoff: Backoff = field(default_factory=Backoff)
+    start_within_seconds: float | None = None
+    """A start deadline for submits that set none: a job not started within this many seconds
+    of when it may start ends `expired` without running (`docs/flow-control.md`)."""
     result_ttl_seconds: int | None = None
     """How long a finished job stays readable; None: the `result_ttl_seconds` setting."""
     is_internal: bool = False
@@ -110,6 +113,8 @@ class JobType(Generic[A, R]):
         return default_sync_client().submit(self, args, **options)
 
     def __post_init__(self) -> None:
+        if self.start_within_seconds is not None and not self.start_within_seconds > 0:
+            raise ValueError(f"job type {self.name!r}: start_within_seconds must be positive")
         for example in self.examples:
             # A wrong example is a programming error: fail at import, not in a caller's hands.
             self.args.model_validate(example)

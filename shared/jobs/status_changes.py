@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.ids import new_id
 from shared.jobs.raw_sql import fetch, row_parameters
+from shared.jobs.retention import Retention
 from shared.jobs.rows import ClaimedJob, JobKey
 from shared.jobs.status_sql import (
     CLAIM_SQL,
@@ -43,7 +44,7 @@ from shared.jobs.status_sql import (
     transition_statement,
 )
 from shared.models import Job
-from shared.status import WAITING, JobStatus
+from shared.status import UNSUCCESSFUL, WAITING, JobStatus
 from shared.webhooks import deliveries
 
 _PURGED_TTL_SECONDS = 3600
@@ -266,13 +267,14 @@ async def record_cancelled(
 async def link_retry(
     session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, retried_by: uuid.UUID
 ) -> bool:
-    """Point a failed or cancelled job at its re-run; False if not allowed or already linked."""
+    """Point a job that ended without a result at its re-run; False if not allowed or already
+    linked."""
     result = await session.execute(
         update(Job)
         .where(
             Job.tenant_id == tenant_id,
             Job.id == job_id,
-            Job.status.in_([JobStatus.FAILED.value, JobStatus.CANCELLED.value]),
+            Job.status.in_([status.value for status in UNSUCCESSFUL]),
             Job.retried_by.is_(None),
         )
         .values(retried_by=retried_by)
@@ -284,7 +286,7 @@ async def link_retry(
 async def link_step_retry(
     session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, retried_by: uuid.UUID
 ) -> None:
-    """Point a workflow step's failed or cancelled job at its re-run (the workflow is locked)."""
+    """Point a workflow step's unsuccessful job at its re-run (the workflow is locked)."""
     await session.execute(
         update(Job)
         .where(Job.tenant_id == tenant_id, Job.id == job_id)
@@ -334,7 +336,11 @@ class Success:
 
 
 async def claim_jobs(
-    engine: AsyncEngine, keys: Sequence[JobKey], *, lost_attempts_allowed: int | None = None
+    engine: AsyncEngine,
+    keys: Sequence[JobKey],
+    *,
+    retention: Retention,
+    lost_attempts_allowed: int | None = None,
 ) -> list[ClaimedJob]:
     """Mark these waiting (or re-delivered running) jobs running and count an attempt each.
 
@@ -342,19 +348,26 @@ async def claim_jobs(
     out. A `running` job is re-delivered when its worker died mid-attempt; with
     `lost_attempts_allowed` that is accepted only while its attempts stay below
     `max_tries + lost_attempts_allowed`, so a job that kills every worker cannot loop forever
-    (`fail_lost_job` ends it).
+    (`fail_lost_job` ends it). A job past its start deadline is returned `expired` instead
+    (kept for `retention`), its attempts unchanged: it never starts.
     """
     if not keys:
         return []
     # In id order: two statements locking overlapping rows lock them in the same order.
     ordered = sorted(keys, key=lambda key: key.job_id)
     one_row = len(ordered) == 1
-    columns: list[list[Any]] = [[key.tenant_id for key in ordered], [key.job_id for key in ordered]]
+    columns: list[list[Any]] = [
+        [key.tenant_id for key in ordered],
+        [key.job_id for key in ordered],
+        [new_id() for _ in ordered],  # the webhook delivery of a job that expires
+    ]
     rows = await fetch(
         engine,
         CLAIM_SQL[one_row],
         *row_parameters(columns, one_row=one_row),
         lost_attempts_allowed,
+        retention.by_type_json,
+        retention.default_seconds,
     )
     return [ClaimedJob(*row) for row in rows]
 
