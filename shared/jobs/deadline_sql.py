@@ -51,6 +51,16 @@ def retention(by_type: str, default: str) -> str:
     )
 
 
+NEW_ID = (
+    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing"
+    " substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)"
+    " FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"
+)
+"""A UUIDv7 made in SQL (`shared.ids.new_id`'s kind: the time in ms, then random bits, the
+version set to 7), for the webhook delivery of a job that expires: evaluated only for those,
+so a claim that expires nothing costs no id."""
+
+
 def if_overdue(expired: str, otherwise: str) -> str:
     """A column's value at a claim: `expired` for a job past its deadline, else `otherwise`."""
     return f"CASE WHEN {OVERDUE} THEN {expired} ELSE {otherwise} END"
@@ -63,7 +73,6 @@ _RETURNED = ", ".join(f"job.{Job.__table__.c[name].name}" for name in CLAIMED_CO
 
 # Waiting jobs past their deadline, soonest deadline first, at most $1 (`ix_job_start_by`);
 # SKIP LOCKED: rows a claim or another sweep holds are theirs (the claim expires them itself).
-# $2: one fresh delivery id per job of the batch, handed out to those owed a webhook.
 SWEEP_SQL = f"""
 WITH overdue AS (
     SELECT tenant_id, id FROM {_JOB}
@@ -74,14 +83,14 @@ WITH overdue AS (
 ), moved AS (
     UPDATE {_JOB} AS job
     SET status = '{EXPIRED_TYPE}', error = {_jsonb(NOT_STARTED)}, finished_at = now(),
-        expires_at = {retention("$3", "$4")}
+        expires_at = {retention("$2", "$3")}
     FROM overdue
     WHERE job.tenant_id = overdue.tenant_id AND job.id = overdue.id
       AND job.status IN ({_WAITING})
     RETURNING {_RETURNED}, job.webhook_url
 ), owed AS (
     INSERT INTO {_DELIVERY} (id, tenant_id, job_id, url)
-    SELECT ($2::uuid[])[row_number() OVER ()], tenant_id, id, webhook_url
+    SELECT {NEW_ID}, tenant_id, id, webhook_url
     FROM moved WHERE webhook_url IS NOT NULL
 )
 SELECT {", ".join(CLAIMED_COLUMNS)} FROM moved

@@ -51,12 +51,7 @@ async def expire_overdue(
     terms, it returns no job data to anyone.
     """
     rows = await fetch(
-        engine,
-        SWEEP_SQL,
-        batch_size,
-        [new_id() for _ in range(batch_size)],
-        retention.by_type_json,
-        retention.default_seconds,
+        engine, SWEEP_SQL, batch_size, retention.by_type_json, retention.default_seconds
     )
     return [ClaimedJob(*row) for row in rows]
 

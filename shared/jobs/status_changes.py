@@ -356,11 +356,7 @@ async def claim_jobs(
     # In id order: two statements locking overlapping rows lock them in the same order.
     ordered = sorted(keys, key=lambda key: key.job_id)
     one_row = len(ordered) == 1
-    columns: list[list[Any]] = [
-        [key.tenant_id for key in ordered],
-        [key.job_id for key in ordered],
-        [new_id() for _ in ordered],  # the webhook delivery of a job that expires
-    ]
+    columns: list[list[Any]] = [[key.tenant_id for key in ordered], [key.job_id for key in ordered]]
     rows = await fetch(
         engine,
         CLAIM_SQL[one_row],

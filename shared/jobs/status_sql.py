@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from shared.jobs.deadline_sql import EXPIRED_ERROR, OVERDUE, if_overdue, retention
+from shared.jobs.deadline_sql import EXPIRED_ERROR, NEW_ID, OVERDUE, if_overdue, retention
 from shared.jobs.raw_sql import row_source
 from shared.jobs.rows import CLAIMED_COLUMNS
 from shared.models import Job, WebhookDelivery
@@ -101,12 +101,12 @@ _RETURNED = ", ".join(f"job.{Job.__table__.c[name].name}" for name in CLAIMED_CO
 # A job past its start deadline is not started but ends `expired` in the same UPDATE (its
 # webhook owed with it, `owed`): a claim and the deadline sweep both lock the row, so exactly
 # one of them ends it, and a job whose deadline passed never runs however it is picked up.
-# $3: a delivery id per job, used by those that expire; $5, $6: their retention.
+# $4, $5: the retention of the jobs that expire.
 def _claim_sql(one_row: bool) -> str:
-    taken = row_source(["uuid", "uuid", "uuid"], first=1, one_row=one_row)
+    taken = row_source(["uuid", "uuid"], first=1, one_row=one_row)
     return f"""
 WITH taken AS (
-    SELECT * FROM {taken} AS taken (tenant_id, id, delivery_id)
+    SELECT * FROM {taken} AS taken (tenant_id, id)
     WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
 ), claimed AS (
     UPDATE {_JOB} AS job
@@ -116,16 +116,16 @@ WITH taken AS (
         progress = {if_overdue("job.progress", "NULL")},
         error = {if_overdue(EXPIRED_ERROR, "job.error")},
         finished_at = {if_overdue("now()", "job.finished_at")},
-        expires_at = {if_overdue(retention("$5", "$6"), "job.expires_at")}
+        expires_at = {if_overdue(retention("$4", "$5"), "job.expires_at")}
     FROM taken
     WHERE job.tenant_id = taken.tenant_id AND job.id = taken.id
       AND job.status IN ({_statuses(JobStatus.RUNNING)})
-      AND (job.status <> '{JobStatus.RUNNING.value}' OR $4::integer IS NULL
-           OR job.attempts < job.max_tries + $4::integer OR {OVERDUE})
-    RETURNING {_RETURNED}, job.webhook_url, taken.delivery_id
+      AND (job.status <> '{JobStatus.RUNNING.value}' OR $3::integer IS NULL
+           OR job.attempts < job.max_tries + $3::integer OR {OVERDUE})
+    RETURNING {_RETURNED}, job.webhook_url
 ), owed AS (
     INSERT INTO {_DELIVERY} (id, tenant_id, job_id, url)
-    SELECT delivery_id, tenant_id, id, webhook_url FROM claimed
+    SELECT {NEW_ID}, tenant_id, id, webhook_url FROM claimed
     WHERE status = '{JobStatus.EXPIRED.value}' AND webhook_url IS NOT NULL
 )
 SELECT {", ".join(CLAIMED_COLUMNS)} FROM claimed

@@ -144,7 +144,7 @@ async def test_one_jobs_claim_and_success_find_its_row_by_its_key_in_a_small_tab
     await store_jobs(engine, tenant_id=tenant, jobs=rows)
     job = f"'{tenant}', '{rows[0]['id']}'"  # our own UUIDs: safe to write into the text
     statements = {
-        "claim": (CLAIM_SQL[True], f"{job}, '{uuid.uuid4()}', NULL, '{{}}', 3600"),
+        "claim": (CLAIM_SQL[True], f"{job}, NULL, '{{}}', 3600"),
         "success": (SUCCESS_SQL[True], f"{job}, '{{}}', now(), '{uuid.uuid4()}'"),
     }
     for name, (sql, values) in statements.items():
