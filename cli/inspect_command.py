@@ -1,4 +1,5 @@
-"""`jobgate inspect`: workers alive, jobs in flight, queue depths, recent failures (all tenants)."""
+"""`jobgate inspect`: workers alive, jobs in flight, queue depths, recent failures and
+expirations (all tenants)."""
 
 from __future__ import annotations
 
@@ -42,10 +43,13 @@ def inspect(
         int, typer.Option(min=0, max=10_000, help="Running jobs to list, longest first.")
     ] = 50,
     failures: Annotated[
-        int, typer.Option(min=0, max=1000, help="Recent failed jobs to list, newest first.")
+        int,
+        typer.Option(
+            min=0, max=1000, help="Recent failed jobs, and expired ones, to list, newest first."
+        ),
     ] = 10,
 ) -> None:
-    """Workers alive, jobs in flight, queue depths by priority and recent failures."""
+    """Workers alive, jobs in flight, queue depths by priority, recent failures and expirations."""
     try:
         found = asyncio.run(_gather(get_settings(), running=running, failures=failures))
     except (RedisError, OSError, SQLAlchemyError) as exc:
@@ -56,7 +60,8 @@ def inspect(
 
 def render(found: Inspection) -> str:
     """The inspection as plain-text tables, one section each."""
-    return "\n\n".join([_workers(found), _queues(found), _running(found), _failures(found)])
+    sections = [_workers(found), _queues(found), _running(found), _failures(found)]
+    return "\n\n".join([*sections, _expirations(found)])
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -160,4 +165,22 @@ def _failures(found: Inspection) -> str:
         for job in found.recent_failures
     ]
     headers = ["ID", "TYPE", "TENANT", "TRIES", "FINISHED", "ERROR"]
+    return f"{title}\n{table(headers, rows)}"
+
+
+def _expirations(found: Inspection) -> str:
+    title = f"recent expirations (not started by their deadline): {len(found.recent_expirations)}"
+    if not found.recent_expirations:
+        return title
+    rows = [
+        [
+            str(job.id),
+            job.name,
+            job.queue,
+            job.tenant,
+            _since(job.start_by, found.at) + " ago",
+        ]
+        for job in found.recent_expirations
+    ]
+    headers = ["ID", "TYPE", "QUEUE", "TENANT", "DEADLINE"]
     return f"{title}\n{table(headers, rows)}"

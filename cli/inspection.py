@@ -1,9 +1,9 @@
 """What `jobgate inspect` shows: the operator's view of the whole system, every tenant at once.
 
 Workers and queues come from Redis (`shared.presence`, `shared.jobs.queue_stats`); running jobs,
-recent failures and paused queues from PostgreSQL, where every job's truth is. A running job
-names its worker when a live worker's announcement lists it (a job whose worker died shows none
-until its lease lapses and another worker takes it).
+recent failures and expirations, and paused queues from PostgreSQL, where every job's truth is.
+A running job names its worker when a live worker's announcement lists it (a job whose worker
+died shows none until its lease lapses and another worker takes it).
 """
 
 from __future__ import annotations
@@ -70,6 +70,17 @@ class FailedJob(BaseModel):
     error_message: str | None
 
 
+class ExpiredJob(BaseModel):
+    """A job that was not started by its start deadline."""
+
+    id: uuid.UUID
+    name: str
+    queue: str
+    tenant: str
+    start_by: datetime | None
+    finished_at: datetime | None
+
+
 class Inspection(BaseModel):
     """Everything `jobgate inspect` prints (and `--json` renders as is)."""
 
@@ -81,6 +92,7 @@ class Inspection(BaseModel):
     scheduled_waiting: int
     scheduled_overdue: int
     recent_failures: list[FailedJob]
+    recent_expirations: list[ExpiredJob]
 
 
 def _time(epoch_seconds: float) -> datetime:
@@ -126,6 +138,17 @@ def _failed(job: Job, tenants: dict[uuid.UUID, str]) -> FailedJob:
     )
 
 
+def _expired(job: Job, tenants: dict[uuid.UUID, str]) -> ExpiredJob:
+    return ExpiredJob(
+        id=job.id,
+        name=job.name,
+        queue=job.queue,
+        tenant=tenants.get(job.tenant_id, str(job.tenant_id)),
+        start_by=job.start_by,
+        finished_at=job.finished_at,
+    )
+
+
 async def inspect_system(
     session: AsyncSession,
     redis: ArqRedis,
@@ -134,15 +157,17 @@ async def inspect_system(
     running_limit: int = 50,
     failures_limit: int = 10,
 ) -> Inspection:
-    """Read workers, queues, running jobs and recent failures (`queues`: at least these)."""
+    """Read workers, queues, running jobs, recent failures and expirations (`queues`: at least
+    these; `failures_limit` bounds each of the last two)."""
     workers = await alive_workers(redis)
     served = {queue for worker in workers for queue in worker.queues}
     stats = await read_queue_stats(redis, sorted(set(queues) | served))
     running = await operator_queries.running_jobs(session, limit=running_limit)
     failed = await operator_queries.failed_jobs(session, limit=failures_limit)
+    expired = await operator_queries.expired_jobs(session, limit=failures_limit)
     paused = await paused_queues(session)
     tenants = await operator_queries.tenant_names(
-        session, {job.tenant_id for job in [*running, *failed]}
+        session, {job.tenant_id for job in [*running, *failed, *expired]}
     )
     owners = {job_id: worker.name for worker in workers for job_id in worker.running}
     return Inspection(
@@ -154,4 +179,5 @@ async def inspect_system(
         scheduled_waiting=stats.scheduled_waiting,
         scheduled_overdue=stats.scheduled_overdue,
         recent_failures=[_failed(job, tenants) for job in failed],
+        recent_expirations=[_expired(job, tenants) for job in expired],
     )

@@ -251,9 +251,13 @@ HEALTH_CHECK = job_type(
     "health_check",
     args=NoArgs,
     result=HealthCheckResult,
-    description="Prove that a worker is consuming jobs.",
+    description=(
+        "Prove that a worker is consuming jobs. Not started within 5 minutes, it expires: a"
+        " late answer would prove nothing, and the schedule submits a new one by then."
+    ),
     timeout_seconds=30.0,
     max_tries=1,
+    start_within_seconds=300.0,
     examples=({},),
 )
 

@@ -164,7 +164,7 @@ def _labels(text: str) -> dict[str, str] | str:
 def validate_options(form: Mapping[str, Any]) -> tuple[SubmitOptions | None, dict[str, str]]:
     """The submit options from the form's `options.*` fields (empty ones: the type's default)."""
     data: dict[str, Any] = {}
-    for name in ("priority", "delay_seconds"):
+    for name in ("priority", "delay_seconds", "start_within_seconds"):
         raw = form.get(f"options.{name}", "")
         if isinstance(raw, str) and raw:
             data[name] = raw
