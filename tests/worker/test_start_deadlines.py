@@ -19,12 +19,12 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import EchoArgs, EchoResult
-from shared.keys import RECONCILER_LOCK, job_key, queue_key
+from shared.keys import job_key, queue_key
 from shared.settings import Settings, WebhookSettings
 from tests.bindings import start_worker_with_binding
 from tests.conftest import ADMIN_TOKEN, WorkerFactory
 from tests.factories import auth, make_tenant, submit, wait_for_status
-from tests.polling import poll_until
+from tests.polling import poll_until, reconciler_pass_began
 from tests.worker.test_job_metrics import Counts
 from worker.binding import Binding, Hooks
 from worker.context import JobContext, JobOutcome
@@ -87,16 +87,6 @@ async def _past(job: dict[str, Any]) -> None:
     await poll_until(lambda: datetime.now(UTC) > deadline, what="the deadline went by")
 
 
-async def _reconciled(redis: Redis) -> None:
-    """Wait until a worker's first reconciler pass (the sweep first) has begun: it holds the
-    pass's lock for an interval."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while not await redis.exists(RECONCILER_LOCK):
-        assert loop.time() < deadline, "no reconciler pass began"
-        await asyncio.sleep(0.02)
-
-
 async def test_a_job_a_worker_picks_up_after_its_deadline_never_runs(
     client: httpx.AsyncClient,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -108,7 +98,7 @@ async def test_a_job_a_worker_picks_up_after_its_deadline_never_runs(
     # No sweep after the first one, at start-up: the claim is what finds the job overdue.
     claiming = settings.model_copy(update={"reconcile_interval_seconds": 3600})
     await start_worker_with_binding(claiming, start_worker, "echo", _echo_recording(ran))
-    await _reconciled(redis)
+    await reconciler_pass_began(redis)
     _, token = await make_tenant(sessionmaker)
     counts = Counts()
     counts.remember(EXPIRED_TOTAL, **ECHO_LABELS)
