@@ -3,25 +3,21 @@ jobs listed and re-run (the worker's side: tests/worker/test_start_deadlines.py)
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import ECHO
 from shared.jobs import operator_queries
-from shared.jobs.retention import Retention
-from shared.jobs.rows import JobKey
-from shared.jobs.status_changes import claim_jobs
 from shared.models import Job
 from shared.python_api import Jobgate
 from shared.settings import Settings
-from tests.factories import auth, make_tenant, submit
+from tests.factories import auth, expire_job, make_tenant, submit
 from tests.gateway.problem_checks import error_locations
 
 SOON = timedelta(seconds=2)
@@ -39,22 +35,6 @@ def _time(value: str) -> datetime:
 async def _count_jobs(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
     async with sessionmaker() as session:
         return (await session.execute(select(func.count()).select_from(Job))).scalar_one()
-
-
-async def _expire(
-    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: str, job_id: str
-) -> None:
-    """Let the job's deadline pass, then have a worker's claim find it (and expire it)."""
-    async with sessionmaker() as session:
-        await session.execute(
-            update(Job)
-            .where(Job.id == uuid.UUID(job_id))
-            .values(start_by=func.now() - timedelta(seconds=1))
-        )
-        await session.commit()
-    key = JobKey(uuid.UUID(tenant_id), uuid.UUID(job_id))
-    (claimed,) = await claim_jobs(sessionmaker.kw["bind"], [key], retention=Retention(3600, {}))
-    assert claimed.status == "expired"
 
 
 class TestDeadlineOptions:
@@ -176,7 +156,7 @@ class TestExpiredJobs:
         tenant_id, token = await make_tenant(sessionmaker)
         late = await submit(client, token, "echo", {"message": "late"}, {"start_by": _in(60)})
         await submit(client, token, "echo", {"message": "waiting"})
-        await _expire(sessionmaker, tenant_id, late["id"])
+        await expire_job(sessionmaker, tenant_id, late["id"])
 
         listed = await client.get("/jobs", params={"status": "expired"}, headers=auth(token))
         assert listed.status_code == 200, listed.text
@@ -196,7 +176,7 @@ class TestExpiredJobs:
     ) -> None:
         tenant_id, token = await make_tenant(sessionmaker)
         late = await submit(client, token, "echo", {"message": "late"}, {"start_by": _in(60)})
-        await _expire(sessionmaker, tenant_id, late["id"])
+        await expire_job(sessionmaker, tenant_id, late["id"])
         async with sessionmaker() as session:
             assert await operator_queries.failed_jobs(session) == []  # `jobgate dlq list`
             (expired,) = await operator_queries.expired_jobs(session)  # `jobgate inspect`
@@ -209,7 +189,7 @@ class TestExpiredJobs:
         echo = await submit(client, token, "echo", {"message": "e"}, {"start_by": _in(60)})
         probe = await submit(client, token, "health_check", {}, {"start_within_seconds": 5})
         for job in (echo, probe):
-            await _expire(sessionmaker, tenant_id, job["id"])
+            await expire_job(sessionmaker, tenant_id, job["id"])
 
         reruns = {}
         for job in (echo, probe):
