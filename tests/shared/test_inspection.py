@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cli.inspect_command import render
 from cli.inspection import inspect_system
 from tests.conftest import WorkerFactory
-from tests.factories import auth, make_tenant, submit, wait_for_status
+from tests.factories import auth, expire_job, make_tenant, submit, wait_for_status
 from tests.polling import poll_job
 
 
@@ -53,3 +53,20 @@ async def test_failures_and_running_jobs_of_every_tenant(
     cancel = await client.post(f"/jobs/{slow['id']}/cancel", headers=auth(globex))
     assert cancel.status_code == 202
     await wait_for_status(client, globex, slow["id"], "cancelled")  # not left to the teardown
+
+
+async def test_recent_expirations_are_listed_apart_from_failures(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], arq_redis: ArqRedis
+) -> None:
+    acme_id, acme = await make_tenant(sessionmaker, "acme")
+    late = await submit(client, acme, "echo", {"message": "late"}, {"start_within_seconds": 60})
+    await expire_job(sessionmaker, acme_id, late["id"])
+
+    async with sessionmaker() as session:
+        view = await inspect_system(session, arq_redis, queues=["default"], failures_limit=5)
+
+    assert view.recent_failures == []
+    (expired,) = view.recent_expirations
+    assert (str(expired.id), expired.tenant, expired.queue) == (late["id"], "acme", "default")
+    assert expired.start_by is not None
+    assert "recent expirations (not started by their deadline): 1" in render(view)
