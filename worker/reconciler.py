@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.errors import DependencyUnavailable
 from shared.jobs.enqueue import enqueue
 from shared.jobs.queue_pauses import mirror_pauses
 from shared.jobs.rows import delivery_of
@@ -112,6 +113,8 @@ async def reconcile_forever(
                 restored += await redrive_workflows(sessionmaker, redis)
                 if restored:
                     log.warning("reconciler.restored", jobs=restored)
-        except (RedisError, OSError, DBAPIError) as exc:
+        except (RedisError, OSError, DBAPIError, DependencyUnavailable) as exc:
+            # DependencyUnavailable: what raw statements (the sweep) and the enqueue script
+            # raise for the same outages. The next pass carries on.
             log.warning("reconciler.failed", error=type(exc).__name__)
         await asyncio.sleep(interval_seconds)

@@ -6,6 +6,7 @@ webhook, and fails its workflow."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,10 +16,14 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from structlog.testing import capture_logs
 
 from shared.contracts import EchoArgs, EchoResult
+from shared.db import create_engine
+from shared.jobs.retention import Retention
 from shared.keys import job_key, queue_key
 from shared.settings import Settings, WebhookSettings
 from tests.bindings import start_worker_with_binding
@@ -28,6 +33,8 @@ from tests.polling import poll_until, reconciler_pass_began
 from tests.worker.test_job_metrics import Counts
 from worker.binding import Binding, Hooks
 from worker.context import JobContext, JobOutcome
+from worker.deadlines import DeadlineSweep
+from worker.reconciler import reconcile_forever
 
 OPERATOR = auth(ADMIN_TOKEN)
 HOOK_URL = "https://hooks.example.test/deadlines"
@@ -231,3 +238,30 @@ async def test_an_expired_step_fails_its_workflow(
     first, second = current["steps"]
     assert first["job"]["status"] == "expired"
     assert second["job"] is None  # never released
+
+
+async def test_a_sweep_that_cannot_reach_postgresql_leaves_the_reconciler_running(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], arq_redis: ArqRedis
+) -> None:
+    unreachable = settings.model_copy(
+        update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
+    )
+    engine = create_engine(unreachable)
+    sweep = DeadlineSweep(engine, sessionmaker, arq_redis, Retention(3600, {}))
+    with capture_logs() as logs:
+        passes = asyncio.create_task(
+            reconcile_forever(
+                sessionmaker, arq_redis, interval_seconds=0.05, grace_seconds=0, sweep=sweep
+            )
+        )
+        try:
+            await poll_until(
+                lambda: sum(log.get("error") == "DatabaseUnavailable" for log in logs) >= 2,
+                what="two passes failed on the sweep, and the loop went on",
+            )
+            assert not passes.done()
+        finally:
+            passes.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await passes
+            await engine.dispose()
