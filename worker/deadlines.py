@@ -22,7 +22,7 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.jobs import deadlines
+from shared.jobs import deadlines, status_changes
 from shared.jobs.enqueue import withdraw
 from shared.jobs.retention import Retention, expires_at
 from shared.jobs.rows import ClaimedJob, delivery_of
@@ -54,7 +54,7 @@ async def expire_instead_of_retry(
 
     async def write() -> None:
         async with ctx["autocommit_sessionmaker"]() as session:
-            await deadlines.expire_instead_of_retry(
+            await status_changes.expire_instead_of_retry(
                 session,
                 tenant_id=job.tenant_id,
                 job_id=job.id,

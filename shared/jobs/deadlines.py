@@ -8,7 +8,8 @@ job that misses it, each owing the job's webhook in the same statement:
   instead of starting it, so a job is never started late, whichever way it was picked up;
 - the sweep (`expire_overdue`, run by the reconciler's pass): waiting jobs that no worker picks
   up (a paused queue, no worker running), in bounded batches;
-- a failed attempt whose retry would start after the deadline (`expire_instead_of_retry`).
+- a failed attempt whose retry would start after the deadline
+  (`status_changes.expire_instead_of_retry`, with `retry_too_late_error`).
 
 A claim and the sweep lock the row they change (the sweep skips rows a claim holds), so a job
 is expired or started, once, never both.
@@ -16,22 +17,15 @@ is expired or started, once, never both.
 
 from __future__ import annotations
 
-import functools
-import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.ids import new_id
 from shared.jobs.deadline_sql import EXPIRED_TYPE, SWEEP_SQL
 from shared.jobs.raw_sql import fetch
 from shared.jobs.retention import Retention
 from shared.jobs.rows import ClaimedJob
-from shared.jobs.status_sql import bound, transition_statement
-from shared.models import Job
-from shared.status import JobStatus
 
 _MAX_MESSAGE_CHARS = 500
 
@@ -65,34 +59,3 @@ def retry_too_late_error(retry_at: datetime, last_error: dict[str, Any]) -> dict
         f" {last_error['message']}"
     )
     return {"type": EXPIRED_TYPE, "message": message[:_MAX_MESSAGE_CHARS]}
-
-
-@functools.cache
-def _expire_running_statement() -> Select[Job]:
-    return transition_statement(
-        JobStatus.EXPIRED,
-        from_=frozenset({JobStatus.RUNNING}),
-        error=bound("error"),
-        finished_at=func.now(),
-        expires_at=bound("expires_at"),
-    )
-
-
-async def expire_instead_of_retry(
-    session: AsyncSession,
-    *,
-    tenant_id: uuid.UUID,
-    job_id: uuid.UUID,
-    error: dict[str, Any],
-    expires_at: datetime,
-) -> Job | None:
-    """The running job failed an attempt whose retry would start after its deadline: it ends
-    `expired` (None if it is no longer running)."""
-    params = {
-        "p_tenant_id": tenant_id,
-        "p_job_id": job_id,
-        "p_error": error,
-        "p_expires_at": expires_at,
-        "delivery_id": new_id(),
-    }
-    return (await session.execute(_expire_running_statement(), params)).scalar_one_or_none()

@@ -199,6 +199,37 @@ async def record_failure(
 
 
 @functools.cache
+def _expire_running_statement() -> Select[Job]:
+    return transition_statement(
+        JobStatus.EXPIRED,
+        from_=frozenset({JobStatus.RUNNING}),
+        error=bound("error"),
+        finished_at=func.now(),
+        expires_at=bound("expires_at"),
+    )
+
+
+async def expire_instead_of_retry(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    error: dict[str, Any],
+    expires_at: datetime,
+) -> Job | None:
+    """The running job failed an attempt whose retry would start after its start deadline: it
+    ends `expired` (see `shared.jobs.deadlines`)."""
+    return await _transition(
+        session,
+        _expire_running_statement(),
+        tenant_id=tenant_id,
+        job_id=job_id,
+        error=error,
+        expires_at=expires_at,
+    )
+
+
+@functools.cache
 def _cancel_waiting_statement() -> Select[Job]:
     return transition_statement(
         JobStatus.CANCELLED,

@@ -59,6 +59,15 @@ RECORD_RUN = JobType(
 )
 
 
+@pytest.fixture
+async def log_dir(sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path) -> Path:
+    """Where the `record_run` jobs of tenant `acme` (made here) note their runs."""
+    await make_tenant(sessionmaker)
+    path = tmp_path / "runs"
+    path.mkdir()
+    return path
+
+
 def _runs(log_dir: Path) -> list[str]:
     """The ids of the jobs whose code ran, once per run, over every worker's file."""
     return [line for path in log_dir.glob("*.log") for line in path.read_text().split()]
@@ -81,15 +90,11 @@ async def _past(job: Job) -> None:
 
 async def test_a_job_picked_up_after_its_deadline_ends_expired_without_running(
     client: httpx.AsyncClient,
-    sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     redis: Redis,
     spawn_runner: SpawnWorker,
-    tmp_path: Path,
+    log_dir: Path,
 ) -> None:
-    await make_tenant(sessionmaker)
-    log_dir = tmp_path / "runs"
-    log_dir.mkdir()
     # One reconciler pass, at start-up: it is the claim that finds the job overdue.
     await spawn_runner(reconcile_interval_seconds=3600, **RUN_LOG).started()
     await reconciler_pass_began(redis)
@@ -113,14 +118,8 @@ async def test_a_job_picked_up_after_its_deadline_ends_expired_without_running(
 
 
 async def test_a_job_whose_worker_died_is_not_started_again_after_its_deadline(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
-    spawn_runner: SpawnWorker,
-    tmp_path: Path,
+    settings: Settings, spawn_runner: SpawnWorker, log_dir: Path
 ) -> None:
-    await make_tenant(sessionmaker)
-    log_dir = tmp_path / "runs"
-    log_dir.mkdir()
     first = await spawn_runner(**RUN_LOG).started()
     async with Jobgate(settings, tenant="acme") as jobgate:
         # Started at once (the worker is idle), well within its deadline; it runs for a second.

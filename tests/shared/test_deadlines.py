@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.contracts import ECHO
-from shared.jobs import deadlines
+from shared.jobs import deadlines, status_changes
 from shared.jobs.deadline_sql import LOST_PAST_DEADLINE, NOT_STARTED
 from shared.jobs.retention import Retention
 from shared.jobs.rows import JobKey
@@ -213,11 +213,11 @@ class TestRetryPastTheDeadline:
         until = datetime.now(UTC) + timedelta(hours=1)
 
         async with sessionmaker() as session:
-            moved = await deadlines.expire_instead_of_retry(
+            moved = await status_changes.expire_instead_of_retry(
                 session, tenant_id=tenant, job_id=key.job_id, error=error, expires_at=until
             )
             await session.commit()
-            again = await deadlines.expire_instead_of_retry(
+            again = await status_changes.expire_instead_of_retry(
                 session, tenant_id=tenant, job_id=key.job_id, error=error, expires_at=until
             )
 
