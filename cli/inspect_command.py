@@ -1,5 +1,6 @@
-"""`jobgate inspect`: workers alive, jobs in flight, queue depths, recent failures (all tenants),
-the job types and their queues; `jobgate inspect JOB_ID`: one job and its attempts."""
+"""`jobgate inspect`: workers alive, jobs in flight, queue depths, recent failures and
+expirations (all tenants), the job types and their queues; `jobgate inspect JOB_ID`: one job and
+its attempts."""
 
 from __future__ import annotations
 
@@ -51,11 +52,14 @@ def inspect(
         int, typer.Option(min=0, max=10_000, help="Running jobs to list, longest first.")
     ] = 50,
     failures: Annotated[
-        int, typer.Option(min=0, max=1000, help="Recent failed jobs to list, newest first.")
+        int,
+        typer.Option(
+            min=0, max=1000, help="Recent failed jobs, and expired ones, to list, newest first."
+        ),
     ] = 10,
 ) -> None:
-    """Workers alive, jobs in flight, queue depths by priority, recent failures and job types;
-    with a JOB_ID, that job and each of its attempts."""
+    """Workers alive, jobs in flight, queue depths by priority, recent failures and expirations,
+    job types; with a JOB_ID, that job and each of its attempts."""
     settings = get_settings()
     read: Reader[Inspection | JobInspection | None]
     if job_id is None:
@@ -82,7 +86,7 @@ def inspect(
 def render(found: Inspection) -> str:
     """The inspection as plain-text tables, one section each."""
     sections = [_workers(found), _queues(found), _running(found), _failures(found)]
-    return "\n\n".join([*sections, _job_types(found)])
+    return "\n\n".join([*sections, _expirations(found), _job_types(found)])
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -226,3 +230,21 @@ def render_job(found: JobInspection) -> str:
     ]
     headers = ["#", "OUTCOME", "WORKER", "STARTED (UTC)", "TOOK", "ERROR"]
     return "\n".join([*facts, "", title, table(headers, rows)])
+
+
+def _expirations(found: Inspection) -> str:
+    title = f"recent expirations (not started by their deadline): {len(found.recent_expirations)}"
+    if not found.recent_expirations:
+        return title
+    rows = [
+        [
+            str(job.id),
+            job.name,
+            job.queue,
+            job.tenant,
+            _since(job.start_by, found.at) + " ago",
+        ]
+        for job in found.recent_expirations
+    ]
+    headers = ["ID", "TYPE", "QUEUE", "TENANT", "DEADLINE"]
+    return f"{title}\n{table(headers, rows)}"

@@ -2,10 +2,10 @@
 or with a job's id, that one job and its attempts.
 
 Workers and queues come from Redis (`shared.presence`, `shared.jobs.queue_stats`); running jobs,
-recent failures and paused queues from PostgreSQL, where every job's truth is; job types and the
-queues they may run on from the registry. A running job names its worker when a live worker's
-announcement lists it (a job whose worker died shows none until its lease lapses and another
-worker takes it).
+recent failures and expirations, and paused queues from PostgreSQL, where every job's truth is;
+job types and the queues they may run on from the registry. A running job names its worker when
+a live worker's announcement lists it (a job whose worker died shows none until its lease lapses
+and another worker takes it).
 """
 
 from __future__ import annotations
@@ -88,6 +88,17 @@ class FailedJob(BaseModel):
     error_message: str | None
 
 
+class ExpiredJob(BaseModel):
+    """A job that was not started by its start deadline."""
+
+    id: uuid.UUID
+    name: str
+    queue: str
+    tenant: str
+    start_by: datetime | None
+    finished_at: datetime | None
+
+
 class Inspection(BaseModel):
     """Everything `jobgate inspect` prints (and `--json` renders as is)."""
 
@@ -99,6 +110,7 @@ class Inspection(BaseModel):
     scheduled_waiting: int
     scheduled_overdue: int
     recent_failures: list[FailedJob]
+    recent_expirations: list[ExpiredJob]
     job_types: list[JobTypeLine]
 
 
@@ -145,6 +157,17 @@ def _failed(job: Job, tenants: dict[uuid.UUID, str]) -> FailedJob:
     )
 
 
+def _expired(job: Job, tenants: dict[uuid.UUID, str]) -> ExpiredJob:
+    return ExpiredJob(
+        id=job.id,
+        name=job.name,
+        queue=job.queue,
+        tenant=tenants.get(job.tenant_id, str(job.tenant_id)),
+        start_by=job.start_by,
+        finished_at=job.finished_at,
+    )
+
+
 async def inspect_system(
     session: AsyncSession,
     redis: ArqRedis,
@@ -153,17 +176,18 @@ async def inspect_system(
     running_limit: int = 50,
     failures_limit: int = 10,
 ) -> Inspection:
-    """Read workers, queues (at least those `job_types` may run on), running jobs and recent
-    failures."""
+    """Read workers, queues (at least those `job_types` may run on), running jobs, recent
+    failures and expirations (`failures_limit` bounds each of the last two)."""
     workers = await alive_workers(redis)
     served = {queue for worker in workers for queue in worker.queues}
     declared = {queue for job_type in job_types for queue in job_type.queues}
     stats = await read_queue_stats(redis, sorted(declared | served))
     running = await operator_queries.running_jobs(session, limit=running_limit)
     failed = await operator_queries.failed_jobs(session, limit=failures_limit)
+    expired = await operator_queries.expired_jobs(session, limit=failures_limit)
     paused = await paused_queues(session)
     tenants = await operator_queries.tenant_names(
-        session, {job.tenant_id for job in [*running, *failed]}
+        session, {job.tenant_id for job in [*running, *failed, *expired]}
     )
     owners = {job_id: worker.name for worker in workers for job_id in worker.running}
     return Inspection(
@@ -175,6 +199,7 @@ async def inspect_system(
         scheduled_waiting=stats.scheduled_waiting,
         scheduled_overdue=stats.scheduled_overdue,
         recent_failures=[_failed(job, tenants) for job in failed],
+        recent_expirations=[_expired(job, tenants) for job in expired],
         job_types=[
             JobTypeLine(name=job_type.name, queues=list(job_type.queues)) for job_type in job_types
         ],

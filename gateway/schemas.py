@@ -30,6 +30,9 @@ class JobTypeDefaults(BaseModel):
     result_ttl_seconds: int | None
     backoff_base_seconds: float
     backoff_max_seconds: float
+    start_within_seconds: float | None = Field(
+        description="Start deadline of a submit that sets none; null: no deadline."
+    )
 
 
 class JobTypeOut(BaseModel):
@@ -58,6 +61,7 @@ class JobTypeOut(BaseModel):
                 result_ttl_seconds=job_type.result_ttl_seconds,
                 backoff_base_seconds=job_type.backoff.base_seconds,
                 backoff_max_seconds=job_type.backoff.max_seconds,
+                start_within_seconds=job_type.start_within_seconds,
             ),
             args_schema=job_type.args.model_json_schema(),
             result_schema=job_type.result.model_json_schema(),

@@ -93,6 +93,9 @@ class JobType(Generic[A, R]):
     `timeout_seconds` (the seeds' 280 s soft / 300 s hard). A per-submit timeout keeps the
     same grace between the two."""
     backoff: Backoff = field(default_factory=Backoff)
+    start_within_seconds: float | None = None
+    """A start deadline for submits that set none: a job not started within this many seconds
+    of when it may start ends `expired` without running (`docs/flow-control.md`)."""
     result_ttl_seconds: int | None = None
     """How long a finished job stays readable; None: the `result_ttl_seconds` setting."""
     is_internal: bool = False
@@ -127,6 +130,8 @@ class JobType(Generic[A, R]):
 
     def __post_init__(self) -> None:
         self._settle_queues()
+        if self.start_within_seconds is not None and not self.start_within_seconds > 0:
+            raise ValueError(f"job type {self.name!r}: start_within_seconds must be positive")
         for example in self.examples:
             # A wrong example is a programming error: fail at import, not in a caller's hands.
             self.args.model_validate(example)
@@ -275,9 +280,13 @@ HEALTH_CHECK = job_type(
     "health_check",
     args=NoArgs,
     result=HealthCheckResult,
-    description="Prove that a worker is consuming jobs.",
+    description=(
+        "Prove that a worker is consuming jobs. Not started within 5 minutes, it expires: a"
+        " late answer would prove nothing, and the schedule submits a new one by then."
+    ),
     timeout_seconds=30.0,
     max_tries=1,
+    start_within_seconds=300.0,
     examples=({},),
 )
 

@@ -121,6 +121,8 @@ class Job(Base):
     retried_by: Mapped[uuid.UUID | None] = mapped_column(UUID)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     scheduled_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    start_by: Mapped[datetime | None] = mapped_column(Timestamp)
+    """Its start deadline: not started by then, it ends `expired` (`shared.jobs.deadlines`)."""
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -153,6 +155,12 @@ class Job(Base):
         # What the reconciler and the retention purge scan: waiting jobs, and finished ones.
         Index("ix_job_waiting", "status", postgresql_where=text(f"status IN ({_WAITING})")),
         Index(None, "expires_at", postgresql_where=text("expires_at IS NOT NULL")),
+        # What the deadline sweep scans: waiting jobs with a start deadline, soonest first.
+        Index(
+            "ix_job_start_by",
+            "start_by",
+            postgresql_where=text(f"start_by IS NOT NULL AND status IN ({_WAITING})"),
+        ),
         # One current job per workflow step (a retried step's old job points at its re-run);
         # also how a workflow's steps are found.
         Index(

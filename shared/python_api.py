@@ -48,7 +48,7 @@ POLL_SECONDS = (0.01, 0.02, 0.05, 0.1, 0.2)
 
 
 class JobDidNotSucceed(RuntimeError):
-    """The job ended `failed` or `cancelled`; `status` and `error` say how."""
+    """The job ended `failed`, `cancelled` or `expired`; `status` and `error` say how."""
 
     def __init__(self, job: Job) -> None:
         self.status = JobStatus(job.status)
@@ -132,7 +132,8 @@ class Jobgate:
         idempotency_key: str | None = None,
         **options: Any,
     ) -> JobHandle[R]:
-        """Submit one job, as `POST /jobs/{name}` would; `options`: other `SubmitOptions`."""
+        """Submit one job, as `POST /jobs/{name}` would; `options`: other `SubmitOptions`
+        (`start_by=`, `start_within_seconds=`, `max_tries=`, ...)."""
         valid_args = job_type.args.model_validate(args)
         delay_seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
         submit_options = SubmitOptions(

@@ -121,6 +121,7 @@ TESTING_JOB_CODE = Example(DOCS / "clients.md", "Testing job code", "python")
 WORKFLOWS = Example(DOCS / "workflows.md", "", "json")
 QUEUE_NOT_ALLOWED = Example(DOCS / "flow-control.md", "Choose a job's queue", "json")
 ATTEMPT_HISTORY_CURL = Example(DOCS / "flow-control.md", "Attempt history", "sh")
+START_DEADLINE_CURL = Example(DOCS / "flow-control.md", "Start deadlines", "sh")
 
 RUN_EXAMPLES = (
     FIRST_JOB_CURL,
@@ -131,5 +132,6 @@ RUN_EXAMPLES = (
     WORKFLOWS,
     QUEUE_NOT_ALLOWED,
     ATTEMPT_HISTORY_CURL,
+    START_DEADLINE_CURL,
 )
 """Every example a test runs (or compares with what it runs), by page and heading."""

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.jobs.retention import Retention
+from shared.jobs.rows import JobKey
+from shared.jobs.status_changes import claim_jobs
+from shared.models import Job
 from shared.tenants import tenancy
 from shared.tenants.apikeys import Scope
 
@@ -78,6 +84,23 @@ async def wait_for_status(
             return job
         if remaining <= 0:
             raise AssertionError(f"job {job_id} is {job['status']}, not {statuses}: {job}")
+
+
+async def expire_job(
+    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: str, job_id: str
+) -> None:
+    """Let a waiting job's start deadline pass, then have a worker's claim find it: it ends
+    `expired`, as a job picked up too late does."""
+    async with sessionmaker() as session:
+        await session.execute(
+            update(Job)
+            .where(Job.id == uuid.UUID(job_id))
+            .values(start_by=func.now() - timedelta(seconds=1))
+        )
+        await session.commit()
+    key = JobKey(uuid.UUID(tenant_id), uuid.UUID(job_id))
+    (claimed,) = await claim_jobs(sessionmaker.kw["bind"], [key], retention=Retention(3600, {}))
+    assert claimed.status == "expired", claimed
 
 
 def max_overlap(jobs: Sequence[dict[str, Any]]) -> int:

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
+from shared.keys import RECONCILER_LOCK
 from tests.factories import auth
 
 POLL_INTERVAL_SECONDS = 0.02
@@ -45,4 +47,14 @@ async def poll_job(
             return job
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} never matched within {timeout} s: {job}")
+        await asyncio.sleep(POLL_INTERVAL_SECONDS)
+
+
+async def reconciler_pass_began(redis: Redis, *, timeout: float = 10) -> None:
+    """Wait until some worker's reconciler pass has begun (it holds the pass's lock for an
+    interval): a worker runs one as it starts, its deadline sweep first."""
+    deadline = time.monotonic() + timeout
+    while not await redis.exists(RECONCILER_LOCK):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no reconciler pass began within {timeout} s")
         await asyncio.sleep(POLL_INTERVAL_SECONDS)

@@ -34,7 +34,8 @@ log = structlog.get_logger("jobgate.worker")
 @dataclass(frozen=True)
 class Claimed:
     """The outcome of a claim made before `run_job` (`worker.loop` claims a poll's jobs at
-    once): the job, now running, or None if it was not waiting."""
+    once): the job, now running (or `expired`: past its start deadline), or None if it was
+    not waiting."""
 
     job: ClaimedJob | None
 
@@ -53,7 +54,10 @@ async def claim_together(ctx: WorkerContext, taken: list[Taken]) -> dict[str, Cl
         if not await needs_admission(ctx, job, tenant_id):
             keys.append(JobKey(tenant_id, uuid.UUID(job.job_id)))
     claimed = await claim_jobs(
-        ctx["engine"], keys, lost_attempts_allowed=ctx["settings"].worker_lost_attempts_allowed
+        ctx["engine"],
+        keys,
+        retention=ctx["retention"],
+        lost_attempts_allowed=ctx["settings"].worker_lost_attempts_allowed,
     )
     by_id = {str(job.id): job for job in claimed}
     return {str(key.job_id): Claimed(by_id.get(str(key.job_id))) for key in keys}
@@ -89,6 +93,7 @@ async def claim(ctx: JobRunContext, tenant_id: uuid.UUID, job_id: uuid.UUID) -> 
     claimed = await claim_jobs(
         ctx["engine"],
         [JobKey(tenant_id, job_id)],
+        retention=ctx["retention"],
         lost_attempts_allowed=ctx["settings"].worker_lost_attempts_allowed,
     )
     return claimed[0] if claimed else None

@@ -23,6 +23,7 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.jobs.enqueue import Delivery
+    from shared.jobs.retention import Retention
     from shared.jobs.status_changes import Success
     from worker.binding import Binding
     from worker.circuit import CircuitBreaker, Circuits
@@ -46,6 +47,8 @@ class WorkerContext(TypedDict):
     autocommit_sessionmaker: async_sessionmaker[AsyncSession]
     """Sessions without BEGIN/COMMIT, for the runner's single-statement status changes."""
     bindings: dict[str, Binding]
+    retention: Retention
+    """How long jobs of each bound type are kept once they end (an expiry in SQL needs it)."""
     worker_name: str
     system_tenant_id: uuid.UUID
     quotas: TenantQuotas
@@ -139,7 +142,8 @@ class SoftTimeLimitExceeded(TimeoutError):
 class JobOutcome:
     """How an attempt ended, as lifecycle hooks see it (after it is recorded)."""
 
-    status: Literal["succeeded", "retrying", "failed"]
+    status: Literal["succeeded", "retrying", "failed", "expired"]
+    """`expired`: the retry would have started after the job's start deadline."""
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     retry_at: datetime | None = None

@@ -39,6 +39,11 @@ JOBS_CANCELLED = Counter(
     "Jobs cancelled (the gateway counts waiting ones, workers running ones).",
     ["job_type", "queue"],
 )
+JOBS_EXPIRED = Counter(
+    "jobgate_jobs_expired_total",
+    "Jobs that ended `expired`: not started by their start deadline, by job type.",
+    ["job_type", "queue"],
+)
 JOB_DURATION = Histogram(
     "jobgate_job_run_seconds",
     "Time an attempt spent in its job function, by job type.",
@@ -88,11 +93,13 @@ def record_start(job: ClaimedJob) -> None:
 
 
 def record_outcome(job: ClaimedJob, outcome: str, error_type: str | None = None) -> None:
-    """An attempt's outcome (`succeeded`, `retrying`, `failed`, `cancelled`) was recorded."""
+    """An outcome (`succeeded`, `retrying`, `failed`, `cancelled`, `expired`) was recorded."""
     if outcome == "succeeded":
         _succeeded(job.name, job.queue).inc()
     elif outcome == "cancelled":
         JOBS_CANCELLED.labels(job.name, job.queue).inc()
+    elif outcome == "expired":
+        JOBS_EXPIRED.labels(job.name, job.queue).inc()
     else:
         counter = JOBS_FAILED if outcome == "failed" else JOBS_RETRIED
         counter.labels(job.name, job.queue, error_type or "unknown").inc()

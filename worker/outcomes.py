@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
-from shared.jobs import status_changes, store
+from shared.jobs import deadlines, status_changes, store
 from shared.jobs.attempt_sql import RanAttempt
 from shared.jobs.enqueue import Delivery, enqueue
 from shared.jobs.retention import expires_at
@@ -26,6 +26,7 @@ from shared.jobs.status_changes import Success
 from worker.attempt import HandedBack, JobFailure
 from worker.binding import Binding
 from worker.context import JobContext, JobOutcome, JobRunContext
+from worker.deadlines import expire_instead_of_retry
 from worker.metrics import record_outcome
 from worker.platform_failures import until_written
 from worker.quota import give_back_slot
@@ -45,6 +46,7 @@ async def run_hook(binding: Binding, context: JobContext, outcome: JobOutcome) -
         "succeeded": binding.hooks.on_success,
         "retrying": binding.hooks.on_retry,
         "failed": binding.hooks.on_failure,
+        "expired": binding.hooks.on_failure,  # its retry came too late: a failure all the same
     }[outcome.status]
     if hook is None:
         return
@@ -78,12 +80,15 @@ async def record_success(
 
 async def record_failure(
     ctx: JobRunContext, binding: Binding, job: ClaimedJob, failure: JobFailure
-) -> Delivery | None:
-    """Record a retry if one is allowed (returning its delivery), else fail the job for good."""
+) -> JobOutcome:
+    """Record a retry if one is allowed (its delivery left in `ctx["reschedule"]`), else fail
+    the job for good; a retry that would start after the job's start deadline expires it."""
     will_retry = failure.is_retryable and job.attempts < job.max_tries
     retry_at = datetime.now(UTC) + timedelta(
         seconds=failure.retry_delay_seconds(binding.job_type.backoff, job.attempts)
     )
+    if will_retry and deadlines.is_too_late(job.start_by, retry_at):
+        return await expire_instead_of_retry(ctx, binding, job, failure, retry_at)
     outcome = "retrying" if will_retry else "failed"
 
     async def write() -> None:
@@ -114,7 +119,10 @@ async def record_failure(
     log.warning(
         f"job.{outcome}", job_type=job.name, attempt=job.attempts, error_type=failure.error["type"]
     )
-    return replace(delivery_of(job), run_at=retry_at) if will_retry else None
+    if not will_retry:
+        return JobOutcome("failed", error=failure.error)
+    ctx["reschedule"] = replace(delivery_of(job), run_at=retry_at)
+    return JobOutcome("retrying", error=failure.error, retry_at=retry_at)
 
 
 async def hand_back(

@@ -9,6 +9,8 @@ runs a pass per interval (a Redis lock), and rows younger than the grace period 
 the submit that is still enqueueing them. The same pass advances workflows whose last advance
 was lost (`worker.workflow_advance.redrive_workflows`), and first rewrites Redis's list of
 paused queues from PostgreSQL (`shared.jobs.queue_pauses`), so no job it re-enqueues starts on one.
+Before all that, it expires waiting jobs past their start deadline (`worker.deadlines`), which
+no worker may have picked up (a paused queue, no worker for their queue).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.errors import DependencyUnavailable
 from shared.jobs.enqueue import enqueue
 from shared.jobs.queue_pauses import mirror_pauses
 from shared.jobs.rows import delivery_of
@@ -31,6 +34,7 @@ from shared.keys import RECONCILER_LOCK, in_progress_key, job_key
 from shared.models import Job
 from shared.redis import LuaScript
 from shared.status import WAITING, JobStatus
+from worker.deadlines import DeadlineSweep
 from worker.workflow_advance import redrive_workflows
 
 log = structlog.get_logger("jobgate.worker")
@@ -98,15 +102,19 @@ async def reconcile_forever(
     *,
     interval_seconds: float,
     grace_seconds: float,
+    sweep: DeadlineSweep,
 ) -> None:
     """A pass every `interval_seconds`, by whichever worker takes the lock first."""
     while True:
         try:
             if await redis.set(RECONCILER_LOCK, "1", nx=True, px=int(interval_seconds * 1000)):
+                await sweep.run()  # first: no job past its deadline is put back on a queue
                 restored = await reconcile_once(sessionmaker, redis, grace_seconds=grace_seconds)
                 restored += await redrive_workflows(sessionmaker, redis)
                 if restored:
                     log.warning("reconciler.restored", jobs=restored)
-        except (RedisError, OSError, DBAPIError) as exc:
+        except (RedisError, OSError, DBAPIError, DependencyUnavailable) as exc:
+            # DependencyUnavailable: what raw statements (the sweep) and the enqueue script
+            # raise for the same outages. The next pass carries on.
             log.warning("reconciler.failed", error=type(exc).__name__)
         await asyncio.sleep(interval_seconds)

@@ -16,10 +16,12 @@ import uuid
 import structlog
 
 from shared.jobs.rows import ClaimedJob
+from shared.status import JobStatus
 from worker.admission import Claimed, admit, claim, fail_if_lost_too_often
 from worker.attempt import HandedBack, JobFailure, attempt, job_context_of
 from worker.binding import Binding
 from worker.context import JobContext, JobOutcome, JobRunContext
+from worker.deadlines import after_claim_expiry
 from worker.job_observation import JobObservation
 from worker.metrics import JOB_DURATION, record_start
 from worker.outcomes import hand_back, record_failure, record_if_aborted, record_success, run_hook
@@ -43,6 +45,9 @@ async def run_job(ctx: JobRunContext, *, tenant_id: str, claimed: Claimed | None
         if job is None:
             if not await fail_if_lost_too_often(ctx, tenant, job_id):
                 log.info("job.skipped", reason="not waiting (finished, cancelled or unknown)")
+            return
+        if job.status == JobStatus.EXPIRED:  # past its start deadline: the claim ended it
+            await after_claim_expiry(ctx, job)
             return
         observed.claimed(job)
         binding = ctx["bindings"][job.name]
@@ -78,11 +83,7 @@ async def _run_and_record(
             ctx["reschedule"] = await hand_back(ctx, job, handed_back)
             return None
         except JobFailure as failure:
-            retry = await record_failure(ctx, binding, job, failure)
-            if retry is None:
-                return JobOutcome("failed", error=failure.error)
-            ctx["reschedule"] = retry
-            return JobOutcome("retrying", error=failure.error, retry_at=retry.run_at)
+            return await record_failure(ctx, binding, job, failure)
         else:
             await record_success(ctx, binding, job, result)
             return JobOutcome("succeeded", result=result)

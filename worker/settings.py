@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.contracts import DEFAULT_QUEUE, Registry, load_contracts
 from shared.db import create_engine, create_sessionmaker
+from shared.jobs.retention import Retention
 from shared.jobs.schedules import SCHEDULES, SYSTEM_TENANT
 from shared.jobs.status_changes import Success, record_successes
 from shared.keys import queue_key
@@ -28,6 +29,7 @@ from shared.tracing import configure_tracing
 from worker.binding import Binding, load_bindings
 from worker.context import JobRunContext, WorkerContext
 from worker.cron import schedule_forever
+from worker.deadlines import DeadlineSweep
 from worker.group_commit import GroupCommit
 from worker.lease import Leases
 from worker.quota import TenantQuotas
@@ -66,6 +68,7 @@ def _on_startup(
         async with sessionmaker() as session:
             system_tenant_id = await ensure_tenant(session, name=SYSTEM_TENANT)
         leases = Leases(ctx["redis"], settings.worker_lease_seconds)
+        retention = Retention.of([binding.job_type for binding in bindings.values()], settings)
         background = [
             asyncio.create_task(leases.renew_forever(), name="jobgate-leases"),
             asyncio.create_task(
@@ -81,6 +84,7 @@ def _on_startup(
                     ctx["redis"],
                     interval_seconds=settings.reconcile_interval_seconds,
                     grace_seconds=settings.reconcile_grace_seconds,
+                    sweep=DeadlineSweep(engine, sessionmaker, ctx["redis"], retention),
                 ),
                 name="jobgate-reconciler",
             ),
@@ -105,6 +109,7 @@ def _on_startup(
                 engine.execution_options(isolation_level="AUTOCOMMIT")
             ),
             bindings=bindings,
+            retention=retention,
             leases=leases,
             successes=_success_recorder(engine),
             worker_name=worker_name(),

@@ -62,7 +62,7 @@ async def cancel_job(
     "/jobs/{job_id}/retry",
     status_code=201,
     operation_id="retry_job",
-    summary="Re-run a failed or cancelled job",
+    summary="Re-run a failed, cancelled or expired job",
     responses=RETRY_PROBLEMS,
 )
 async def retry_job(
@@ -73,7 +73,8 @@ async def retry_job(
     resources: ResourcesDep,
     response: Response,
 ) -> JobOut:
-    """Re-run a failed or cancelled job as a new job with the same args (201, linked both ways).
+    """Re-run a failed, cancelled or expired job as a new job with the same args (201, linked
+    both ways). The new job's start deadline is its type's default, counted from now, or none.
 
     A step of a workflow is re-run by retrying its workflow (`POST /workflows/{id}/retry`):
     here it is a 409. The new job takes a token of the tenant's rate limit, as a submit does.

@@ -15,7 +15,7 @@ from gateway.streaming import PING_INTERVAL_SECONDS, open_job_stream
 STREAM_DESCRIPTION = f"""\
 A `text/event-stream` (Server-Sent Events). The first event is the job as it is now; then one
 event follows each change, and the stream ends after the event carrying a terminal status
-(`succeeded`, `failed`, `cancelled`). A job that is already terminal gives one event.
+(`succeeded`, `failed`, `cancelled`, `expired`). A job that is already terminal gives one event.
 
 Each event has
 - `event: status` when the status changed (and for the first event), `event: progress` when

@@ -142,7 +142,8 @@ async def retry_workflow(
     redis: RedisDep,
     resources: ResourcesDep,
 ) -> WorkflowOut:
-    """Resume a failed or cancelled workflow from its failed steps; succeeded ones are kept.
+    """Resume a failed or cancelled workflow from its failed, cancelled or expired steps;
+    succeeded ones are kept.
 
     Each re-run step takes a token of the tenant's rate limit (429 when short: nothing re-run);
     Redis refusing the new jobs is a 503 that leaves the workflow as it was.

@@ -55,7 +55,7 @@ class ThroughputChart:
 
 
 def throughput_chart(buckets: Sequence[ThroughputBucket]) -> ThroughputChart:
-    """Stacked bars (succeeded, failed, cancelled) for each bucket, scaled to the busiest."""
+    """Stacked bars (succeeded, failed, cancelled, expired) per bucket, scaled to the busiest."""
     plot_height = HEIGHT - AXIS_HEIGHT
     peak = max((bucket.total for bucket in buckets), default=0)
     slot = WIDTH / max(len(buckets), 1)
@@ -67,6 +67,7 @@ def throughput_chart(buckets: Sequence[ThroughputBucket]) -> ThroughputChart:
             ("succeeded", bucket.succeeded),
             ("failed", bucket.failed),
             ("cancelled", bucket.cancelled),
+            ("expired", bucket.expired),
         ):
             height = 0.0 if peak == 0 else count / peak * (plot_height - 4)
             bottom -= height
@@ -75,7 +76,7 @@ def throughput_chart(buckets: Sequence[ThroughputBucket]) -> ThroughputChart:
         label = bucket.start.strftime("%H:%M")
         title = (
             f"{label} UTC: {bucket.succeeded} succeeded, {bucket.failed} failed,"
-            f" {bucket.cancelled} cancelled"
+            f" {bucket.cancelled} cancelled, {bucket.expired} expired"
         )
         bars.append(
             Bar(

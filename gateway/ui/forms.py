@@ -180,12 +180,13 @@ def validate_options(
         raw = form.get(f"options.{name}", "")
         if isinstance(raw, str) and raw:
             data[name] = raw
-    delay = form.get("options.delay_seconds", "")
-    if isinstance(delay, str) and delay.strip():
-        seconds = _seconds(delay)
-        if isinstance(seconds, str):
-            return None, {"options.delay_seconds": seconds}
-        data["delay_seconds"] = seconds
+    for name in ("delay_seconds", "start_within_seconds"):
+        typed = form.get(f"options.{name}", "")
+        if isinstance(typed, str) and typed.strip():
+            seconds = _seconds(typed)
+            if isinstance(seconds, str):
+                return None, {f"options.{name}": seconds}
+            data[name] = seconds
     labels = _labels(str(form.get("options.labels", "")))
     if isinstance(labels, str):
         return None, {"options.labels": labels}

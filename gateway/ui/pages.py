@@ -24,7 +24,7 @@ from shared.jobs.queue_stats import read_queue_stats
 from shared.jobs.schedules import SCHEDULES
 from shared.models import Job
 from shared.presence import alive_workers
-from shared.status import JobStatus
+from shared.status import UNSUCCESSFUL, JobStatus
 from shared.tenants.apikeys import Scope
 
 router = APIRouter()
@@ -135,7 +135,7 @@ async def _job_context(
         "attempts": history.attempts,
         "is_terminal": status.is_terminal,
         "can_cancel": not status.is_terminal and viewer.can(Scope.CANCEL),
-        "can_retry": job.status in ("failed", "cancelled")
+        "can_retry": status in UNSUCCESSFUL
         and job.retried_by is None
         and job.workflow_id is None  # a step is re-run by retrying its workflow
         and viewer.can(Scope.SUBMIT),

@@ -83,10 +83,11 @@ class ThroughputBucket:
     succeeded: int
     failed: int
     cancelled: int
+    expired: int
 
     @property
     def total(self) -> int:
-        return self.succeeded + self.failed + self.cancelled
+        return self.succeeded + self.failed + self.cancelled + self.expired
 
 
 async def throughput(
@@ -105,6 +106,7 @@ async def throughput(
             func.count().filter(Job.status == JobStatus.SUCCEEDED.value),
             func.count().filter(Job.status == JobStatus.FAILED.value),
             func.count().filter(Job.status == JobStatus.CANCELLED.value),
+            func.count().filter(Job.status == JobStatus.EXPIRED.value),
         )
         .where(*_tenant_condition(tenant), Job.finished_at >= since)
         .group_by(start)
@@ -114,7 +116,7 @@ async def throughput(
     for index in range(buckets):
         at = since + index * bucket
         row = found.get(at)
-        counts = (0, 0, 0) if row is None else (row[1], row[2], row[3])
+        counts = (0, 0, 0, 0) if row is None else (row[1], row[2], row[3], row[4])
         result.append(ThroughputBucket(at, *counts))
     return result
 

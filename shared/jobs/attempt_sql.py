@@ -69,12 +69,32 @@ class RanAttempt:
         }
 
 
-def attempt_of_moved(moved: CTE, outcome: JobStatus) -> CTE:
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """How a statement that moves a job records the attempt, when the attempt's outcome is not
+    the job's new status: a failed attempt whose retry would start after the job's start
+    deadline moves the job to `expired`, yet the attempt itself `failed`, with its own error
+    (bound as `p_attempt_error_type`, `p_attempt_error_message`), not the job's new one."""
+
+    outcome: JobStatus
+    own_error: bool = False
+
+
+def attempt_of_moved(moved: CTE, record: AttemptRecord) -> CTE:
     """The attempt's row, inserted by a `status_sql.transition_statement` that moved the job.
 
-    `moved` is that statement's `UPDATE ... RETURNING` CTE: one row if it moved the job to
-    `outcome`, none otherwise. The error is the one the statement just wrote on the job.
+    `moved` is that statement's `UPDATE ... RETURNING` CTE: one row if it moved the job, none
+    otherwise. The error is the one the statement just wrote on the job, unless the record
+    brings the attempt's own.
     """
+    error_type, error_message = (
+        (
+            bindparam("p_attempt_error_type", type_=Text()),
+            bindparam("p_attempt_error_message", type_=Text()),
+        )
+        if record.own_error
+        else (moved.c.error["type"].astext, moved.c.error["message"].astext)
+    )
     ran = select(
         moved.c.id,
         bindparam("p_attempt_number", type_=Integer()),
@@ -82,9 +102,9 @@ def attempt_of_moved(moved: CTE, outcome: JobStatus) -> CTE:
         bindparam("p_attempt_started_at", type_=DateTime(timezone=True)),
         func.now(),
         # Our own status name, not input; a literal keeps the cached statement parameter-free.
-        literal_column(f"'{outcome.value}'"),
-        moved.c.error["type"].astext,
-        moved.c.error["message"].astext,
+        literal_column(f"'{record.outcome.value}'"),
+        error_type,
+        error_message,
     )
     return (
         insert(JobAttempt)

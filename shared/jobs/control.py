@@ -27,6 +27,7 @@ from shared.jobs.rows import delivery_of
 from shared.jobs.submit import InSession, SubmitOptions, create_jobs, job_values
 from shared.models import Job
 from shared.settings import Settings
+from shared.status import UNSUCCESSFUL
 from shared.tenants.ratelimit import RateLimit, charge
 
 
@@ -80,16 +81,21 @@ async def retry_job(
     registry: Registry,
     rate: RateLimit | None,
 ) -> Job:
-    """Re-run a failed or cancelled job as a new job with the same args, linked both ways.
+    """Re-run a failed, cancelled or expired job as a new job with the same args, linked both
+    ways.
 
     A re-run creates a job for the tenant: it takes a token of `rate` (the tenant's limit; None
     for callers not charged), once the job is known to be re-runnable, before anything is
-    stored (`RateLimited` stores nothing).
+    stored (`RateLimited` stores nothing). Its start deadline is the one a submit without
+    options gets (the job type's `start_within_seconds` from now, or none), never the old
+    job's: someone asked for it to run now.
     """
     old = await store.get_job(session, tenant_id=tenant_id, job_id=job_id)
-    if old.status not in ("failed", "cancelled") or old.retried_by is not None:
+    if old.status not in UNSUCCESSFUL or old.retried_by is not None:
         reason = "was already re-run" if old.retried_by else f"is {old.status}"
-        raise JobStateConflict(f"Only failed or cancelled jobs can be re-run; this one {reason}.")
+        raise JobStateConflict(
+            f"Only failed, cancelled or expired jobs can be re-run; this one {reason}."
+        )
     if old.workflow_id is not None:
         # Re-run alone, its workflow (already failed) would never hear of the new job.
         raise JobStateConflict(

@@ -75,6 +75,16 @@ async def failed_jobs(
     return list(result.scalars())
 
 
+async def expired_jobs(session: AsyncSession, *, limit: int = 100) -> list[Job]:
+    """Jobs that ended `expired` (not started by their deadline), newest first, across tenants.
+
+    Not the dead-letter view: nothing went wrong with their code, they waited too long.
+    """
+    stmt = select(Job).where(Job.status == JobStatus.EXPIRED.value)
+    result = await session.execute(stmt.order_by(Job.id.desc()).limit(limit))
+    return list(result.scalars())
+
+
 async def running_jobs(session: AsyncSession, *, limit: int = 100) -> list[Job]:
     """Jobs running now across tenants, longest-running first (`jobgate inspect`)."""
     stmt = (

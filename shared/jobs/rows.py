@@ -49,6 +49,7 @@ class ClaimedJob:
     timeout_seconds: float
     created_at: datetime
     scheduled_at: datetime | None
+    start_by: datetime | None
     started_at: datetime | None
     traceparent: str | None
     workflow_id: uuid.UUID | None

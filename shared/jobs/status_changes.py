@@ -40,8 +40,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.ids import new_id
-from shared.jobs.attempt_sql import RanAttempt
+from shared.jobs.attempt_sql import AttemptRecord, RanAttempt
 from shared.jobs.raw_sql import fetch, row_parameters
+from shared.jobs.retention import Retention
 from shared.jobs.rows import ClaimedJob, JobKey
 from shared.jobs.status_sql import (
     CLAIM_SQL,
@@ -50,7 +51,7 @@ from shared.jobs.status_sql import (
     transition_statement,
 )
 from shared.models import Job
-from shared.status import WAITING, JobStatus
+from shared.status import UNSUCCESSFUL, WAITING, JobStatus
 from shared.webhooks import deliveries
 
 _PURGED_TTL_SECONDS = 3600
@@ -213,6 +214,44 @@ async def record_failure(
 
 
 @functools.cache
+def _expire_running_statement() -> Select[Job]:
+    return transition_statement(
+        JobStatus.EXPIRED,
+        from_=frozenset({JobStatus.RUNNING}),
+        records_attempt=AttemptRecord(JobStatus.FAILED, own_error=True),
+        error=bound("error"),
+        finished_at=func.now(),
+        expires_at=bound("expires_at"),
+    )
+
+
+async def expire_instead_of_retry(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    error: dict[str, Any],
+    expires_at: datetime,
+    attempt: RanAttempt,
+    attempt_error: dict[str, Any],
+) -> Job | None:
+    """The running job failed `attempt` (with `attempt_error`) and its retry would start after
+    its start deadline: it ends `expired` with `error` (see `shared.jobs.deadlines`), and the
+    attempt is recorded `failed` with its own error."""
+    return await _transition(
+        session,
+        _expire_running_statement(),
+        tenant_id=tenant_id,
+        job_id=job_id,
+        error=error,
+        expires_at=expires_at,
+        attempt_error_type=attempt_error["type"],
+        attempt_error_message=attempt_error["message"],
+        **attempt.parameters(),
+    )
+
+
+@functools.cache
 def _cancel_waiting_statement() -> Select[Job]:
     return transition_statement(
         JobStatus.CANCELLED,
@@ -288,13 +327,14 @@ async def record_cancelled(
 async def link_retry(
     session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, retried_by: uuid.UUID
 ) -> bool:
-    """Point a failed or cancelled job at its re-run; False if not allowed or already linked."""
+    """Point a job that ended without a result at its re-run; False if not allowed or already
+    linked."""
     result = await session.execute(
         update(Job)
         .where(
             Job.tenant_id == tenant_id,
             Job.id == job_id,
-            Job.status.in_([JobStatus.FAILED.value, JobStatus.CANCELLED.value]),
+            Job.status.in_([status.value for status in UNSUCCESSFUL]),
             Job.retried_by.is_(None),
         )
         .values(retried_by=retried_by)
@@ -306,7 +346,7 @@ async def link_retry(
 async def link_step_retry(
     session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, retried_by: uuid.UUID
 ) -> None:
-    """Point a workflow step's failed or cancelled job at its re-run (the workflow is locked)."""
+    """Point a workflow step's unsuccessful job at its re-run (the workflow is locked)."""
     await session.execute(
         update(Job)
         .where(Job.tenant_id == tenant_id, Job.id == job_id)
@@ -357,7 +397,11 @@ class Success:
 
 
 async def claim_jobs(
-    engine: AsyncEngine, keys: Sequence[JobKey], *, lost_attempts_allowed: int | None = None
+    engine: AsyncEngine,
+    keys: Sequence[JobKey],
+    *,
+    retention: Retention,
+    lost_attempts_allowed: int | None = None,
 ) -> list[ClaimedJob]:
     """Mark these waiting (or re-delivered running) jobs running and count an attempt each.
 
@@ -365,7 +409,8 @@ async def claim_jobs(
     out. A `running` job is re-delivered when its worker died mid-attempt; with
     `lost_attempts_allowed` that is accepted only while its attempts stay below
     `max_tries + lost_attempts_allowed`, so a job that kills every worker cannot loop forever
-    (`fail_lost_job` ends it).
+    (`fail_lost_job` ends it). A job past its start deadline is returned `expired` instead
+    (kept for `retention`), its attempts unchanged: it never starts.
     """
     if not keys:
         return []
@@ -378,6 +423,8 @@ async def claim_jobs(
         CLAIM_SQL[one_row],
         *row_parameters(columns, one_row=one_row),
         lost_attempts_allowed,
+        retention.by_type_json,
+        retention.default_seconds,
     )
     return [ClaimedJob(*row) for row in rows]
 

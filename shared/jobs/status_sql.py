@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 
 from shared.jobs import attempt_sql
+from shared.jobs.deadline_sql import EXPIRED_ERROR, NEW_ID, OVERDUE, if_overdue, retention
 from shared.jobs.raw_sql import row_source
 from shared.jobs.rows import CLAIMED_COLUMNS
 from shared.models import Job, WebhookDelivery
@@ -34,7 +35,7 @@ def transition_statement(
     *,
     from_: frozenset[JobStatus] | None = None,
     when: ColumnElement[bool] | None = None,
-    records_attempt: bool = False,
+    records_attempt: bool | attempt_sql.AttemptRecord = False,
     **values: Any,
 ) -> Select[Job]:
     """The one statement that moves a job to `to` if its status (and `when`) allows it.
@@ -44,7 +45,8 @@ def transition_statement(
     also records the job's webhook delivery in the same statement (`WITH moved AS (UPDATE ...
     RETURNING ...) INSERT INTO webhook_delivery ... FROM moved`), so it stays atomic without a
     transaction of its own (the worker runs these in autocommit). With `records_attempt`, the
-    worker's attempt is recorded in it too (`attempt_sql.attempt_of_moved`).
+    worker's attempt is recorded in it too (`attempt_sql.attempt_of_moved`), its outcome the
+    job's new status unless an `AttemptRecord` says otherwise.
     """
     allowed = ALLOWED_FROM[to] if from_ is None else from_
     table = cast(Table, Job.__table__)
@@ -64,7 +66,12 @@ def transition_statement(
     if to.is_terminal:
         stmt = stmt.add_cte(deliveries.deliveries_of_moved(moved))
     if records_attempt:
-        stmt = stmt.add_cte(attempt_sql.attempt_of_moved(moved, to))
+        record = (
+            records_attempt
+            if isinstance(records_attempt, attempt_sql.AttemptRecord)
+            else attempt_sql.AttemptRecord(to)
+        )
+        stmt = stmt.add_cte(attempt_sql.attempt_of_moved(moved, record))
     return stmt.execution_options(populate_existing=True)
 
 
@@ -101,22 +108,38 @@ _RETURNED = ", ".join(f"job.{Job.__table__.c[name].name}" for name in CLAIMED_CO
 # commit, flushes it forgets the claim; the row is `queued` again, its worker's outcome then
 # matches nothing, and the job runs again from the queue with that start uncounted: at least
 # once, no job lost. Every other write (submit, outcomes, cancel) stays synchronous.
+#
+# A job past its start deadline is not started but ends `expired` in the same UPDATE (its
+# webhook owed with it, `owed`): a claim and the deadline sweep both lock the row, so exactly
+# one of them ends it, and a job whose deadline passed never runs however it is picked up.
+# $4, $5: the retention of the jobs that expire.
 def _claim_sql(one_row: bool) -> str:
     taken = row_source(["uuid", "uuid"], first=1, one_row=one_row)
     return f"""
 WITH taken AS (
     SELECT * FROM {taken} AS taken (tenant_id, id)
     WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
+), claimed AS (
+    UPDATE {_JOB} AS job
+    SET status = {if_overdue(f"'{JobStatus.EXPIRED.value}'", f"'{JobStatus.RUNNING.value}'")},
+        attempts = job.attempts + {if_overdue("0", "1")},
+        started_at = {if_overdue("job.started_at", "now()")},
+        progress = {if_overdue("job.progress", "NULL")},
+        error = {if_overdue(EXPIRED_ERROR, "job.error")},
+        finished_at = {if_overdue("now()", "job.finished_at")},
+        expires_at = {if_overdue(retention("$4", "$5"), "job.expires_at")}
+    FROM taken
+    WHERE job.tenant_id = taken.tenant_id AND job.id = taken.id
+      AND job.status IN ({_statuses(JobStatus.RUNNING)})
+      AND (job.status <> '{JobStatus.RUNNING.value}' OR $3::integer IS NULL
+           OR job.attempts < job.max_tries + $3::integer OR {OVERDUE})
+    RETURNING {_RETURNED}, job.webhook_url
+), owed AS (
+    INSERT INTO {_DELIVERY} (id, tenant_id, job_id, url)
+    SELECT {NEW_ID}, tenant_id, id, webhook_url FROM claimed
+    WHERE status = '{JobStatus.EXPIRED.value}' AND webhook_url IS NOT NULL
 )
-UPDATE {_JOB} AS job
-SET status = '{JobStatus.RUNNING.value}', attempts = job.attempts + 1, started_at = now(),
-    progress = NULL
-FROM taken
-WHERE job.tenant_id = taken.tenant_id AND job.id = taken.id
-  AND job.status IN ({_statuses(JobStatus.RUNNING)})
-  AND (job.status <> '{JobStatus.RUNNING.value}' OR $3::integer IS NULL
-       OR job.attempts < job.max_tries + $3::integer)
-RETURNING {_RETURNED}
+SELECT {", ".join(CLAIMED_COLUMNS)} FROM claimed
 """  # noqa: S608
 
 

@@ -37,6 +37,7 @@ from pydantic import (
     Field,
     StringConstraints,
     UrlConstraints,
+    ValidationInfo,
     model_validator,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -77,6 +78,11 @@ def _rfc3339_text_only(value: object) -> object:
     return value
 
 
+READ_BACK = "read_back"
+"""Validation context key: options accepted earlier and read back from storage (a workflow's
+steps), whose checks against the clock (`start_by` in the future) are not made again."""
+
+
 class SubmitOptions(BaseModel):
     """How to run one job; every field defaults to the job type's declaration."""
 
@@ -94,6 +100,23 @@ class SubmitOptions(BaseModel):
     )
     run_at: Annotated[AwareDatetime | None, BeforeValidator(_rfc3339_text_only)] = Field(
         None, description="Run no sooner than this time (RFC 3339 with offset)."
+    )
+    start_by: Annotated[AwareDatetime | None, BeforeValidator(_rfc3339_text_only)] = Field(
+        None,
+        description=(
+            "Start deadline (RFC 3339 with offset, in the future, after `run_at` or the delay):"
+            " a job not started by then, first try or retry, ends `expired` without running."
+        ),
+    )
+    start_within_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_DELAY_SECONDS,
+        strict=True,
+        description=(
+            "Start deadline as seconds from when the job may start (now, or its delay or"
+            " `run_at`); not with `start_by`. Default: the job type's `start_within_seconds`."
+        ),
     )
     max_tries: int | None = Field(
         None, ge=1, le=100, strict=True, description="Attempts before `failed`."
@@ -139,6 +162,22 @@ class SubmitOptions(BaseModel):
             raise ValueError(f"run_at may be at most {MAX_DELAY_SECONDS} seconds from now")
         return self
 
+    @model_validator(mode="after")
+    def _one_start_deadline(self, info: ValidationInfo) -> Self:
+        if self.start_by is None:
+            return self
+        if self.start_within_seconds is not None:
+            raise ValueError("give start_by or start_within_seconds, not both")
+        if info.context is not None and info.context.get(READ_BACK):
+            return self  # checked against the clock when it was accepted
+        now = datetime.now(UTC)
+        if self.start_by <= now:
+            raise ValueError("start_by is in the past: the job could never start")
+        start = self.start_time(now)
+        if start is not None and self.start_by <= start:
+            raise ValueError("start_by must come after run_at or the delay")
+        return self
+
     def start_time(self, now: datetime) -> datetime | None:
         """When the job may start, if later than `now`."""
         if self.delay_seconds:
@@ -146,6 +185,13 @@ class SubmitOptions(BaseModel):
         if self.run_at is not None and self.run_at > now:
             return self.run_at.astimezone(UTC)
         return None
+
+    def start_deadline(self, job_type: JobType[Any, Any], start: datetime) -> datetime | None:
+        """When the job, which may start at `start`, must have started, if it has a deadline."""
+        if self.start_by is not None:
+            return self.start_by.astimezone(UTC)
+        within = self.start_within_seconds or job_type.start_within_seconds
+        return None if within is None else start + timedelta(seconds=within)
 
 
 def job_values(
@@ -167,6 +213,7 @@ def job_values(
         "webhook_url": None if options.webhook_url is None else str(options.webhook_url),
         "created_at": now,
         "scheduled_at": start,
+        "start_by": options.start_deadline(job_type, start or now),
         # Inside `submit_span`: the job's run continues this submit's trace (None: tracing off).
         "traceparent": current_traceparent(),
     }

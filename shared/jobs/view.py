@@ -75,6 +75,9 @@ class JobOut(BaseModel):
     retried_by: uuid.UUID | None
     created_at: datetime
     scheduled_at: datetime | None
+    start_by: datetime | None = Field(
+        description="Start deadline: not started by then, the job ends `expired`; null: none."
+    )
     started_at: datetime | None
     finished_at: datetime | None
     expires_at: datetime | None

@@ -1,8 +1,9 @@
 """Where a workflow stands, computed from its definition and its steps' jobs (no I/O here).
 
 `plan_workflow` walks the tree once. Each step is `done` (its job succeeded), `failed` (its
-job failed or was cancelled), `running` (its job exists and has not finished), `waiting` (its
-input is not ready yet) or `dead` (its input can never come: something before it failed).
+job failed, was cancelled or expired), `running` (its job exists and has not finished),
+`waiting` (its input is not ready yet) or `dead` (its input can never come: something before
+it failed).
 Steps whose input is ready and that have no job yet are *releases*: the caller creates their
 jobs. Inner nodes combine their children's states; `failing` is a failure while some sibling
 still runs. The same pure function serves the worker (advance), the reconciler (re-drive),
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.status import UNSUCCESSFUL
 from shared.workflows.spec import (
     ChainNode,
     ChordNode,
@@ -106,7 +108,7 @@ class _Walk:
             self.plan.step_states[pointer] = run.status
             if run.status == "succeeded":
                 return NodeState("done", value=run.result)
-            if run.status in ("failed", "cancelled"):
+            if run.status in UNSUCCESSFUL:
                 return NodeState("failed", error=run.error or {"type": run.status, "message": ""})
             return NodeState("running")
         if isinstance(given, _Ready):

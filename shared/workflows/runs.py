@@ -36,10 +36,10 @@ from shared.errors import (
 )
 from shared.ids import new_id
 from shared.jobs import control, status_changes
-from shared.jobs.submit import InSession, Row, Undo, create_jobs, job_values
+from shared.jobs.submit import READ_BACK, InSession, Row, Undo, create_jobs, job_values
 from shared.models import Job, Workflow
 from shared.settings import Settings
-from shared.status import TERMINAL, JobStatus
+from shared.status import TERMINAL, UNSUCCESSFUL, JobStatus
 from shared.tenants.ratelimit import RateLimit, charge
 from shared.workflows.plan import Plan, Release, StepRun, plan_workflow
 from shared.workflows.spec import WorkflowNode, check_workflow, resolve
@@ -54,8 +54,9 @@ def _owned(tenant_id: uuid.UUID) -> Select[Workflow]:
 
 
 def definition_of(workflow: Workflow) -> WorkflowNode:
-    """The workflow's tree, parsed again from what was stored."""
-    return NODE.validate_python(workflow.definition)
+    """The workflow's tree, parsed again from what was stored (a step's `start_by` may have
+    passed since: that step's job expires, the definition stays readable)."""
+    return NODE.validate_python(workflow.definition, context={READ_BACK: True})
 
 
 async def find_workflow(
@@ -248,8 +249,9 @@ async def retry_workflow(
     registry: Registry,
     rate: RateLimit | None,
 ) -> Workflow:
-    """Resume a failed or cancelled workflow: its failed and cancelled steps run again as new
-    jobs (linked by `retry_of` / `retried_by`), succeeded steps are kept, the rest follows.
+    """Resume a failed or cancelled workflow: its failed, cancelled and expired steps run again
+    as new jobs (linked by `retry_of` / `retried_by`), succeeded steps are kept, the rest
+    follows.
 
     Each re-run step takes a token of `rate` (the tenant's limit), as a submitted step does.
     """
@@ -261,7 +263,7 @@ async def retry_workflow(
             f"Only failed or cancelled workflows can be retried; this one is {status}."
         )
     jobs = await step_jobs(session, tenant_id=tenant_id, workflow_id=workflow_id)
-    retried = {job.workflow_step: job for job in jobs if job.status in ("failed", "cancelled")}
+    retried = {job.workflow_step: job for job in jobs if job.status in UNSUCCESSFUL}
     kept = [job for job in jobs if job.workflow_step not in retried]
     undo = _restore(workflow)
     workflow.status, workflow.finished_at, workflow.result = "running", None, None

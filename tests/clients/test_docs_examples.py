@@ -21,6 +21,7 @@ from tests.docs_examples import (
     CLIENTS_CURL,
     FIRST_JOB_CURL,
     PYTHON_CLIENT,
+    START_DEADLINE_CURL,
     TESTING_JOB_CODE,
     Example,
 )
@@ -98,6 +99,18 @@ def test_attempt_history_example_lists_both_failures_then_the_success(
         "failing on purpose, attempt 2 of 2 to fail",
         None,
     ]
+
+
+def test_start_deadline_example_sets_deadlines_and_refuses_a_past_one(
+    live_gateway: LiveGateway, api_key: str
+) -> None:
+    out = _run_curl_example(START_DEADLINE_CURL, live_gateway.url, api_key)
+
+    assert out.count('"start_by":"20') == 2  # both submits: a deadline, in UTC
+    assert '"type":"/problems/validation-error"' in out
+    assert '"loc":["body","options"]' in out
+    assert "start_by is in the past: the job could never start" in out
+    assert out.rstrip().endswith('"next_cursor":null}')  # the expired list (none yet)
 
 
 async def test_testing_job_code_example_runs_in_process() -> None:

@@ -60,6 +60,10 @@ class TestSubmitAndWait:
         assert job.status == "scheduled"
         assert (job.priority, job.max_tries, job.scheduled_at) == ("low", 2, run_at)
         assert job.queue == "default"
+        deadline = run_at + timedelta(minutes=5)
+        bounded = jobgate.submit("echo", {"message": "soon"}, run_at=run_at, start_by=deadline)
+        assert bounded.start_by == deadline
+        assert job.start_by is None
 
     def test_wait_gives_up_at_its_timeout_with_the_job_as_last_seen(
         self, jobgate: JobgateClient

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.jobs import operator_queries
 from shared.jobs.attempt_sql import RanAttempt
+from shared.jobs.retention import Retention
 from shared.jobs.rows import JobKey
 from shared.jobs.status_changes import Success, claim_jobs, record_successes
 from shared.models import Job, Workflow
@@ -534,7 +535,7 @@ async def _record_by_hand(
     """Claim the first step and record its success, as a worker would (no workflow advance)."""
     engine = sessionmaker.kw["bind"]
     key = JobKey(uuid.UUID(tenant_id), job_id)
-    (claimed,) = await claim_jobs(engine, [key])
+    (claimed,) = await claim_jobs(engine, [key], retention=Retention(3600, {}))
     result = {"attachment_id": "pst-1-att", "emails": 3}
     success = Success(key, result, expires_at, RanAttempt.of(claimed, "test"))
     assert await record_successes(engine, [success]) == {key}

@@ -15,17 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.jobs import status_changes
 from shared.jobs.attempt_sql import RanAttempt
+from shared.jobs.retention import Retention
 from shared.jobs.rows import ClaimedJob, JobKey
 from shared.jobs.status_changes import Success, claim_jobs, record_successes
 from shared.tenants.apikeys import Scope
 from tests.factories import auth, make_api_key, make_tenant, submit
 from tests.gateway.problem_checks import assert_problem, error_locations
 
+KEEP = Retention(default_seconds=3600, by_type={})
+
 LATER = datetime.now(UTC) + timedelta(days=1)
 
 
 async def _claim(sessionmaker: async_sessionmaker[AsyncSession], key: JobKey) -> ClaimedJob:
-    (claimed,) = await claim_jobs(sessionmaker.kw["bind"], [key])
+    (claimed,) = await claim_jobs(sessionmaker.kw["bind"], [key], retention=KEEP)
     return claimed
 
 

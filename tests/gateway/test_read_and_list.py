@@ -19,6 +19,7 @@ from gateway.app import create_app
 from gateway.deps import Resources
 from shared.jobs import status_changes
 from shared.jobs.attempt_sql import RanAttempt
+from shared.jobs.retention import Retention
 from shared.jobs.rows import JobKey
 from shared.jobs.status_changes import Success, claim_jobs, record_successes
 from shared.settings import Settings
@@ -143,7 +144,7 @@ class TestReadJob:
                 await poll_until(lambda: reads == 2, what="the long-poll's first reads")
                 key = JobKey(tenant_id, uuid.UUID(job["id"]))
                 engine = resources.engine
-                (claimed,) = await claim_jobs(engine, [key])
+                (claimed,) = await claim_jobs(engine, [key], retention=Retention(3600, {}))
                 for step in range(1, 4):
                     await asyncio.sleep(0.1)
                     async with sessionmaker() as session:

@@ -156,10 +156,13 @@ async def test_every_metric_used_is_exposed_after_real_jobs(
     succeeded = await submit(client, token, "echo", {"message": "x"})
     retried = await submit(client, token, "flaky", {"fail_times": 1})
     failed = await submit(client, token, "flaky", {"fail_times": 1, "permanent": True})
+    # Its retry (after about a second) would start past its deadline: it expires instead.
+    expired = await submit(client, token, "flaky", {"fail_times": 1}, {"start_within_seconds": 0.5})
     waiting = await submit(client, token, "echo", {"message": "later"}, {"delay_seconds": 600})
     running = await submit(client, token, "sleep", {"seconds": 30, "steps": 30})
     await wait_for_status(client, token, succeeded["id"], "succeeded", timeout=20)
     await wait_for_status(client, token, failed["id"], "failed")
+    await wait_for_status(client, token, expired["id"], "expired")
     await poll_job(client, token, retried["id"], lambda job: job["attempts"] >= 1)
     await poll_job(client, token, running["id"], lambda job: job["status"] == "running")
     for job in (waiting, running):

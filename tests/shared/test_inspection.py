@@ -11,7 +11,7 @@ from cli.inspection import inspect_system
 from shared.contracts import ECHO
 from tests.choice_jobs import UPSTREAM_CALL
 from tests.conftest import WorkerFactory
-from tests.factories import auth, make_tenant, submit, wait_for_status
+from tests.factories import auth, expire_job, make_tenant, submit, wait_for_status
 from tests.polling import poll_job
 
 
@@ -71,3 +71,20 @@ async def test_job_types_are_listed_with_the_queues_they_may_run_on(
     table = render(view)
     assert "job types (each one's queue first" in table
     assert "  upstream_call  default, bulk" in table
+
+
+async def test_recent_expirations_are_listed_apart_from_failures(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], arq_redis: ArqRedis
+) -> None:
+    acme_id, acme = await make_tenant(sessionmaker, "acme")
+    late = await submit(client, acme, "echo", {"message": "late"}, {"start_within_seconds": 60})
+    await expire_job(sessionmaker, acme_id, late["id"])
+
+    async with sessionmaker() as session:
+        view = await inspect_system(session, arq_redis, job_types=[ECHO], failures_limit=5)
+
+    assert view.recent_failures == []
+    (expired,) = view.recent_expirations
+    assert (str(expired.id), expired.tenant, expired.queue) == (late["id"], "acme", "default")
+    assert expired.start_by is not None
+    assert "recent expirations (not started by their deadline): 1" in render(view)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.contracts import ECHO
 from shared.jobs.attempt_sql import RanAttempt
 from shared.jobs.raw_sql import fetchrow
+from shared.jobs.retention import Retention
 from shared.jobs.rows import JobKey
 from shared.jobs.status_changes import Success, claim_jobs, record_successes
 from shared.jobs.status_sql import CLAIM_SQL, SUCCESS_SQL
@@ -24,6 +25,7 @@ from tests.factories import make_tenant, submit
 
 LATER = datetime.now(UTC) + timedelta(days=1)
 WORKER = "test-host:1"
+KEEP = Retention(default_seconds=3600, by_type={})
 
 
 async def _two_jobs_each(
@@ -49,7 +51,7 @@ async def test_a_claim_moves_only_pairs_of_tenant_and_job_it_was_given(
     mine, theirs = await _two_jobs_each(client, sessionmaker)
     # Another tenant's job under my tenant id: matches nothing.
     forged = JobKey(mine[0].tenant_id, theirs[0].job_id)
-    claimed = await claim_jobs(engine, [*mine, forged])
+    claimed = await claim_jobs(engine, [*mine, forged], retention=KEEP)
 
     assert {(job.tenant_id, job.id) for job in claimed} == {
         (key.tenant_id, key.job_id) for key in mine
@@ -67,7 +69,7 @@ async def test_a_claims_asynchronous_commit_stays_within_the_claim(
     synchronously again: a submit or an outcome must never inherit the claim's setting."""
     engine = sessionmaker.kw["bind"]
     mine, _ = await _two_jobs_each(client, sessionmaker)
-    assert len(await claim_jobs(engine, mine)) == 2
+    assert len(await claim_jobs(engine, mine, retention=KEEP)) == 2
     setting = await fetchrow(engine, "SELECT current_setting('synchronous_commit') AS value")
 
     assert setting is not None
@@ -92,8 +94,8 @@ async def test_a_claim_skips_finished_jobs_and_bounds_redeliveries(
         )
         await session.commit()
 
-    assert await claim_jobs(engine, keys, lost_attempts_allowed=0) == []
-    again = await claim_jobs(engine, keys, lost_attempts_allowed=1)
+    assert await claim_jobs(engine, keys, retention=KEEP, lost_attempts_allowed=0) == []
+    again = await claim_jobs(engine, keys, retention=KEEP, lost_attempts_allowed=1)
     assert [job.id for job in again] == [lost.job_id]
 
 
@@ -109,7 +111,9 @@ async def test_successes_record_running_jobs_their_attempts_and_owe_their_webhoo
     never_claimed = await submit(client, token, "echo", {"message": "c"})
     keys = [JobKey(uuid.UUID(tenant_id), uuid.UUID(job["id"])) for job in (hooked, plain)]
     idle = JobKey(uuid.UUID(tenant_id), uuid.UUID(never_claimed["id"]))
-    claimed = {JobKey(job.tenant_id, job.id): job for job in await claim_jobs(engine, keys)}
+    claimed = {
+        JobKey(job.tenant_id, job.id): job for job in await claim_jobs(engine, keys, retention=KEEP)
+    }
     ran = {key: RanAttempt.of(job, WORKER) for key, job in claimed.items()}
     ran[idle] = RanAttempt(1, datetime.now(UTC), WORKER)  # as a worker that lost its claim
 
@@ -154,7 +158,7 @@ async def test_one_jobs_claim_and_success_find_its_row_by_its_key_in_a_small_tab
     await store_jobs(engine, tenant_id=tenant, jobs=rows)
     job = f"'{tenant}', '{rows[0]['id']}'"  # our own UUIDs: safe to write into the text
     statements = {
-        "claim": (CLAIM_SQL[True], f"{job}, NULL"),
+        "claim": (CLAIM_SQL[True], f"{job}, NULL, '{{}}', 3600"),
         "success": (
             SUCCESS_SQL[True],
             f"{job}, '{{}}', now(), '{uuid.uuid4()}', 1, now(), '{WORKER}'",

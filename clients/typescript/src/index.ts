@@ -47,6 +47,7 @@ export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set<JobStatus>([
   "succeeded",
   "failed",
   "cancelled",
+  "expired",
 ]);
 /** The longest `wait` the gateway accepts on `GET /jobs/{id}`. */
 export const MAX_WAIT_SECONDS = 60;

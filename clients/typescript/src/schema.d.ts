@@ -327,7 +327,7 @@ export interface paths {
         put?: never;
         /**
          * Submit one `health_check` job
-         * @description Prove that a worker is consuming jobs.
+         * @description Prove that a worker is consuming jobs. Not started within 5 minutes, it expires: a late answer would prove nothing, and the schedule submits a new one by then.
          */
         post: operations["submit_health_check"];
         delete?: never;
@@ -347,7 +347,7 @@ export interface paths {
         put?: never;
         /**
          * Submit up to 1000 `health_check` jobs, all or nothing
-         * @description Prove that a worker is consuming jobs.
+         * @description Prove that a worker is consuming jobs. Not started within 5 minutes, it expires: a late answer would prove nothing, and the schedule submits a new one by then.
          */
         post: operations["submit_health_check_batch"];
         delete?: never;
@@ -566,8 +566,9 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Re-run a failed or cancelled job
-         * @description Re-run a failed or cancelled job as a new job with the same args (201, linked both ways).
+         * Re-run a failed, cancelled or expired job
+         * @description Re-run a failed, cancelled or expired job as a new job with the same args (201, linked
+         *     both ways). The new job's start deadline is its type's default, counted from now, or none.
          *
          *     A step of a workflow is re-run by retrying its workflow (`POST /workflows/{id}/retry`):
          *     here it is a 409. The new job takes a token of the tenant's rate limit, as a submit does.
@@ -697,7 +698,8 @@ export interface paths {
         put?: never;
         /**
          * Retry Workflow
-         * @description Resume a failed or cancelled workflow from its failed steps; succeeded ones are kept.
+         * @description Resume a failed or cancelled workflow from its failed, cancelled or expired steps;
+         *     succeeded ones are kept.
          *
          *     Each re-run step takes a token of the tenant's rate limit (429 when short: nothing re-run);
          *     Redis refusing the new jobs is a 503 that leaves the workflow as it was.
@@ -1147,6 +1149,11 @@ export interface components {
             retry_of: string | null;
             /** Scheduled At */
             scheduled_at: string | null;
+            /**
+             * Start By
+             * @description Start deadline: not started by then, the job ends `expired`; null: none.
+             */
+            start_by: string | null;
             /** Started At */
             started_at: string | null;
             status: components["schemas"]["JobStatus"];
@@ -1179,7 +1186,7 @@ export interface components {
          * @description Where a job is in its life.
          * @enum {string}
          */
-        JobStatus: "scheduled" | "queued" | "running" | "retrying" | "succeeded" | "failed" | "cancelled";
+        JobStatus: "scheduled" | "queued" | "running" | "retrying" | "succeeded" | "failed" | "cancelled" | "expired";
         /** JobTypeDefaults */
         JobTypeDefaults: {
             /** Backoff Base Seconds */
@@ -1195,6 +1202,11 @@ export interface components {
             priority: "critical" | "default" | "low";
             /** Result Ttl Seconds */
             result_ttl_seconds: number | null;
+            /**
+             * Start Within Seconds
+             * @description Start deadline of a submit that sets none; null: no deadline.
+             */
+            start_within_seconds: number | null;
             /** Timeout Seconds */
             timeout_seconds: number;
         };
@@ -1604,6 +1616,16 @@ export interface components {
              * @description Run no sooner than this time (RFC 3339 with offset).
              */
             run_at?: string | null;
+            /**
+             * Start By
+             * @description Start deadline (RFC 3339 with offset, in the future, after `run_at` or the delay): a job not started by then, first try or retry, ends `expired` without running.
+             */
+            start_by?: string | null;
+            /**
+             * Start Within Seconds
+             * @description Start deadline as seconds from when the job may start (now, or its delay or `run_at`); not with `start_by`. Default: the job type's `start_within_seconds`.
+             */
+            start_within_seconds?: number | null;
             /**
              * Timeout Seconds
              * @description Stop an attempt that runs longer than this.
@@ -4731,7 +4753,7 @@ export interface operations {
             /**
              * @description A `text/event-stream` (Server-Sent Events). The first event is the job as it is now; then one
              *     event follows each change, and the stream ends after the event carrying a terminal status
-             *     (`succeeded`, `failed`, `cancelled`). A job that is already terminal gives one event.
+             *     (`succeeded`, `failed`, `cancelled`, `expired`). A job that is already terminal gives one event.
              *
              *     Each event has
              *     - `event: status` when the status changed (and for the first event), `event: progress` when

@@ -20,7 +20,8 @@ type BuiltIn = "echo" | "flaky" | "health_check" | "send_email" | "sleep" | "ten
 expectType<Equal<Extract<JobTypeName, BuiltIn>, BuiltIn>>();
 expectType<Equal<Extract<JobTypeName, `${string}_batch` | "workflow">, never>>();
 expectType<Equal<JobArgs<"echo">, { message: string; repeat?: number }>>();
-expectType<Equal<Job["status"], "scheduled" | "queued" | "running" | "retrying" | "succeeded" | "failed" | "cancelled">>();
+expectType<Equal<Job["status"], "scheduled" | "queued" | "running" | "retrying" | "succeeded" | "failed" | "cancelled" | "expired">>();
+expectType<Equal<Job["start_by"], string | null>>();
 expectType<Equal<Attempt["outcome"], "running" | "succeeded" | "retrying" | "failed" | "cancelled" | "lost">>();
 
 export async function usage(): Promise<Job[]> {
@@ -28,6 +29,7 @@ export async function usage(): Promise<Job[]> {
   const accepted = [
     await jobgate.submit("echo", { args: { message: "hi", repeat: 2 } }),
     await jobgate.submit("sleep", { args: { seconds: 1 }, options: { priority: "low" } }),
+    await jobgate.submit("echo", { args: { message: "soon" }, options: { start_within_seconds: 60 } }),
     await jobgate.submit("health_check", { args: {} }, { idempotencyKey: "probe-1" }),
     await jobgate.get("0193", { wait: 30 }),
     await jobgate.waitFor("0193", 10),

@@ -54,8 +54,9 @@ class AsyncJobgateClient:
     ) -> Job:
         """Submit one job of type `name`; the new job (or, on an idempotent replay, the original).
 
-        Options (`priority`, `delay_seconds`, `run_at`, `max_tries`, `timeout_seconds`, `labels`,
-        `webhook_url`) default to the job type's declaration.
+        Options (`priority`, `delay_seconds`, `run_at`, `start_by`, `start_within_seconds`,
+        `max_tries`, `timeout_seconds`, `labels`, `webhook_url`) default to the job type's
+        declaration.
         """
         return protocol.read_job(
             await self._send(protocol.submit_call(name, args, options, idempotency_key))
@@ -114,7 +115,8 @@ class AsyncJobgateClient:
         return protocol.read_job(await self._send(protocol.cancel_call(job_id)))
 
     async def retry(self, job_id: str) -> Job:
-        """Run a `failed` or `cancelled` job again, as a new job (linked by `retry_of`)."""
+        """Run a `failed`, `cancelled` or `expired` job again, as a new job (linked by
+        `retry_of`)."""
         return protocol.read_job(await self._send(protocol.retry_call(job_id)))
 
     async def aclose(self) -> None:

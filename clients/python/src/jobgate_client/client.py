@@ -53,8 +53,9 @@ class JobgateClient:
     ) -> Job:
         """Submit one job of type `name`; the new job (or, on an idempotent replay, the original).
 
-        Options (`priority`, `delay_seconds`, `run_at`, `max_tries`, `timeout_seconds`, `labels`,
-        `webhook_url`) default to the job type's declaration.
+        Options (`priority`, `delay_seconds`, `run_at`, `start_by`, `start_within_seconds`,
+        `max_tries`, `timeout_seconds`, `labels`, `webhook_url`) default to the job type's
+        declaration.
         """
         return protocol.read_job(
             self._send(protocol.submit_call(name, args, options, idempotency_key))
@@ -111,7 +112,8 @@ class JobgateClient:
         return protocol.read_job(self._send(protocol.cancel_call(job_id)))
 
     def retry(self, job_id: str) -> Job:
-        """Run a `failed` or `cancelled` job again, as a new job (linked by `retry_of`)."""
+        """Run a `failed`, `cancelled` or `expired` job again, as a new job (linked by
+        `retry_of`)."""
         return protocol.read_job(self._send(protocol.retry_call(job_id)))
 
     def close(self) -> None:

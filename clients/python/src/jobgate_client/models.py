@@ -12,13 +12,13 @@ from datetime import datetime
 from typing import Any, Literal, TypedDict, cast
 
 JobStatus = Literal[
-    "scheduled", "queued", "running", "retrying", "succeeded", "failed", "cancelled"
+    "scheduled", "queued", "running", "retrying", "succeeded", "failed", "cancelled", "expired"
 ]
 """Where a job is in its life; see `TERMINAL_STATUSES`."""
 
 Priority = Literal["critical", "default", "low"]
 
-TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "expired"})
 """Statuses a job never leaves."""
 
 
@@ -29,6 +29,10 @@ class SubmitOptions(TypedDict, total=False):
     delay_seconds: float
     run_at: datetime | str
     """RFC 3339 with an offset, or an aware `datetime`."""
+    start_by: datetime | str
+    """Start deadline: not started by then, the job ends `expired` without running."""
+    start_within_seconds: float
+    """Start deadline counted from when the job may start; not with `start_by`."""
     max_tries: int
     timeout_seconds: float
     queue: str
@@ -85,12 +89,14 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     expires_at: datetime | None
+    start_by: datetime | None
+    """Its start deadline, if it has one."""
     raw: dict[str, Any] = field(repr=False, compare=False)
     """The answer as sent, with any field this client does not know (e.g. `webhook`)."""
 
     @property
     def is_terminal(self) -> bool:
-        """Has the job finished for good (`succeeded`, `failed` or `cancelled`)?"""
+        """Has the job finished for good (`succeeded`, `failed`, `cancelled` or `expired`)?"""
         return self.status in TERMINAL_STATUSES
 
     @classmethod
@@ -122,6 +128,7 @@ class Job:
             started_at=_optional_time(data.get("started_at")),
             finished_at=_optional_time(data.get("finished_at")),
             expires_at=_optional_time(data.get("expires_at")),
+            start_by=_optional_time(data.get("start_by")),
             raw=dict(data),
         )
 
