@@ -20,6 +20,10 @@ NOT_STARTED: dict[str, Any] = {
     "type": EXPIRED_TYPE,
     "message": "not started by its start deadline (start_by)",
 }
+NEXT_TRY_NOT_STARTED: dict[str, Any] = {
+    "type": EXPIRED_TYPE,
+    "message": "its next try was not started by its start deadline (start_by)",
+}
 LOST_PAST_DEADLINE: dict[str, Any] = {
     "type": EXPIRED_TYPE,
     "message": "its worker stopped mid-attempt, and its start deadline (start_by) passed"
@@ -37,9 +41,12 @@ def _jsonb(value: dict[str, Any]) -> str:
 
 EXPIRED_ERROR = (
     f"CASE WHEN job.status = '{JobStatus.RUNNING.value}' THEN {_jsonb(LOST_PAST_DEADLINE)}"
+    f" WHEN job.attempts > 0 THEN {_jsonb(NEXT_TRY_NOT_STARTED)}"
     f" ELSE {_jsonb(NOT_STARTED)} END"
 )
-"""The error an expiry writes: a re-delivered `running` job lost its worker first."""
+"""The error an expiry writes (of a job aliased `job`, its values before the change): a
+re-delivered `running` job lost its worker first; a waiting one that ran before waited for a
+retry (or was handed back after an outage)."""
 
 
 def retention(by_type: str, default: str) -> str:
@@ -82,7 +89,7 @@ WITH overdue AS (
     FOR UPDATE SKIP LOCKED
 ), moved AS (
     UPDATE {_JOB} AS job
-    SET status = '{EXPIRED_TYPE}', error = {_jsonb(NOT_STARTED)}, finished_at = now(),
+    SET status = '{EXPIRED_TYPE}', error = {EXPIRED_ERROR}, finished_at = now(),
         expires_at = {retention("$2", "$3")}
     FROM overdue
     WHERE job.tenant_id = overdue.tenant_id AND job.id = overdue.id

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.contracts import ECHO
 from shared.jobs import deadlines, status_changes
 from shared.jobs.attempt_sql import RanAttempt
-from shared.jobs.deadline_sql import LOST_PAST_DEADLINE, NOT_STARTED
+from shared.jobs.deadline_sql import LOST_PAST_DEADLINE, NEXT_TRY_NOT_STARTED, NOT_STARTED
 from shared.jobs.retention import Retention
 from shared.jobs.rows import JobKey
 from shared.jobs.status_changes import claim_jobs
@@ -154,7 +154,11 @@ class TestSweep:
         )
 
         assert {job.id for job in expired} == {key.job_id for key in (queued, scheduled, retrying)}
-        assert all(job.status == "expired" and job.error == NOT_STARTED for job in expired)
+        assert {job.id: (job.status, job.error) for job in expired} == {
+            queued.job_id: ("expired", NOT_STARTED),
+            scheduled.job_id: ("expired", NOT_STARTED),
+            retrying.job_id: ("expired", NEXT_TRY_NOT_STARTED),  # it ran once already
+        }
         rows = await _rows(sessionmaker)
         assert rows[running.job_id].status == "running"  # it started in time; its worker ends it
         assert rows[future.job_id].status == rows[unbounded.job_id].status == "queued"
