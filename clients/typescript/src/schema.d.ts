@@ -892,6 +892,16 @@ export interface components {
              */
             run_at?: string | null;
             /**
+             * Start By
+             * @description Start deadline (RFC 3339 with offset, in the future, after `run_at` or the delay): a job not started by then, first try or retry, ends `expired` without running.
+             */
+            start_by?: string | null;
+            /**
+             * Start Within Seconds
+             * @description Start deadline as seconds from when the job may start (now, or its delay or `run_at`); not with `start_by`. Default: the job type's `start_within_seconds`.
+             */
+            start_within_seconds?: number | null;
+            /**
              * Timeout Seconds
              * @description Stop an attempt that runs longer than this.
              */
@@ -964,6 +974,16 @@ export interface components {
              * @description Run no sooner than this time (RFC 3339 with offset).
              */
             run_at?: string | null;
+            /**
+             * Start By
+             * @description Start deadline (RFC 3339 with offset, in the future, after `run_at` or the delay): a job not started by then, first try or retry, ends `expired` without running.
+             */
+            start_by?: string | null;
+            /**
+             * Start Within Seconds
+             * @description Start deadline as seconds from when the job may start (now, or its delay or `run_at`); not with `start_by`. Default: the job type's `start_within_seconds`.
+             */
+            start_within_seconds?: number | null;
             /**
              * Timeout Seconds
              * @description Stop an attempt that runs longer than this.
@@ -1044,6 +1064,16 @@ export interface components {
              * @description Run no sooner than this time (RFC 3339 with offset).
              */
             run_at?: string | null;
+            /**
+             * Start By
+             * @description Start deadline (RFC 3339 with offset, in the future, after `run_at` or the delay): a job not started by then, first try or retry, ends `expired` without running.
+             */
+            start_by?: string | null;
+            /**
+             * Start Within Seconds
+             * @description Start deadline as seconds from when the job may start (now, or its delay or `run_at`); not with `start_by`. Default: the job type's `start_within_seconds`.
+             */
+            start_within_seconds?: number | null;
             /**
              * Timeout Seconds
              * @description Stop an attempt that runs longer than this.
@@ -1459,6 +1489,16 @@ export interface components {
              */
             run_at?: string | null;
             /**
+             * Start By
+             * @description Start deadline (RFC 3339 with offset, in the future, after `run_at` or the delay): a job not started by then, first try or retry, ends `expired` without running.
+             */
+            start_by?: string | null;
+            /**
+             * Start Within Seconds
+             * @description Start deadline as seconds from when the job may start (now, or its delay or `run_at`); not with `start_by`. Default: the job type's `start_within_seconds`.
+             */
+            start_within_seconds?: number | null;
+            /**
              * Timeout Seconds
              * @description Stop an attempt that runs longer than this.
              */
@@ -1531,6 +1571,16 @@ export interface components {
              * @description Run no sooner than this time (RFC 3339 with offset).
              */
             run_at?: string | null;
+            /**
+             * Start By
+             * @description Start deadline (RFC 3339 with offset, in the future, after `run_at` or the delay): a job not started by then, first try or retry, ends `expired` without running.
+             */
+            start_by?: string | null;
+            /**
+             * Start Within Seconds
+             * @description Start deadline as seconds from when the job may start (now, or its delay or `run_at`); not with `start_by`. Default: the job type's `start_within_seconds`.
+             */
+            start_within_seconds?: number | null;
             /**
              * Timeout Seconds
              * @description Stop an attempt that runs longer than this.
@@ -1748,6 +1798,16 @@ export interface components {
              * @description Run no sooner than this time (RFC 3339 with offset).
              */
             run_at?: string | null;
+            /**
+             * Start By
+             * @description Start deadline (RFC 3339 with offset, in the future, after `run_at` or the delay): a job not started by then, first try or retry, ends `expired` without running.
+             */
+            start_by?: string | null;
+            /**
+             * Start Within Seconds
+             * @description Start deadline as seconds from when the job may start (now, or its delay or `run_at`); not with `start_by`. Default: the job type's `start_within_seconds`.
+             */
+            start_within_seconds?: number | null;
             /**
              * Timeout Seconds
              * @description Stop an attempt that runs longer than this.
