@@ -33,7 +33,7 @@ from worker.lease import Leases
 from worker.quota import TenantQuotas
 from worker.reconciler import reconcile_forever
 from worker.runner import run_job
-from worker.scheduling import promote_forever
+from worker.scheduling import Promoter
 from worker.webhook_sender import deliver_forever
 
 # ARQ's own try counter must never stop a job: the job row's `max_tries` decides, in the runner.
@@ -66,12 +66,10 @@ def _on_startup(
         async with sessionmaker() as session:
             system_tenant_id = await ensure_tenant(session, name=SYSTEM_TENANT)
         leases = Leases(ctx["redis"], settings.worker_lease_seconds)
+        promoter = Promoter(ctx["redis"], settings.worker_poll_delay_seconds)
         background = [
             asyncio.create_task(leases.renew_forever(), name="jobgate-leases"),
-            asyncio.create_task(
-                promote_forever(ctx["redis"], settings.worker_poll_delay_seconds),
-                name="jobgate-promote-due",
-            ),
+            asyncio.create_task(promoter.run_forever(), name="jobgate-promote-due"),
             asyncio.create_task(
                 deliver_forever(sessionmaker, settings.webhooks), name="jobgate-webhooks"
             ),
@@ -106,6 +104,7 @@ def _on_startup(
             ),
             bindings=bindings,
             leases=leases,
+            promoter=promoter,
             successes=_success_recorder(engine),
             worker_name=worker_name(),
             system_tenant_id=system_tenant_id,
