@@ -1,6 +1,6 @@
 """Rate limits per job type, kept by real workers: jobs over the limit wait without using a try,
 each keyed schedule is its own, and a waiting job starts at its booked start, not a poll later.
-(Two worker processes and another type on the same queue: `tests/chaos/test_job_type_rate_limits.py`.)
+Two worker processes and another type on the same queue: tests/chaos/test_job_type_rate_limits.py.
 """
 
 from __future__ import annotations
