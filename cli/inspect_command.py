@@ -22,12 +22,14 @@ from shared.settings import Settings, get_settings
 async def _gather(settings: Settings, *, running: int, failures: int) -> Inspection:
     engine = create_engine(settings, application_name="jobgate-cli")
     redis = create_redis(settings)
+    registry = load_contracts(settings.contract_modules)
     try:
         async with create_sessionmaker(engine)() as session:
             return await inspect_system(
                 session,
                 redis,
-                queues=load_contracts(settings.contract_modules).queues(),
+                queues=registry.queues(),
+                job_types=list(registry),
                 running_limit=running,
                 failures_limit=failures,
             )
@@ -45,7 +47,7 @@ def inspect(
         int, typer.Option(min=0, max=1000, help="Recent failed jobs to list, newest first.")
     ] = 10,
 ) -> None:
-    """Workers alive, jobs in flight, queue depths by priority and recent failures."""
+    """Workers alive, jobs in flight, queue depths by priority, recent failures, rate limits."""
     try:
         found = asyncio.run(_gather(get_settings(), running=running, failures=failures))
     except (RedisError, OSError, SQLAlchemyError) as exc:
@@ -56,7 +58,10 @@ def inspect(
 
 def render(found: Inspection) -> str:
     """The inspection as plain-text tables, one section each."""
-    return "\n\n".join([_workers(found), _queues(found), _running(found), _failures(found)])
+    sections = [_workers(found), _queues(found), _running(found), _failures(found)]
+    if found.rate_limited_types:
+        sections.append(_rate_limits(found))
+    return "\n\n".join(sections)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -161,3 +166,19 @@ def _failures(found: Inspection) -> str:
     ]
     headers = ["ID", "TYPE", "TENANT", "TRIES", "FINISHED", "ERROR"]
     return f"{title}\n{table(headers, rows)}"
+
+
+def _rate_limits(found: Inspection) -> str:
+    rows = [
+        [
+            line.name,
+            line.queue,
+            line.limit,
+            "per key"
+            if line.next_free_start_seconds is None
+            else duration(line.next_free_start_seconds),
+        ]
+        for line in found.rate_limited_types
+    ]
+    headers = ["TYPE", "QUEUE", "RATE LIMIT", "NEXT FREE START IN"]
+    return f"rate-limited job types: {len(rows)}\n{table(headers, rows)}"

@@ -1,26 +1,31 @@
 """What `jobgate inspect` shows: the operator's view of the whole system, every tenant at once.
 
-Workers and queues come from Redis (`shared.presence`, `shared.jobs.queue_stats`); running jobs,
-recent failures and paused queues from PostgreSQL, where every job's truth is. A running job
-names its worker when a live worker's announcement lists it (a job whose worker died shows none
-until its lease lapses and another worker takes it).
+Workers, queues and rate limits' schedules come from Redis (`shared.presence`,
+`shared.jobs.queue_stats`, `shared.rate_limiter`); running jobs, recent failures and paused
+queues from PostgreSQL, where every job's truth is. A running job names its worker when a live
+worker's announcement lists it (a job whose worker died shows none until its lease lapses and
+another worker takes it).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
 from arq.connections import ArqRedis
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.contracts import JobType
 from shared.jobs import operator_queries
 from shared.jobs.queue_pauses import paused_queues
 from shared.jobs.queue_stats import read_queue_stats
 from shared.models import Job
 from shared.presence import WorkerPresence, alive_workers
+from shared.rate_limiter import next_free_start
 
 
 class WorkerView(BaseModel):
@@ -70,6 +75,18 @@ class FailedJob(BaseModel):
     error_message: str | None
 
 
+class RateLimitedType(BaseModel):
+    """A job type with a rate limit, and how far ahead its starts are booked."""
+
+    name: str
+    queue: str
+    limit: str = Field(description="The limit in words (`10 per 1 s, burst 2`).")
+    next_free_start_seconds: float | None = Field(
+        description="How long until a new job of the type could start: it grows with the jobs "
+        "waiting their turn (null: a keyed limit, one schedule per tenant and key)."
+    )
+
+
 class Inspection(BaseModel):
     """Everything `jobgate inspect` prints (and `--json` renders as is)."""
 
@@ -81,6 +98,7 @@ class Inspection(BaseModel):
     scheduled_waiting: int
     scheduled_overdue: int
     recent_failures: list[FailedJob]
+    rate_limited_types: list[RateLimitedType] = Field(default_factory=list)
 
 
 def _time(epoch_seconds: float) -> datetime:
@@ -126,15 +144,37 @@ def _failed(job: Job, tenants: dict[uuid.UUID, str]) -> FailedJob:
     )
 
 
+async def _rate_limited(
+    redis: ArqRedis, job_types: Sequence[JobType[Any, Any]]
+) -> list[RateLimitedType]:
+    found = []
+    for job_type in job_types:
+        limit = job_type.rate_limit
+        if limit is None:
+            continue
+        waiting = None if limit.key else await next_free_start(redis, job_type.name, limit)
+        found.append(
+            RateLimitedType(
+                name=job_type.name,
+                queue=job_type.queue,
+                limit=limit.describe(),
+                next_free_start_seconds=None if waiting is None else waiting.total_seconds(),
+            )
+        )
+    return found
+
+
 async def inspect_system(
     session: AsyncSession,
     redis: ArqRedis,
     *,
     queues: list[str],
+    job_types: Sequence[JobType[Any, Any]] = (),
     running_limit: int = 50,
     failures_limit: int = 10,
 ) -> Inspection:
-    """Read workers, queues, running jobs and recent failures (`queues`: at least these)."""
+    """Read workers, queues, running jobs and recent failures (`queues`: at least these), and
+    the rate limits of `job_types`."""
     workers = await alive_workers(redis)
     served = {queue for worker in workers for queue in worker.queues}
     stats = await read_queue_stats(redis, sorted(set(queues) | served))
@@ -154,4 +194,5 @@ async def inspect_system(
         scheduled_waiting=stats.scheduled_waiting,
         scheduled_overdue=stats.scheduled_overdue,
         recent_failures=[_failed(job, tenants) for job in failed],
+        rate_limited_types=await _rate_limited(redis, job_types),
     )
