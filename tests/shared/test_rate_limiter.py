@@ -9,10 +9,12 @@ from datetime import timedelta
 import pytest
 from redis.asyncio import Redis
 
+from gateway.schemas import JobTypeOut
 from shared.arg_paths import ArgPathError
-from shared.contracts import Contract, EchoArgs, EchoResult, JobType, RateLimit
+from shared.contracts import REGISTRY, Contract, EchoArgs, EchoResult, JobType, RateLimit
 from shared.keys import job_rate_booking_key
 from shared.rate_limiter import next_free_start, schedule_key, take_start
+from tests.docs_examples import RATE_LIMIT_DECLARATION
 from tests.rate_limited_jobs import StampArgs, StampResult
 
 TENANT = uuid.UUID(int=1)
@@ -86,6 +88,36 @@ class TestDeclaration:
         assert limit.describe() == "100 per 60 s, burst 5, per tenant and customer.customer_id"
         assert RateLimit(count=10, per_seconds=1).describe() == "10 per 1 s"
         assert (limit.interval_us, limit.grace_us) == (600_000, 6_000_000)
+
+
+class TestTheDocsExample:
+    """docs/flow-control.md's declarations, run as a reader copies them."""
+
+    def _declare(self, code: str) -> dict[str, object]:
+        namespace: dict[str, object] = {}
+        try:
+            # Not this module's `from __future__ import annotations`: the reader's has none.
+            compiled = compile(code, str(RATE_LIMIT_DECLARATION.page), "exec", dont_inherit=True)
+            exec(compiled, namespace)  # noqa: S102 (our own docs)
+        finally:
+            for name in ("geocode", "sync_crm_contact"):
+                REGISTRY.unregister(name)
+        return namespace
+
+    def test_declares_both_types_with_their_limits(self) -> None:
+        (code,) = RATE_LIMIT_DECLARATION.blocks()
+        namespace = self._declare(code)
+        geocode, sync = namespace["GEOCODE"], namespace["SYNC_CRM_CONTACT"]
+        assert isinstance(geocode, JobType) and isinstance(sync, JobType)
+        shown = JobTypeOut.of(geocode).rate_limit
+        assert shown is not None
+        assert shown.model_dump() == {"count": 10, "per_seconds": 1, "burst": 2, "key": None}
+        assert sync.rate_limit == RateLimit(count=100, per_seconds=60, key="account_id")
+
+    def test_a_mistyped_key_fails_at_import(self) -> None:
+        (code,) = RATE_LIMIT_DECLARATION.blocks()
+        with pytest.raises(ArgPathError, match="no field 'acount_id'"):
+            self._declare(code.replace('key="account_id"', 'key="acount_id"'))
 
 
 class TestSchedules:
