@@ -59,7 +59,7 @@ def inspect(
     ] = 10,
 ) -> None:
     """Workers alive, jobs in flight, queue depths by priority, recent failures and expirations,
-    job types; with a JOB_ID, that job and each of its attempts."""
+    job types, rate limits; with a JOB_ID, that job and each of its attempts."""
     settings = get_settings()
     read: Reader[Inspection | JobInspection | None]
     if job_id is None:
@@ -86,7 +86,10 @@ def inspect(
 def render(found: Inspection) -> str:
     """The inspection as plain-text tables, one section each."""
     sections = [_workers(found), _queues(found), _running(found), _failures(found)]
-    return "\n\n".join([*sections, _expirations(found), _job_types(found)])
+    sections += [_expirations(found), _job_types(found)]
+    if found.rate_limited_types:
+        sections.append(_rate_limits(found))
+    return "\n\n".join(sections)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -248,3 +251,19 @@ def _expirations(found: Inspection) -> str:
     ]
     headers = ["ID", "TYPE", "QUEUE", "TENANT", "DEADLINE"]
     return f"{title}\n{table(headers, rows)}"
+
+
+def _rate_limits(found: Inspection) -> str:
+    rows = [
+        [
+            line.name,
+            line.queue,
+            line.limit,
+            "per key"
+            if line.next_free_start_seconds is None
+            else duration(line.next_free_start_seconds),
+        ]
+        for line in found.rate_limited_types
+    ]
+    headers = ["TYPE", "QUEUE", "RATE LIMIT", "NEXT FREE START IN"]
+    return f"rate-limited job types: {len(rows)}\n{table(headers, rows)}"

@@ -1,11 +1,12 @@
 """What `jobgate inspect` shows: the operator's view of the whole system, every tenant at once,
 or with a job's id, that one job and its attempts.
 
-Workers and queues come from Redis (`shared.presence`, `shared.jobs.queue_stats`); running jobs,
-recent failures and expirations, and paused queues from PostgreSQL, where every job's truth is;
-job types and the queues they may run on from the registry. A running job names its worker when
-a live worker's announcement lists it (a job whose worker died shows none until its lease lapses
-and another worker takes it).
+Workers, queues and rate limits' schedules come from Redis (`shared.presence`,
+`shared.jobs.queue_stats`, `shared.rate_limiter`); running jobs, recent failures and
+expirations, and paused queues from PostgreSQL, where every job's truth is; job types and the
+queues they may run on from the registry. A running job names its worker when a live worker's
+announcement lists it (a job whose worker died shows none until its lease lapses and another
+worker takes it).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from shared.jobs.queue_stats import read_queue_stats
 from shared.jobs.view import JobOut, job_view
 from shared.models import Job
 from shared.presence import WorkerPresence, alive_workers
+from shared.rate_limiter import next_free_start
 
 
 class WorkerView(BaseModel):
@@ -99,6 +101,18 @@ class ExpiredJob(BaseModel):
     finished_at: datetime | None
 
 
+class RateLimitedType(BaseModel):
+    """A job type with a rate limit, and how far ahead its starts are booked."""
+
+    name: str
+    queue: str
+    limit: str = Field(description="The limit in words (`10 per 1 s, burst 2`).")
+    next_free_start_seconds: float | None = Field(
+        description="How long until a new job of the type could start: it grows with the jobs "
+        "waiting their turn (null: a keyed limit, one schedule per tenant and key)."
+    )
+
+
 class Inspection(BaseModel):
     """Everything `jobgate inspect` prints (and `--json` renders as is)."""
 
@@ -112,6 +126,7 @@ class Inspection(BaseModel):
     recent_failures: list[FailedJob]
     recent_expirations: list[ExpiredJob]
     job_types: list[JobTypeLine]
+    rate_limited_types: list[RateLimitedType] = Field(default_factory=list)
 
 
 def _time(epoch_seconds: float) -> datetime:
@@ -168,6 +183,26 @@ def _expired(job: Job, tenants: dict[uuid.UUID, str]) -> ExpiredJob:
     )
 
 
+async def _rate_limited(
+    redis: ArqRedis, job_types: Sequence[JobType[Any, Any]]
+) -> list[RateLimitedType]:
+    found = []
+    for job_type in job_types:
+        limit = job_type.rate_limit
+        if limit is None:
+            continue
+        waiting = None if limit.key else await next_free_start(redis, job_type.name, limit)
+        found.append(
+            RateLimitedType(
+                name=job_type.name,
+                queue=job_type.queue,
+                limit=limit.describe(),
+                next_free_start_seconds=None if waiting is None else waiting.total_seconds(),
+            )
+        )
+    return found
+
+
 async def inspect_system(
     session: AsyncSession,
     redis: ArqRedis,
@@ -177,7 +212,8 @@ async def inspect_system(
     failures_limit: int = 10,
 ) -> Inspection:
     """Read workers, queues (at least those `job_types` may run on), running jobs, recent
-    failures and expirations (`failures_limit` bounds each of the last two)."""
+    failures and expirations (`failures_limit` bounds each of the last two), and the rate
+    limits of `job_types`."""
     workers = await alive_workers(redis)
     served = {queue for worker in workers for queue in worker.queues}
     declared = {queue for job_type in job_types for queue in job_type.queues}
@@ -203,6 +239,7 @@ async def inspect_system(
         job_types=[
             JobTypeLine(name=job_type.name, queues=list(job_type.queues)) for job_type in job_types
         ],
+        rate_limited_types=await _rate_limited(redis, job_types),
     )
 
 

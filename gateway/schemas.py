@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contracts import JobType, Priority
+from shared.contracts import JobType, Priority, RateLimit
 from shared.jobs.queue_pauses import QueueState
 from shared.jobs.view import JobError, JobOut, JobProgress, JobWebhook, WebhookDeliveryOut
 from shared.models import ApiKey, Tenant
@@ -35,6 +35,23 @@ class JobTypeDefaults(BaseModel):
     )
 
 
+class RateLimitOut(BaseModel):
+    """At most `count` starts per `per_seconds`, spaced evenly, over all workers; jobs over it
+    wait (no try used). With `key`, per tenant and value of that Args field; else for the type
+    across every tenant."""
+
+    count: int = Field(description="Starts allowed per period.")
+    per_seconds: float = Field(description="The period, in seconds.")
+    burst: int = Field(description="How many more may start at once after a quiet spell.")
+    key: str | None = Field(description="Dotted path into the args the limit is kept per.")
+
+    @classmethod
+    def of(cls, limit: RateLimit) -> RateLimitOut:
+        return cls(
+            count=limit.count, per_seconds=limit.per_seconds, burst=limit.burst, key=limit.key
+        )
+
+
 class JobTypeOut(BaseModel):
     name: str
     description: str
@@ -46,6 +63,7 @@ class JobTypeOut(BaseModel):
     args_schema: dict[str, Any]
     result_schema: dict[str, Any]
     examples: list[dict[str, Any]] = Field(description="Valid `args`, as a caller sends them.")
+    rate_limit: RateLimitOut | None = Field(description="Null: starts are not rate-limited.")
 
     @classmethod
     def of(cls, job_type: JobType[Any, Any]) -> JobTypeOut:
@@ -66,6 +84,7 @@ class JobTypeOut(BaseModel):
             args_schema=job_type.args.model_json_schema(),
             result_schema=job_type.result.model_json_schema(),
             examples=list(job_type.examples),
+            rate_limit=RateLimitOut.of(job_type.rate_limit) if job_type.rate_limit else None,
         )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Self, TypeVa
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from shared.errors import QueueNotAllowed, UnknownJobType
+from shared.rate_limiter import RateLimit as RateLimit  # declared beside Backoff by users
 from shared.status import JobStatus
 
 if TYPE_CHECKING:
@@ -103,6 +104,9 @@ class JobType(Generic[A, R]):
     examples: tuple[dict[str, Any], ...] = field(default=(), hash=False)
     """Args as a caller would send them (JSON), shown in the OpenAPI document and
     `GET /job-types`; each must be valid for `args`, which declaring the type checks."""
+    rate_limit: RateLimit | None = None
+    """At most so many starts per period, over all workers (`shared.rate_limiter`); jobs over
+    it wait their turn without using a try."""
 
     async def submit(self, args: A | dict[str, Any], **options: Any) -> JobHandle[R]:
         """Submit from Python, as `POST /jobs/{name}` would (`shared.python_api.configure`)."""
@@ -135,6 +139,8 @@ class JobType(Generic[A, R]):
         for example in self.examples:
             # A wrong example is a programming error: fail at import, not in a caller's hands.
             self.args.model_validate(example)
+        if self.rate_limit is not None:
+            self.rate_limit.check(self.args)
 
     def _settle_queues(self) -> None:
         """Fill `queue` and `queues` from each other (frozen: set once, here), or refuse them."""

@@ -18,6 +18,9 @@ VCLOCK_PREFIX = "jobgate:vclock:"
 """Per tenant: the virtual start time of its next job (fair queuing; see `shared.jobs.enqueue`)."""
 RATE_LIMIT_PREFIX = "jobgate:ratelimit:"
 RUNNING_PREFIX = "jobgate:running:"
+JOB_RATE_PREFIX = "jobgate:job-rate:"
+JOB_RATE_KEYED_PREFIX = "jobgate:job-rate-key:"
+JOB_RATE_BOOKING_PREFIX = "jobgate:job-rate-booking:"
 CIRCUIT_PREFIX = "jobgate:circuit:"
 CIRCUIT_FAILURES_PREFIX = "jobgate:circuit-failures:"
 WORKERS_SET = "jobgate:workers"
@@ -80,6 +83,19 @@ def vclock_key(tenant_id: str) -> str:
 def rate_limit_key(tenant_id: str) -> str:
     """A tenant's submit token bucket (hash: tokens, at), see `shared.tenants.ratelimit`."""
     return RATE_LIMIT_PREFIX + tenant_id
+
+
+def job_rate_key(job_type: str, *, scope: str | None = None) -> str:
+    """A job type's rate-limit schedule: its next free start (µs, Redis time); a keyed limit
+    has one per `scope` (a digest of tenant and key value). See `shared.rate_limiter`."""
+    if scope is None:
+        return JOB_RATE_PREFIX + job_type
+    return JOB_RATE_KEYED_PREFIX + scope
+
+
+def job_rate_booking_key(job_id: str) -> str:
+    """The start a rate-limited job booked and waits for (µs, Redis time)."""
+    return JOB_RATE_BOOKING_PREFIX + job_id
 
 
 def running_key(tenant_id: str) -> str:

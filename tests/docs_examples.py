@@ -122,6 +122,7 @@ WORKFLOWS = Example(DOCS / "workflows.md", "", "json")
 QUEUE_NOT_ALLOWED = Example(DOCS / "flow-control.md", "Choose a job's queue", "json")
 ATTEMPT_HISTORY_CURL = Example(DOCS / "flow-control.md", "Attempt history", "sh")
 START_DEADLINE_CURL = Example(DOCS / "flow-control.md", "Start deadlines", "sh")
+RATE_LIMIT_DECLARATION = Example(DOCS / "flow-control.md", "Declaring a rate limit", "python")
 
 RUN_EXAMPLES = (
     FIRST_JOB_CURL,
@@ -133,5 +134,6 @@ RUN_EXAMPLES = (
     QUEUE_NOT_ALLOWED,
     ATTEMPT_HISTORY_CURL,
     START_DEADLINE_CURL,
+    RATE_LIMIT_DECLARATION,
 )
 """Every example a test runs (or compares with what it runs), by page and heading."""

@@ -1,4 +1,5 @@
-"""Before a run: the admission steps (the tenant's concurrency quota), then the claim of the row.
+"""Before a run: the admission steps (the tenant's concurrency quota, the job type's rate
+limit), then the claim of the row.
 
 A job an admission step turns away, such as one that finds no free slot of its tenant's quota
 (`worker.quota`), is not claimed (no attempt counted, its row still waiting) and goes back
@@ -26,6 +27,7 @@ from worker.metrics import QUOTA_DEFERRALS, record_outcome
 from worker.outcomes import expires_at_for, run_hook
 from worker.put_back import put_back
 from worker.quota import take_slot
+from worker.rate_limits import admit_by_rate, rate_limit_of
 from worker.take import Taken
 
 log = structlog.get_logger("jobgate.worker")
@@ -65,10 +67,22 @@ async def claim_together(ctx: WorkerContext, taken: list[Taken]) -> dict[str, Cl
 
 async def needs_admission(ctx: WorkerContext, job: Taken, tenant_id: uuid.UUID) -> bool:
     """Whether an admission step of `admit` may turn this job away (so it is claimed alone)."""
+    if rate_limit_of(ctx, job.name) is not None:
+        return True
     return await ctx["quotas"].limit_of(tenant_id) is not None
 
 
 async def admit(ctx: JobRunContext, tenant_id: uuid.UUID) -> bool:
+    """The admission steps in order; False once one turned the job away (and put it back).
+
+    The rate limit comes last: a start of the limit is only taken by a job that then starts.
+    """
+    if not await _admit_by_quota(ctx, tenant_id):
+        return False
+    return await admit_by_rate(ctx, tenant_id)
+
+
+async def _admit_by_quota(ctx: JobRunContext, tenant_id: uuid.UUID) -> bool:
     """Take a slot of the tenant's concurrency quota; if none is free, put the job back.
 
     Before the claim, so a job put back keeps its row (`queued`, attempts unchanged); the slot

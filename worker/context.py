@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from worker.mail import Mailer
     from worker.maintenance import Maintenance
     from worker.quota import TenantQuotas
+    from worker.scheduling import Promoter
     from worker.tenant_data import TenantData
 
 
@@ -57,6 +58,8 @@ class WorkerContext(TypedDict):
     """Records succeeded jobs, many per statement (True: the job was still running)."""
     background: list[asyncio.Task[None]]
     """The worker's own loops (leases, promotion, webhooks, reconciler, schedules)."""
+    promoter: Promoter
+    """Moves due jobs from the scheduled set onto their queues (one of `background`)."""
 
 
 class JobRunContext(WorkerContext):
@@ -67,6 +70,8 @@ class JobRunContext(WorkerContext):
     job_try: int
     score: int
     """The job's score on its queue when taken: its place in line, kept if it is put back."""
+    job_name: NotRequired[str | None]
+    """Its job type, as taken (`worker.take`), for the admission steps that depend on it."""
     reschedule: NotRequired[Delivery | None]
     """The job's next try (a retry, a put-back, a hand-back), enqueued after the run."""
     quota_slot: NotRequired[uuid.UUID]

@@ -70,6 +70,11 @@ QUOTA_DEFERRALS = Counter(
     "jobgate_worker_quota_deferrals_total",
     "Jobs put back in line, not run, because their tenant was at its concurrency quota.",
 )
+RATE_LIMITED = Counter(
+    "jobgate_rate_limited_total",
+    "Jobs put back to wait for a start of their type's rate limit (no try used), by job type.",
+    ["job_type"],
+)
 
 
 # Every job passes here: the labelled children are looked up once per type, not per job

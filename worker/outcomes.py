@@ -172,3 +172,4 @@ async def after_attempt(ctx: JobRunContext) -> None:
     retry = ctx.pop("reschedule", None)
     if retry is not None:
         await enqueue(ctx["redis"], [retry])
+        ctx["promoter"].expect(retry.run_at)

@@ -22,8 +22,10 @@ async def put_back(
     ctx: JobRunContext, tenant_id: uuid.UUID, *, delay: timedelta, score: int | None
 ) -> Delivery | None:
     """The job again after `delay`, at `score` in line (None: it no longer waits)."""
+    # From now, not from after the read: a rate limit's delay ends at the start it booked.
+    run_at = datetime.now(UTC) + delay
     async with ctx["sessionmaker"]() as session:
         job = await store.find_job(session, tenant_id=tenant_id, job_id=uuid.UUID(ctx["job_id"]))
     if job is None or JobStatus(job.status) not in CLAIMABLE:
         return None
-    return replace(delivery_of(job), run_at=datetime.now(UTC) + delay, score_ms=score)
+    return replace(delivery_of(job), run_at=run_at, score_ms=score)

@@ -35,7 +35,7 @@ from worker.lease import Leases
 from worker.quota import TenantQuotas
 from worker.reconciler import reconcile_forever
 from worker.runner import run_job
-from worker.scheduling import promote_forever
+from worker.scheduling import Promoter
 from worker.webhook_sender import deliver_forever
 
 # ARQ's own try counter must never stop a job: the job row's `max_tries` decides, in the runner.
@@ -69,12 +69,10 @@ def _on_startup(
             system_tenant_id = await ensure_tenant(session, name=SYSTEM_TENANT)
         leases = Leases(ctx["redis"], settings.worker_lease_seconds)
         retention = Retention.of([binding.job_type for binding in bindings.values()], settings)
+        promoter = Promoter(ctx["redis"], settings.worker_poll_delay_seconds)
         background = [
             asyncio.create_task(leases.renew_forever(), name="jobgate-leases"),
-            asyncio.create_task(
-                promote_forever(ctx["redis"], settings.worker_poll_delay_seconds),
-                name="jobgate-promote-due",
-            ),
+            asyncio.create_task(promoter.run_forever(), name="jobgate-promote-due"),
             asyncio.create_task(
                 deliver_forever(sessionmaker, settings.webhooks), name="jobgate-webhooks"
             ),
@@ -111,6 +109,7 @@ def _on_startup(
             bindings=bindings,
             retention=retention,
             leases=leases,
+            promoter=promoter,
             successes=_success_recorder(engine),
             worker_name=worker_name(),
             system_tenant_id=system_tenant_id,

@@ -271,6 +271,12 @@ async def promote_due(redis: ArqRedis, *, limit: int = 1000) -> int:
     return int(moved)
 
 
+async def next_due_ms(redis: ArqRedis) -> int | None:
+    """When the first job of the scheduled set is due (epoch ms); None if none waits."""
+    first = await redis.zrange(SCHEDULED_SET, 0, 0, withscores=True)
+    return int(first[0][1]) if first else None
+
+
 async def withdraw(redis: ArqRedis, deliveries: Sequence[Delivery]) -> None:
     """Take jobs that have not started off their queues and the scheduled set (one trip)."""
     if not deliveries:

@@ -7,6 +7,10 @@ from typing import Any
 import httpx
 import jsonschema
 
+from tests.conftest import ClientFactory
+from tests.rate_limited_jobs import RATE_LIMITED_TYPES
+from worker.testing import declared
+
 BUILT_IN = {"echo", "sleep", "flaky", "health_check"}
 
 
@@ -30,6 +34,7 @@ class TestListJobTypes:
                 "args_schema",
                 "result_schema",
                 "examples",
+                "rate_limit",
             }
             assert entry["description"]
             assert entry["queues"][0] == entry["queue"]
@@ -81,3 +86,20 @@ class TestListJobTypes:
                 jsonschema.validate(example, entry["args_schema"])
         assert all(catalogue[name]["examples"] for name in BUILT_IN)
         assert catalogue["echo"]["examples"] == [{"message": "hello", "repeat": 2}]
+
+    async def test_shows_each_types_rate_limit(self, make_client: ClientFactory) -> None:
+        with declared(*RATE_LIMITED_TYPES):
+            catalogue = await _catalogue(await make_client())
+        assert catalogue["echo"]["rate_limit"] is None
+        assert catalogue["stamp_rate_limited"]["rate_limit"] == {
+            "count": 10,
+            "per_seconds": 1.0,
+            "burst": 2,
+            "key": None,
+        }
+        assert catalogue["stamp_per_customer"]["rate_limit"] == {
+            "count": 1,
+            "per_seconds": 2.0,
+            "burst": 0,
+            "key": "customer_id",
+        }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -9,10 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cli.inspect_command import render
 from cli.inspection import inspect_system
 from shared.contracts import ECHO
+from shared.rate_limiter import schedule_key, take_start
 from tests.choice_jobs import UPSTREAM_CALL
 from tests.conftest import WorkerFactory
 from tests.factories import auth, expire_job, make_tenant, submit, wait_for_status
 from tests.polling import poll_job
+from tests.rate_limited_jobs import RATE_LIMITED_TYPES, STAMP_RATE_LIMITED
 
 
 async def test_failures_and_running_jobs_of_every_tenant(
@@ -88,3 +92,30 @@ async def test_recent_expirations_are_listed_apart_from_failures(
     assert (str(expired.id), expired.tenant, expired.queue) == (late["id"], "acme", "default")
     assert expired.start_by is not None
     assert "recent expirations (not started by their deadline): 1" in render(view)
+
+
+async def test_rate_limited_types_and_how_far_ahead_their_starts_are_booked(
+    sessionmaker: async_sessionmaker[AsyncSession], arq_redis: ArqRedis
+) -> None:
+    limit = STAMP_RATE_LIMITED.rate_limit
+    assert limit is not None
+    schedule = schedule_key(STAMP_RATE_LIMITED.name, limit, tenant_id=uuid.uuid4(), args=None)
+    assert schedule is not None
+    for number in range(8):  # the burst of 3 starts now, 5 are booked up to 500 ms ahead
+        await take_start(arq_redis, limit, schedule=schedule, job_id=f"job-{number}")
+
+    async with sessionmaker() as session:
+        view = await inspect_system(session, arq_redis, job_types=[ECHO, *RATE_LIMITED_TYPES])
+
+    by_name = {line.name: line for line in view.rate_limited_types}
+    assert set(by_name) == {"stamp_rate_limited", "stamp_per_customer"}
+    booked = by_name["stamp_rate_limited"]
+    assert (booked.queue, booked.limit) == ("default", "10 per 1 s, burst 2")
+    assert booked.next_free_start_seconds is not None
+    assert 0.5 <= booked.next_free_start_seconds <= 0.6  # the 9th would start at 600 ms
+    assert by_name["stamp_per_customer"].next_free_start_seconds is None
+    table = render(view)
+    assert "rate-limited job types: 2" in table
+    assert "1 per 2 s, per tenant and customer_id" in table
+    assert "per key" in table
+    assert "rate-limited" not in render(view.model_copy(update={"rate_limited_types": []}))

@@ -16,6 +16,7 @@ from tests.chaos.outages import scripts_refused
 from tests.choice_jobs import UPSTREAM_CALL
 from tests.conftest import ADMIN_TOKEN, ClientFactory
 from tests.factories import auth, set_tenant_limits, submit, wait_for_status
+from tests.rate_limited_jobs import RATE_LIMITED_TYPES
 from tests.ui.conftest import csrf_token, sign_in
 from worker.settings import worker_name
 from worker.testing import declared
@@ -101,6 +102,20 @@ class TestSubmitForm:
         email = (await client.get("/ui/submit/send_email")).text
         assert 'type="email"' in email and '<textarea id="f-body" name="body"' in email
         assert (await client.get("/ui/submit/purge_expired")).status_code == 404  # internal
+
+    async def test_the_job_type_pages_show_a_rate_limit(
+        self, make_client: ClientFactory, acme: tuple[str, str]
+    ) -> None:
+        with declared(*RATE_LIMITED_TYPES):
+            client = await make_client()
+            await sign_in(client, acme[1])
+            index = (await client.get("/ui/submit")).text
+            page = (await client.get("/ui/submit/stamp_per_customer")).text
+            echo = (await client.get("/ui/submit/echo")).text
+        assert "Rate limit: 10 per 1 s, burst 2." in index
+        assert "Rate limit: 1 per 2 s, per tenant and customer_id." in index
+        assert "Rate limit: 1 per 2 s, per tenant and customer_id." in page
+        assert "data-rate-limit" not in echo
 
     async def test_validation_errors_are_shown_next_to_their_fields(
         self, client: httpx.AsyncClient, acme: tuple[str, str]

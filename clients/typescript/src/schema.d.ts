@@ -1268,6 +1268,8 @@ export interface components {
              * @description Every queue its jobs may run on (`options.queue`), `queue` first.
              */
             queues: string[];
+            /** @description Null: starts are not rate-limited. */
+            rate_limit: components["schemas"]["RateLimitOut"] | null;
             /** Result Schema */
             result_schema: {
                 [key: string]: unknown;
@@ -1386,6 +1388,34 @@ export interface components {
              * @description Why, for other operators.
              */
             reason?: string | null;
+        };
+        /**
+         * RateLimitOut
+         * @description At most `count` starts per `per_seconds`, spaced evenly, over all workers; jobs over it
+         *     wait (no try used). With `key`, per tenant and value of that Args field; else for the type
+         *     across every tenant.
+         */
+        RateLimitOut: {
+            /**
+             * Burst
+             * @description How many more may start at once after a quiet spell.
+             */
+            burst: number;
+            /**
+             * Count
+             * @description Starts allowed per period.
+             */
+            count: number;
+            /**
+             * Key
+             * @description Dotted path into the args the limit is kept per.
+             */
+            key: string | null;
+            /**
+             * Per Seconds
+             * @description The period, in seconds.
+             */
+            per_seconds: number;
         };
         /** Readiness */
         Readiness: {
