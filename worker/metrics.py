@@ -72,7 +72,7 @@ QUOTA_DEFERRALS = Counter(
 )
 RATE_LIMITED = Counter(
     "jobgate_rate_limited_total",
-    "Jobs put back to wait for a start of their type's rate limit (no try used), by job type.",
+    "Jobs that had to wait for a start of their type's rate limit (no try used), by job type.",
     ["job_type"],
 )
 

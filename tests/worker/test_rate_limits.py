@@ -11,8 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.keys import SCHEDULED_SET, job_rate_booking_key
 from shared.settings import Settings
 from tests.conftest import ClientFactory, WorkerFactory
 from tests.factories import make_tenant, submit, wait_for_status
@@ -89,7 +91,7 @@ async def test_each_tenant_and_key_has_its_own_schedule(
     assert max(other_at, elsewhere_at, unkeyed_at) - min(first_at, second_at) < 1.0
 
 
-async def test_a_waiting_job_starts_at_its_booked_start_not_a_poll_later(
+async def test_a_job_put_back_starts_at_its_booked_start_not_a_poll_later(
     make_client: ClientFactory,
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
@@ -97,9 +99,27 @@ async def test_a_waiting_job_starts_at_its_booked_start_not_a_poll_later(
 ) -> None:
     client = await make_client()
     _, token = await make_tenant(sessionmaker)
-    # Polls (and the scheduled set's promotion, by default) 3 s apart: only being woken at
-    # the booked start lets the fourth job start 100 ms after the first three.
-    await start_worker(settings=settings.model_copy(update={"worker_poll_delay_seconds": 3.0}))
+    # Polls (and the scheduled set's promotion, by default) 4 s apart: only being woken at
+    # the booked start lets the second job start 2 s after the first, not 4 s.
+    await start_worker(settings=settings.model_copy(update={"worker_poll_delay_seconds": 4.0}))
+    both = [{"customer_id": "a"}] * 2  # one start per 2 s for the key: the second is put back
+    ids = await _submit_all(client, token, STAMP_PER_CUSTOMER.name, both)
+    first, second = sorted(await _started(client, token, ids))
+    assert 1.9 <= second - first < 3.0
+
+
+async def test_a_start_due_shortly_is_waited_for_in_place(
+    make_client: ClientFactory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: Redis,
+    start_worker: WorkerFactory,
+) -> None:
+    client = await make_client()
+    _, token = await make_tenant(sessionmaker)
+    await start_worker()
+    # The burst of 3 at once, the 4th 100 ms later: too near to put it back.
     ids = await _submit_all(client, token, STAMP_RATE_LIMITED.name, [{}] * 4)
     starts = sorted(await _started(client, token, ids))
-    assert 0.05 <= starts[3] - starts[0] < 1.0, starts
+    assert 0.05 <= starts[3] - starts[0] < 0.5, starts
+    assert not await redis.zcard(SCHEDULED_SET)  # nothing went to the scheduled set
+    assert not await redis.keys(job_rate_booking_key("*"))  # and no booking is left over
