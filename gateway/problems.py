@@ -56,6 +56,7 @@ STATUS_OF: dict[type[errors.JobgateError], int] = {
     errors.InvalidWorkflow: 422,
     errors.UnstorableValue: 422,
     errors.WebhookUrlRefused: 422,
+    errors.OptionRefused: 422,
     errors.RateLimited: 429,
     errors.DependencyUnavailable: 503,
     errors.DatabaseUnavailable: 503,
@@ -251,9 +252,7 @@ def _translate_dependency_error(exc: Exception) -> errors.JobgateError | None:
 
 def _issues_of(error: errors.JobgateError) -> list[dict[str, object]] | None:
     """The `errors` member of a 422 raised by jobgate itself (one issue per problem)."""
-    if isinstance(error, errors.InvalidWorkflow):
-        return error.issues
-    if isinstance(error, errors.WebhookUrlRefused):
+    if isinstance(error, errors.InvalidWorkflow | errors.WebhookUrlRefused | errors.OptionRefused):
         return error.issues
     return None
 

@@ -11,10 +11,11 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Self, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from shared.arg_paths import check_path
 from shared.errors import UnknownJobType
 from shared.status import JobStatus
 
@@ -72,6 +73,31 @@ class Backoff:
         return delay * (1.0 - self.jitter * rand())
 
 
+ConcurrencyStrategy = Literal["queue", "cancel_in_progress", "cancel_newest"]
+
+
+@dataclass(frozen=True)
+class ConcurrencyLimit:
+    """At most `limit` jobs of a type with the same key run at once, over all workers.
+
+    `key` is a dotted path into the Args (`customer.id`); a submit may give the key itself
+    (`options.concurrency_key`). Keys are a tenant's own: two tenants' `42` never meet. What a
+    job that finds its key at the limit does is the `strategy` (docs/flow-control.md):
+    `queue` waits its turn, `cancel_in_progress` cancels the oldest unfinished jobs of the key
+    (latest wins), `cancel_newest` is cancelled itself, at submit.
+    """
+
+    key: str
+    limit: int = 1
+    strategy: ConcurrencyStrategy = "queue"
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError(f"a concurrency limit must be at least 1, not {self.limit}")
+        if self.strategy not in get_args(ConcurrencyStrategy):
+            raise ValueError(f"no concurrency strategy {self.strategy!r}")
+
+
 @dataclass(frozen=True)
 class JobType(Generic[A, R]):
     """One kind of job: its contract and the defaults each submit may override."""
@@ -96,6 +122,8 @@ class JobType(Generic[A, R]):
     examples: tuple[dict[str, Any], ...] = field(default=(), hash=False)
     """Args as a caller would send them (JSON), shown in the OpenAPI document and
     `GET /job-types`; each must be valid for `args`, which declaring the type checks."""
+    concurrency: ConcurrencyLimit | None = None
+    """How many jobs with the same key may run at once (None: no such limit)."""
 
     async def submit(self, args: A | dict[str, Any], **options: Any) -> JobHandle[R]:
         """Submit from Python, as `POST /jobs/{name}` would (`shared.python_api.configure`)."""
@@ -113,6 +141,8 @@ class JobType(Generic[A, R]):
         for example in self.examples:
             # A wrong example is a programming error: fail at import, not in a caller's hands.
             self.args.model_validate(example)
+        if self.concurrency is not None:
+            check_path(self.args, self.concurrency.key)  # a typo fails at import too
 
 
 class Registry:

@@ -23,6 +23,7 @@
     │   ├── InvalidCursor
     │   ├── InvalidWorkflow       a workflow that cannot run (422, one issue per problem)
     │   ├── WebhookUrlRefused     a `webhook_url` jobgate may not call (422, one issue per URL)
+    │   ├── OptionRefused         a submit option the job type does not take (422)
     │   └── UnstorableValue       PostgreSQL refused a value validation let through (422)
     ├── RateLimited               the tenant submitted faster than its rate limit allows
     ├── DependencyUnavailable
@@ -186,6 +187,16 @@ class WebhookUrlRefused(BadRequest):
     """A `webhook_url` points where webhooks may not go; see `errors`."""
 
     code = "webhook-url-refused"
+
+    def __init__(self, message: str | None = None, *, issues: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.issues = issues  # {loc, msg, type} each, as a 422's `errors`
+
+
+class OptionRefused(BadRequest):
+    """A submit option the job type does not take; see `errors`."""
+
+    code = "option-refused"
 
     def __init__(self, message: str | None = None, *, issues: list[dict[str, object]]) -> None:
         super().__init__(message)

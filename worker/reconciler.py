@@ -30,6 +30,7 @@ from shared.jobs.rows import delivery_of
 from shared.keys import RECONCILER_LOCK, in_progress_key, job_key
 from shared.models import Job
 from shared.redis import LuaScript
+from shared.settings import Settings
 from shared.status import WAITING, JobStatus
 from worker.workflow_advance import redrive_workflows
 
@@ -98,13 +99,14 @@ async def reconcile_forever(
     *,
     interval_seconds: float,
     grace_seconds: float,
+    settings: Settings,
 ) -> None:
     """A pass every `interval_seconds`, by whichever worker takes the lock first."""
     while True:
         try:
             if await redis.set(RECONCILER_LOCK, "1", nx=True, px=int(interval_seconds * 1000)):
                 restored = await reconcile_once(sessionmaker, redis, grace_seconds=grace_seconds)
-                restored += await redrive_workflows(sessionmaker, redis)
+                restored += await redrive_workflows(sessionmaker, redis, settings)
                 if restored:
                     log.warning("reconciler.restored", jobs=restored)
         except (RedisError, OSError, DBAPIError) as exc:

@@ -81,6 +81,7 @@ def _on_startup(
                     ctx["redis"],
                     interval_seconds=settings.reconcile_interval_seconds,
                     grace_seconds=settings.reconcile_grace_seconds,
+                    settings=settings,
                 ),
                 name="jobgate-reconciler",
             ),
@@ -89,7 +90,11 @@ def _on_startup(
             background.append(
                 asyncio.create_task(
                     schedule_forever(
-                        sessionmaker, ctx["redis"], schedules=SCHEDULES, tenant_id=system_tenant_id
+                        sessionmaker,
+                        ctx["redis"],
+                        settings=settings,
+                        schedules=SCHEDULES,
+                        tenant_id=system_tenant_id,
                     ),
                     name="jobgate-schedules",
                 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -38,6 +38,7 @@ from gateway.routes.submit_schema import (
 from gateway.schemas import JobOut
 from shared.contracts import Contract, JobType, Registry
 from shared.errors import PayloadTooLarge, UnknownJobType
+from shared.jobs.concurrency_keys import refuse_key_options
 from shared.jobs.submit import (
     Created,
     InSession,
@@ -96,7 +97,12 @@ async def _submit_idempotent(
     headers = await _take_tokens(access, 1)
     created = await create_jobs(
         access.resources.redis,
-        InSession(access.session, access.principal.tenant_id, idempotency_key=idempotency_key),
+        InSession(
+            access.session,
+            access.principal.tenant_id,
+            settings=access.resources.settings,
+            idempotency_key=idempotency_key,
+        ),
         Submission(job_type, [(args, options)]),
     )
     if created.replayed is not None:  # a replay of a job that may have finished: its webhook
@@ -105,6 +111,7 @@ async def _submit_idempotent(
     (row,) = created.rows
     headers["Location"] = f"/jobs/{row['id']}"
     access.resources.jobs_submitted.labels(job_type.name, job_type.queue).inc()
+    _count_cancelled(access.resources, created)
     return _json(JobOut.of_new(row), 202, headers)
 
 
@@ -121,26 +128,43 @@ async def _store(
     job_type: JobType[Any, Any],
     token: str,
     requests: list[tuple[Contract, SubmitOptions]],
-    webhook_url_locations: list[list[str | int]],
+    options_locations: list[list[str | int]],
 ) -> Created:
     """Key check and insert in one statement (`shared.jobs.submit.WithKey`), then the hand-off to
-    Redis; a refused webhook URL (named by its location in the body) stops it first."""
-    refuse_webhook_urls(
-        resources.settings.webhooks,
-        zip(webhook_url_locations, (options.webhook_url for _, options in requests), strict=True),
-    )
+    Redis; refused options (named by their location in the body) stop it first."""
+    options = [options for _, options in requests]
+    _refuse_options(resources, job_type, zip(options_locations, options, strict=True))
     submitted = await create_jobs(
         resources.redis,
         WithKey(resources.engine, resources.settings, token),
         Submission(job_type, requests),
     )
     resources.jobs_submitted.labels(job_type.name, job_type.queue).inc(len(submitted.rows))
+    _count_cancelled(resources, submitted)
     return submitted
 
 
-def _refuse_webhook_url(resources: Resources, options: SubmitOptions) -> None:
-    location: list[str | int] = ["body", "options", "webhook_url"]
-    refuse_webhook_urls(resources.settings.webhooks, [(location, options.webhook_url)])
+def _refuse_options(
+    resources: Resources,
+    job_type: JobType[Any, Any],
+    located: Iterable[tuple[list[str | int], SubmitOptions]],
+) -> None:
+    """Refuse webhook URLs jobgate may not call and options the job type does not take."""
+    located = list(located)
+    refuse_webhook_urls(
+        resources.settings.webhooks,
+        (([*loc, "webhook_url"], options.webhook_url) for loc, options in located),
+    )
+    refuse_key_options(
+        job_type, (([*loc, "concurrency_key"], options.concurrency_key) for loc, options in located)
+    )
+
+
+def _count_cancelled(resources: Resources, created: Created) -> None:
+    """Jobs a concurrency strategy cancelled at once (workers count the running ones they stop)."""
+    for outcome in created.cancelled:
+        if outcome.is_done:
+            resources.jobs_cancelled.labels(outcome.job.name, outcome.job.queue).inc()
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -193,7 +217,7 @@ class SubmitEndpoint(FastEndpoint):
         if idempotency_key is None:
             return await self.serve(resources, token, body)
         args, options = body.args, body.options
-        _refuse_webhook_url(resources, options)
+        _refuse_options(resources, self.job_type, [(["body", "options"], options)])
         async with open_submit_access(resources, token) as access:
             return await _submit_idempotent(access, self.job_type, args, options, idempotency_key)
 
@@ -203,7 +227,7 @@ class SubmitEndpoint(FastEndpoint):
             self.job_type,
             token,
             [(body.args, body.options)],
-            [["body", "options", "webhook_url"]],
+            [["body", "options"]],
         )
         headers = _rate_headers(submitted.rate)
         (row,) = submitted.rows
@@ -227,7 +251,7 @@ class BatchEndpoint(FastEndpoint):
             self.job_type,
             token,
             [(item.args, item.options) for item in items],
-            [["body", "jobs", index, "options", "webhook_url"] for index in range(len(items))],
+            [["body", "jobs", index, "options"] for index in range(len(items))],
         )
         jobs = [JobOut.of_new(row) for row in submitted.rows]
         return _json(JobBatch(jobs=jobs), 202, _rate_headers(submitted.rate))

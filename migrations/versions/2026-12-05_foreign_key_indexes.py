@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.index_builds import drop_if_invalid
+
 revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
@@ -34,31 +36,11 @@ INDEXES: tuple[tuple[str, str, str, str | None], ...] = (
 )
 
 
-def _drop_if_invalid(name: str) -> None:
-    """An interrupted concurrent build leaves its index invalid; `IF NOT EXISTS` would keep it.
-
-    A valid index of that name stays: an operator may have built it by hand already, and
-    dropping it would bring the slow purge back while it is rebuilt. (Offline `--sql` output
-    cannot ask the database, so it leaves that check to whoever runs the script.)
-    """
-    if op.get_context().as_sql:
-        return
-    is_invalid = op.get_bind().scalar(
-        sa.text(
-            "SELECT NOT indisvalid FROM pg_index"
-            " WHERE indexrelid = to_regclass(quote_ident(current_schema()) || '.' || :name)"
-        ),
-        {"name": name},
-    )
-    if is_invalid:
-        op.drop_index(name, postgresql_concurrently=True)
-
-
 def upgrade() -> None:
     # CONCURRENTLY cannot run inside a transaction block.
     with op.get_context().autocommit_block():
         for name, table, column, predicate in INDEXES:
-            _drop_if_invalid(name)
+            drop_if_invalid(name)
             op.create_index(
                 name,
                 table,

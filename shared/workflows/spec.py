@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.contracts import JobType, Registry
 from shared.errors import InvalidWorkflow, UnknownJobType
+from shared.jobs.concurrency_keys import key_option_problem
 from shared.jobs.submit import SubmitOptions
 from shared.workflows.shapes import (
     OUTCOME,
@@ -183,6 +184,9 @@ def _check_step(check: _Check, step: StepNode, pointer: str, given: Shape | None
         return ObjectShape()
     _check_args_from(check, step, job_type, pointer, given)
     _check_args(check, step, job_type, pointer)
+    problem = key_option_problem(job_type, step.options.concurrency_key)
+    if problem is not None:
+        check.issue(pointer, "options", "concurrency_key", msg=problem, kind="option_refused")
     return result_shape(job_type.result)
 
 
