@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.jobs import operator_queries
+from shared.jobs.key_waits import waiting_counts
 from shared.jobs.queue_pauses import paused_queues
 from shared.jobs.queue_stats import read_queue_stats
 from shared.models import Job
@@ -46,6 +47,7 @@ class RunningJob(BaseModel):
     max_tries: int
     started_at: datetime | None
     worker: str | None = Field(description="The live worker that announced it runs the job.")
+    concurrency_key: str | None = Field(description="The key its concurrency limit counts.")
 
 
 class QueueLine(BaseModel):
@@ -80,6 +82,9 @@ class Inspection(BaseModel):
     paused_queues: list[str] = Field(description="Queues whose jobs workers do not start.")
     scheduled_waiting: int
     scheduled_overdue: int
+    concurrency_waiting: dict[str, int] = Field(
+        description="Jobs waiting for a slot of their concurrency key, by job type."
+    )
     recent_failures: list[FailedJob]
 
 
@@ -109,6 +114,7 @@ def _running(job: Job, tenants: dict[uuid.UUID, str], owners: dict[str, str]) ->
         max_tries=job.max_tries,
         started_at=job.started_at,
         worker=owners.get(str(job.id)),
+        concurrency_key=job.concurrency_key,
     )
 
 
@@ -141,6 +147,7 @@ async def inspect_system(
     running = await operator_queries.running_jobs(session, limit=running_limit)
     failed = await operator_queries.failed_jobs(session, limit=failures_limit)
     paused = await paused_queues(session)
+    key_waiting = await waiting_counts(redis)
     tenants = await operator_queries.tenant_names(
         session, {job.tenant_id for job in [*running, *failed]}
     )
@@ -153,5 +160,6 @@ async def inspect_system(
         paused_queues=sorted(paused),
         scheduled_waiting=stats.scheduled_waiting,
         scheduled_overdue=stats.scheduled_overdue,
+        concurrency_waiting=key_waiting,
         recent_failures=[_failed(job, tenants) for job in failed],
     )

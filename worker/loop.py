@@ -242,7 +242,13 @@ class WakeableWorker(Worker):
         """Run one taken job, then let it leave Redis (or go back to its queue at a shutdown)."""
         ctx = cast(
             JobRunContext,
-            {**self.ctx, "job_id": taken.job_id, "job_try": 1, "score": taken.score},
+            {
+                **self.ctx,
+                "job_id": taken.job_id,
+                "job_try": 1,
+                "score": taken.score,
+                "taken": taken,
+            },
         )
         ends = True
         try:

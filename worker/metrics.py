@@ -65,6 +65,12 @@ QUOTA_DEFERRALS = Counter(
     "jobgate_worker_quota_deferrals_total",
     "Jobs put back in line, not run, because their tenant was at its concurrency quota.",
 )
+KEY_WAITS = Counter(
+    "jobgate_worker_concurrency_waits_total",
+    "Jobs not run when taken because their concurrency key was at its limit; each waits, off"
+    " its queue, until a slot of its key frees.",
+    ["job_type"],
+)
 
 
 # Every job passes here: the labelled children are looked up once per type, not per job

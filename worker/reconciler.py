@@ -7,8 +7,10 @@ queue entry together. Both are enqueued again; the job id is ARQ's id and the en
 skips jobs that exist, so running this concurrently or twice is harmless. Only one worker
 runs a pass per interval (a Redis lock), and rows younger than the grace period are left to
 the submit that is still enqueueing them. The same pass advances workflows whose last advance
-was lost (`worker.workflow_advance.redrive_workflows`), and first rewrites Redis's list of
-paused queues from PostgreSQL (`shared.jobs.queue_pauses`), so no job it re-enqueues starts on one.
+was lost (`worker.workflow_advance.redrive_workflows`) and wakes jobs waiting for a
+concurrency key whose slot was never given back (`worker.key_limits.wake_stranded`), and first
+rewrites Redis's list of paused queues from PostgreSQL (`shared.jobs.queue_pauses`), so no job
+it re-enqueues starts on one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from shared.models import Job
 from shared.redis import LuaScript
 from shared.settings import Settings
 from shared.status import WAITING, JobStatus
+from worker.key_limits import wake_stranded
 from worker.workflow_advance import redrive_workflows
 
 log = structlog.get_logger("jobgate.worker")
@@ -107,6 +110,7 @@ async def reconcile_forever(
             if await redis.set(RECONCILER_LOCK, "1", nx=True, px=int(interval_seconds * 1000)):
                 restored = await reconcile_once(sessionmaker, redis, grace_seconds=grace_seconds)
                 restored += await redrive_workflows(sessionmaker, redis, settings)
+                restored += await wake_stranded(redis)
                 if restored:
                     log.warning("reconciler.restored", jobs=restored)
         except (RedisError, OSError, DBAPIError) as exc:

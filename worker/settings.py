@@ -43,7 +43,9 @@ ARQ_TIMEOUT_SECONDS = 7 * 24 * 3600 + 60
 BACKGROUND_STOP_RETRY_SECONDS = 0.1
 
 
-async def _arq_function(ctx: dict[str, Any], *, tenant_id: str) -> None:
+async def _arq_function(
+    ctx: dict[str, Any], *, tenant_id: str, concurrency_key: str | None = None
+) -> None:
     """What ARQ registers under each job type's name; `worker.loop` calls `run_job` itself."""
     await run_job(cast(JobRunContext, ctx), tenant_id=tenant_id)
 
