@@ -26,6 +26,7 @@ class TestListJobTypes:
                 "description",
                 "queue",
                 "defaults",
+                "concurrency",
                 "args_schema",
                 "result_schema",
                 "examples",
