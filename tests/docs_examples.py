@@ -119,6 +119,7 @@ PYTHON_CLIENT = Example(DOCS / "clients.md", "Python / Flask (without jobgate's 
 NODE_CLIENT = Example(DOCS / "clients.md", "Node.js", "ts")
 TESTING_JOB_CODE = Example(DOCS / "clients.md", "Testing job code", "python")
 WORKFLOWS = Example(DOCS / "workflows.md", "", "json")
+CONCURRENCY_KEYS = Example(DOCS / "flow-control.md", "Concurrency keys", "python")
 
 RUN_EXAMPLES = (
     FIRST_JOB_CURL,
@@ -127,5 +128,6 @@ RUN_EXAMPLES = (
     NODE_CLIENT,
     TESTING_JOB_CODE,
     WORKFLOWS,
+    CONCURRENCY_KEYS,
 )
 """Every example a test runs (or compares with what it runs), by page and heading."""

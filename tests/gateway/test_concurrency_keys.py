@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from types import CodeType
 from typing import Any
 
 import httpx
@@ -13,8 +14,11 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.arg_paths import ArgPathError
+from shared.contracts import REGISTRY
 from shared.keys import queue_key
 from tests.conftest import ClientFactory
+from tests.docs_examples import CONCURRENCY_KEYS
 from tests.factories import auth, make_tenant, submit
 from tests.gateway.problem_checks import assert_problem
 from tests.keyed_jobs import KEYED_TYPES
@@ -50,6 +54,39 @@ def _refused(response: httpx.Response, loc: list[str | int]) -> None:
             "type": "option_refused",
         }
     ]
+
+
+def _compiled(example: str) -> CodeType:
+    # As a reader's module runs it: without this module's `from __future__ import annotations`.
+    return compile(example, str(CONCURRENCY_KEYS.page), "exec", dont_inherit=True)
+
+
+class TestTheDocsExample:
+    async def test_declares_a_type_whose_jobs_carry_the_key_from_their_args(
+        self, make_client: ClientFactory, token: str
+    ) -> None:
+        (example,) = CONCURRENCY_KEYS.blocks()
+        try:
+            exec(_compiled(example), {})  # noqa: S102 (our own docs)
+            client = await make_client()
+            job = await submit(client, token, "sync_account", {"customer": {"id": "42"}})
+            catalogue = {entry["name"]: entry for entry in (await client.get("/job-types")).json()}
+        finally:
+            REGISTRY.unregister("sync_account")
+        assert job["concurrency_key"] == "42"
+        assert catalogue["sync_account"]["concurrency"] == {
+            "key": "customer.id",
+            "limit": 1,
+            "strategy": "queue",
+        }
+
+    def test_a_key_that_is_not_a_field_fails_at_import(self) -> None:
+        (example,) = CONCURRENCY_KEYS.blocks()
+        mistyped = example.replace('key="customer.id"', 'key="customer.uid"')
+        assert mistyped != example
+        with pytest.raises(ArgPathError, match=r"SyncArgs has no field 'customer\.uid'"):
+            exec(_compiled(mistyped), {})  # noqa: S102 (our own docs)
+        assert "sync_account" not in REGISTRY
 
 
 class TestTheKeyOption:
