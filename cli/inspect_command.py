@@ -154,7 +154,10 @@ def _queues(found: Inspection) -> str:
     ]
     headers = ["QUEUE", *(priority.upper() for priority in PRIORITIES), "OLDEST DUE", "STATE"]
     scheduled = f"scheduled: {found.scheduled_waiting} waiting, {found.scheduled_overdue} overdue"
-    return f"queues (jobs due, by priority)\n{table(headers, rows)}\n{scheduled}"
+    by_type = sorted(found.concurrency_waiting.items())
+    keyed = ", ".join(f"{name} {count}" for name, count in by_type)
+    waiting = f"\nwaiting for a concurrency key: {keyed}" if keyed else ""
+    return f"queues (jobs due, by priority)\n{table(headers, rows)}\n{scheduled}{waiting}"
 
 
 def _running(found: Inspection) -> str:
@@ -170,10 +173,11 @@ def _running(found: Inspection) -> str:
             f"{job.attempt}/{job.max_tries}",
             _since(job.started_at, found.at),
             job.worker or "-",
+            job.concurrency_key or "-",
         ]
         for job in found.running
     ]
-    headers = ["ID", "TYPE", "QUEUE", "TENANT", "TRY", "RUNNING FOR", "WORKER"]
+    headers = ["ID", "TYPE", "QUEUE", "TENANT", "TRY", "RUNNING FOR", "WORKER", "KEY"]
     return f"{title}\n{table(headers, rows)}"
 
 

@@ -25,6 +25,7 @@ from shared.contracts import JobType
 from shared.errors import JobNotFound
 from shared.jobs import operator_queries, store
 from shared.jobs.attempts import AttemptOut, read_attempts
+from shared.jobs.key_waits import waiting_counts
 from shared.jobs.queue_pauses import paused_queues
 from shared.jobs.queue_stats import read_queue_stats
 from shared.jobs.view import JobOut, job_view
@@ -56,6 +57,7 @@ class RunningJob(BaseModel):
     max_tries: int
     started_at: datetime | None
     worker: str | None = Field(description="The live worker that announced it runs the job.")
+    concurrency_key: str | None = Field(description="The key its concurrency limit counts.")
 
 
 class QueueLine(BaseModel):
@@ -123,6 +125,9 @@ class Inspection(BaseModel):
     paused_queues: list[str] = Field(description="Queues whose jobs workers do not start.")
     scheduled_waiting: int
     scheduled_overdue: int
+    concurrency_waiting: dict[str, int] = Field(
+        description="Jobs waiting for a slot of their concurrency key, by job type."
+    )
     recent_failures: list[FailedJob]
     recent_expirations: list[ExpiredJob]
     job_types: list[JobTypeLine]
@@ -155,6 +160,7 @@ def _running(job: Job, tenants: dict[uuid.UUID, str], owners: dict[str, str]) ->
         max_tries=job.max_tries,
         started_at=job.started_at,
         worker=owners.get(str(job.id)),
+        concurrency_key=job.concurrency_key,
     )
 
 
@@ -222,6 +228,7 @@ async def inspect_system(
     failed = await operator_queries.failed_jobs(session, limit=failures_limit)
     expired = await operator_queries.expired_jobs(session, limit=failures_limit)
     paused = await paused_queues(session)
+    key_waiting = await waiting_counts(redis)
     tenants = await operator_queries.tenant_names(
         session, {job.tenant_id for job in [*running, *failed, *expired]}
     )
@@ -234,6 +241,7 @@ async def inspect_system(
         paused_queues=sorted(paused),
         scheduled_waiting=stats.scheduled_waiting,
         scheduled_overdue=stats.scheduled_overdue,
+        concurrency_waiting=key_waiting,
         recent_failures=[_failed(job, tenants) for job in failed],
         recent_expirations=[_expired(job, tenants) for job in expired],
         job_types=[

@@ -15,6 +15,7 @@ from shared.contracts import load_contracts
 from shared.db import create_engine, create_sessionmaker
 from shared.errors import JobgateError, JobNotFound, QueueUnavailable
 from shared.jobs import control, operator_queries
+from shared.jobs.cancel import Cancelled
 from shared.redis import create_redis
 from shared.settings import get_settings
 from shared.tenants import tenancy
@@ -50,7 +51,7 @@ def run_operator_action(action: Callable[[AsyncSession, ArqRedis], Awaitable[T]]
 def jobs_cancel(job_id: uuid.UUID) -> None:
     """Cancel one job: a waiting job never runs, a running one is aborted."""
 
-    async def action(session: AsyncSession, redis: ArqRedis) -> control.Cancelled:
+    async def action(session: AsyncSession, redis: ArqRedis) -> Cancelled:
         tenant_id = await operator_queries.tenant_of_job(session, job_id)
         if tenant_id is None:
             raise JobNotFound()
@@ -142,7 +143,8 @@ def dlq_retry(
         )
         refs = [(job.tenant_id, job.id) for job in failed]
         await session.commit()
-        registry = load_contracts(get_settings().contract_modules)
+        settings = get_settings()
+        registry = load_contracts(settings.contract_modules)
         for done, (job_tenant, job_id) in enumerate(refs):
             try:
                 # An operator's repair: not charged to the tenant's rate limit.
@@ -153,6 +155,7 @@ def dlq_retry(
                     job_id=job_id,
                     registry=registry,
                     rate=None,
+                    settings=settings,
                 )
             except QueueUnavailable as exc:  # that one was undone; the rest were not tried
                 raise QueueUnavailable(

@@ -108,7 +108,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(queue_routes.router)
     install_ui(app)
-    metrics.install(app, registry.queues())
+    metrics.install(
+        app,
+        registry.queues(),
+        keyed_types=[job_type.name for job_type in registry if job_type.concurrency is not None],
+    )
     # Added last so they run first; around them all, even a 413 or a 500, the request id.
     app.add_middleware(
         BodyGuardMiddleware,

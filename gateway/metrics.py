@@ -3,9 +3,10 @@
 Counted here: jobs accepted (`jobgate_jobs_submitted_total`) and waiting jobs cancelled through
 the API (`jobgate_jobs_cancelled_total`; workers count the running jobs they stop, under the
 same name, so the sum over both is every cancellation, each once). Read from Redis at each
-scrape, in three round trips and never per job: queue depths by priority and the age of each
+scrape, in four round trips and never per job: queue depths by priority and the age of each
 line's head (`shared.jobs.queue_stats`), the workers alive with their jobs in flight
-(`shared.presence`), and the paused queues as workers see them (`shared.jobs.queue_pauses`). The
+(`shared.presence`), the paused queues as workers see them (`shared.jobs.queue_pauses`), and
+the jobs waiting for a concurrency key by type (`shared.jobs.key_waits`). The
 gateway exposes these because it is the one process Prometheus always scrapes; workers expose
 only what happens inside them.
 
@@ -34,6 +35,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp
 
 from gateway.deps import ResourcesDep
+from shared.jobs.key_waits import waiting_counts
 from shared.jobs.queue_pauses import mirrored_pauses
 from shared.jobs.queue_stats import QueueStats, read_queue_stats
 from shared.presence import WorkerPresence, alive_workers
@@ -59,8 +61,13 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
-    def install(self, app: FastAPI, queues: Sequence[str]) -> None:
-        """Instrument every route and serve `/metrics` (not in the OpenAPI document)."""
+    def install(
+        self, app: FastAPI, queues: Sequence[str], *, keyed_types: Sequence[str] = ()
+    ) -> None:
+        """Instrument every route and serve `/metrics` (not in the OpenAPI document).
+
+        `keyed_types`: the job types with a concurrency limit (their gauge reads 0, not absent).
+        """
         # What `Instrumentator(registry=..., excluded_handlers=[...]).instrument(app)` adds,
         # with the route lookup remembered (see `_RouteMetricsMiddleware`).
         app.add_middleware(
@@ -70,7 +77,7 @@ class GatewayMetrics:
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics(resources: ResourcesDep) -> Response:
-            state = await _read_state(resources.redis, queues)
+            state = await _read_state(resources.redis, queues, keyed_types)
             body = generate_latest(registry) + generate_latest(state)
             return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -103,7 +110,9 @@ class _RouteMetricsMiddleware(PrometheusInstrumentatorMiddleware):
         return handler, is_templated
 
 
-async def _read_state(redis: ArqRedis, queues: Sequence[str]) -> CollectorRegistry:
+async def _read_state(
+    redis: ArqRedis, queues: Sequence[str], keyed_types: Sequence[str]
+) -> CollectorRegistry:
     """The job system's state as a throwaway registry; `jobgate_redis_up 0` if Redis failed."""
     state = CollectorRegistry(auto_describe=False)
     try:
@@ -111,6 +120,7 @@ async def _read_state(redis: ArqRedis, queues: Sequence[str]) -> CollectorRegist
         served = {queue for worker in workers for queue in worker.queues}
         stats = await read_queue_stats(redis, sorted(set(queues) | served))
         paused = await mirrored_pauses(redis)
+        waiting = await waiting_counts(redis)
     except (RedisError, OSError) as exc:
         log.warning("metrics.redis_unavailable", error=type(exc).__name__)
         state.register(_Families([_gauge("jobgate_redis_up", _REDIS_UP_HELP, 0)]))
@@ -120,6 +130,7 @@ async def _read_state(redis: ArqRedis, queues: Sequence[str]) -> CollectorRegist
         *_queue_families(stats),
         *_worker_families(workers, [depth.queue for depth in stats.depths]),
         _paused_family(paused, [depth.queue for depth in stats.depths]),
+        _key_waiting_family(waiting, keyed_types),
     ]
     state.register(_Families(families))
     return state
@@ -185,6 +196,17 @@ def _worker_families(workers: list[WorkerPresence], queues: list[str]) -> list[M
         len(workers),
     )
     return [alive, consumers, in_flight]
+
+
+def _key_waiting_family(waiting: dict[str, int], keyed_types: Sequence[str]) -> Metric:
+    family = GaugeMetricFamily(
+        "jobgate_concurrency_waiting",
+        "Jobs waiting for a slot of their concurrency key (off their queue), by job type.",
+        labels=["job_type"],
+    )
+    for job_type in sorted({*keyed_types, *waiting}):
+        family.add_metric([job_type], waiting.get(job_type, 0))
+    return family
 
 
 def _paused_family(paused: set[str], queues: list[str]) -> Metric:

@@ -57,6 +57,7 @@ STATUS_OF: dict[type[errors.JobgateError], int] = {
     errors.UnstorableValue: 422,
     errors.WebhookUrlRefused: 422,
     errors.QueueNotAllowed: 422,
+    errors.OptionRefused: 422,
     errors.RateLimited: 429,
     errors.DependencyUnavailable: 503,
     errors.DatabaseUnavailable: 503,
@@ -254,7 +255,7 @@ def _issues_of(error: errors.JobgateError) -> list[dict[str, object]] | None:
     """The `errors` member of a 422 raised by jobgate itself (one issue per problem)."""
     if isinstance(error, errors.InvalidWorkflow):
         return error.issues
-    if isinstance(error, errors.WebhookUrlRefused | errors.QueueNotAllowed):
+    if isinstance(error, errors.WebhookUrlRefused | errors.QueueNotAllowed | errors.OptionRefused):
         return error.issues
     return None
 

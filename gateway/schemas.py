@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contracts import JobType, Priority, RateLimit
+from shared.contracts import ConcurrencyStrategy, JobType, Priority, RateLimit
 from shared.jobs.queue_pauses import QueueState
 from shared.jobs.view import JobError, JobOut, JobProgress, JobWebhook, WebhookDeliveryOut
 from shared.models import ApiKey, Tenant
@@ -52,6 +52,19 @@ class RateLimitOut(BaseModel):
         )
 
 
+class ConcurrencyOut(BaseModel):
+    key: str = Field(
+        description="The field of `args` (a dotted path) the key is read from; a submit may give"
+        " its own (`options.concurrency_key`)."
+    )
+    limit: int = Field(description="At most this many jobs with one key run at once.")
+    strategy: ConcurrencyStrategy = Field(
+        description="A job that finds its key at the limit: `queue` waits its turn;"
+        " `cancel_in_progress` cancels the oldest unfinished jobs of the key (latest wins);"
+        " `cancel_newest` is cancelled at submit."
+    )
+
+
 class JobTypeOut(BaseModel):
     name: str
     description: str
@@ -60,6 +73,10 @@ class JobTypeOut(BaseModel):
         description="Every queue its jobs may run on (`options.queue`), `queue` first."
     )
     defaults: JobTypeDefaults
+    concurrency: ConcurrencyOut | None = Field(
+        description="Jobs of this type with the same key (a tenant's own) running at once;"
+        " null: no such limit."
+    )
     args_schema: dict[str, Any]
     result_schema: dict[str, Any]
     examples: list[dict[str, Any]] = Field(description="Valid `args`, as a caller sends them.")
@@ -80,6 +97,13 @@ class JobTypeOut(BaseModel):
                 backoff_base_seconds=job_type.backoff.base_seconds,
                 backoff_max_seconds=job_type.backoff.max_seconds,
                 start_within_seconds=job_type.start_within_seconds,
+            ),
+            concurrency=None
+            if job_type.concurrency is None
+            else ConcurrencyOut(
+                key=job_type.concurrency.key,
+                limit=job_type.concurrency.limit,
+                strategy=job_type.concurrency.strategy,
             ),
             args_schema=job_type.args.model_json_schema(),
             result_schema=job_type.result.model_json_schema(),

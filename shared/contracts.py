@@ -11,10 +11,11 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Self, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from shared.arg_paths import check_path
 from shared.errors import QueueNotAllowed, UnknownJobType
 from shared.rate_limiter import RateLimit as RateLimit  # declared beside Backoff by users
 from shared.status import JobStatus
@@ -73,6 +74,31 @@ class Backoff:
         return delay * (1.0 - self.jitter * rand())
 
 
+ConcurrencyStrategy = Literal["queue", "cancel_in_progress", "cancel_newest"]
+
+
+@dataclass(frozen=True)
+class ConcurrencyLimit:
+    """At most `limit` jobs of a type with the same key run at once, over all workers.
+
+    `key` is a dotted path into the Args (`customer.id`); a submit may give the key itself
+    (`options.concurrency_key`). Keys are a tenant's own: two tenants' `42` never meet. What a
+    job that finds its key at the limit does is the `strategy` (docs/flow-control.md):
+    `queue` waits its turn, `cancel_in_progress` cancels the oldest unfinished jobs of the key
+    (latest wins), `cancel_newest` is cancelled itself, at submit.
+    """
+
+    key: str
+    limit: int = 1
+    strategy: ConcurrencyStrategy = "queue"
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError(f"a concurrency limit must be at least 1, not {self.limit}")
+        if self.strategy not in get_args(ConcurrencyStrategy):
+            raise ValueError(f"no concurrency strategy {self.strategy!r}")
+
+
 @dataclass(frozen=True)
 class JobType(Generic[A, R]):
     """One kind of job: its contract and the defaults each submit may override."""
@@ -107,6 +133,8 @@ class JobType(Generic[A, R]):
     rate_limit: RateLimit | None = None
     """At most so many starts per period, over all workers (`shared.rate_limiter`); jobs over
     it wait their turn without using a try."""
+    concurrency: ConcurrencyLimit | None = None
+    """How many jobs with the same key may run at once (None: no such limit)."""
 
     async def submit(self, args: A | dict[str, Any], **options: Any) -> JobHandle[R]:
         """Submit from Python, as `POST /jobs/{name}` would (`shared.python_api.configure`)."""
@@ -141,6 +169,8 @@ class JobType(Generic[A, R]):
             self.args.model_validate(example)
         if self.rate_limit is not None:
             self.rate_limit.check(self.args)
+        if self.concurrency is not None:
+            check_path(self.args, self.concurrency.key)  # a typo fails at import too
 
     def _settle_queues(self) -> None:
         """Fill `queue` and `queues` from each other (frozen: set once, here), or refuse them."""

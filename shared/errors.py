@@ -24,6 +24,7 @@
     │   ├── InvalidWorkflow       a workflow that cannot run (422, one issue per problem)
     │   ├── WebhookUrlRefused     a `webhook_url` jobgate may not call (422, one issue per URL)
     │   ├── QueueNotAllowed       `options.queue` names a queue the job type may not run on (422)
+    │   ├── OptionRefused         a submit option the job type does not take (422)
     │   └── UnstorableValue       PostgreSQL refused a value validation let through (422)
     ├── RateLimited               the tenant submitted faster than its rate limit allows
     ├── DependencyUnavailable
@@ -207,6 +208,16 @@ class QueueNotAllowed(BadRequest):
     ) -> None:
         super().__init__(message)
         self.issues = issues  # {loc, msg, type} each, where the caller can say where (HTTP)
+
+
+class OptionRefused(BadRequest):
+    """A submit option the job type does not take; see `errors`."""
+
+    code = "option-refused"
+
+    def __init__(self, message: str | None = None, *, issues: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.issues = issues  # {loc, msg, type} each, as a 422's `errors`
 
 
 class UnstorableValue(BadRequest):

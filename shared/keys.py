@@ -21,6 +21,13 @@ RUNNING_PREFIX = "jobgate:running:"
 JOB_RATE_PREFIX = "jobgate:job-rate:"
 JOB_RATE_KEYED_PREFIX = "jobgate:job-rate-key:"
 JOB_RATE_BOOKING_PREFIX = "jobgate:job-rate-booking:"
+KEY_RUNNING_PREFIX = "jobgate:key-running:"
+KEY_WAITING_PREFIX = "jobgate:key-waiting:"
+KEY_WAITING_INDEX = "jobgate:key-waiting-index"
+"""Hash: the scope of every concurrency key with jobs waiting -> `<limit>:<job type>`, so a
+reconciler pass finds the waiters whose wake-up was lost (`worker.key_limits`)."""
+KEY_WAITING_COUNTS = "jobgate:key-waiting-counts"
+"""Hash: job type -> how many of its jobs wait for a concurrency key (the gateway's gauge)."""
 CIRCUIT_PREFIX = "jobgate:circuit:"
 CIRCUIT_FAILURES_PREFIX = "jobgate:circuit-failures:"
 WORKERS_SET = "jobgate:workers"
@@ -101,6 +108,21 @@ def job_rate_booking_key(job_id: str) -> str:
 def running_key(tenant_id: str) -> str:
     """A tenant's running jobs (sorted set of job ids), for its concurrency quota."""
     return RUNNING_PREFIX + tenant_id
+
+
+def concurrency_scope(tenant_id: str, job_type: str, key: str) -> str:
+    """Where a concurrency key holds: per tenant and job type (two tenants' `42` never meet)."""
+    return f"{tenant_id}:{job_type}:{key}"
+
+
+def key_running_key(scope: str) -> str:
+    """The jobs holding a slot of a concurrency key (sorted set of job ids, `worker.slots`)."""
+    return KEY_RUNNING_PREFIX + scope
+
+
+def key_waiting_key(scope: str) -> str:
+    """The jobs waiting for a slot of a concurrency key (`shared.jobs.key_waits`)."""
+    return KEY_WAITING_PREFIX + scope
 
 
 def worker_presence_key(name: str) -> str:

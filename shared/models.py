@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.status import WAITING, JobStatus
+from shared.status import CLAIMABLE, WAITING, JobStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -95,6 +95,7 @@ class ApiKey(Base):
 
 _STATUSES = ", ".join(f"'{status.value}'" for status in JobStatus)
 _WAITING = ", ".join(sorted(f"'{status.value}'" for status in WAITING))
+_UNFINISHED = ", ".join(sorted(f"'{status.value}'" for status in CLAIMABLE))
 
 
 class Job(Base):
@@ -138,6 +139,10 @@ class Job(Base):
     """The workflow this job is a step of (`shared.workflows.runs`); null for a plain job."""
     workflow_step: Mapped[str | None] = mapped_column(Text)
     """Which step: its JSON pointer in the workflow's definition (e.g. `/steps/1`)."""
+    concurrency_key: Mapped[str | None] = mapped_column(Text)
+    """The key its type's `ConcurrencyLimit` counts it under; null when it has none."""
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    """Why a running job was asked to stop, when jobgate asked (its `cancelled` error says it)."""
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUSES})", name="status"),
@@ -176,6 +181,16 @@ class Job(Base):
         # (`ix_job_workflow_step` cannot serve: it leaves out the retried steps' old jobs.)
         Index(None, "retry_of", postgresql_where=text("retry_of IS NOT NULL")),
         Index(None, "workflow_id", postgresql_where=text("workflow_id IS NOT NULL")),
+        # A submit under a cancelling concurrency strategy counts the unfinished jobs of its
+        # key (`shared.jobs.concurrency_keys`); finished jobs and unkeyed ones stay out.
+        Index(
+            "ix_job_concurrency_key",
+            "tenant_id",
+            "name",
+            "concurrency_key",
+            "id",
+            postgresql_where=text(f"concurrency_key IS NOT NULL AND status IN ({_UNFINISHED})"),
+        ),
     )
 
 

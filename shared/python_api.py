@@ -143,7 +143,9 @@ class Jobgate:
         async with self.sessionmaker() as session:
             created = await create_jobs(
                 self.redis,
-                InSession(session, tenant_id, idempotency_key=idempotency_key),
+                InSession(
+                    session, tenant_id, settings=self.settings, idempotency_key=idempotency_key
+                ),
                 Submission(job_type, [(valid_args, submit_options)]),
             )
         job_id = created.rows[0]["id"] if created.replayed is None else created.replayed.id

@@ -123,6 +123,7 @@ QUEUE_NOT_ALLOWED = Example(DOCS / "flow-control.md", "Choose a job's queue", "j
 ATTEMPT_HISTORY_CURL = Example(DOCS / "flow-control.md", "Attempt history", "sh")
 START_DEADLINE_CURL = Example(DOCS / "flow-control.md", "Start deadlines", "sh")
 RATE_LIMIT_DECLARATION = Example(DOCS / "flow-control.md", "Declaring a rate limit", "python")
+CONCURRENCY_KEYS = Example(DOCS / "flow-control.md", "Concurrency keys", "python")
 
 RUN_EXAMPLES = (
     FIRST_JOB_CURL,
@@ -135,5 +136,6 @@ RUN_EXAMPLES = (
     ATTEMPT_HISTORY_CURL,
     START_DEADLINE_CURL,
     RATE_LIMIT_DECLARATION,
+    CONCURRENCY_KEYS,
 )
 """Every example a test runs (or compares with what it runs), by page and heading."""

@@ -3,7 +3,8 @@ limit), then the claim of the row.
 
 A job an admission step turns away, such as one that finds no free slot of its tenant's quota
 (`worker.quota`), is not claimed (no attempt counted, its row still waiting) and goes back
-(`worker.put_back`). Jobs that need no admission step are claimed together, one statement a
+(`worker.put_back`); one turned away by its concurrency key waits for a slot of the key
+(`worker.key_limits`). Jobs that need no admission step are claimed together, one statement a
 poll (`claim_together`); the others one by one, after their steps (`admit`, `claim`). A job the
 claim refuses is either not waiting any more (skipped) or a re-delivery whose workers keep
 dying, which is failed here.
@@ -23,6 +24,7 @@ from shared.jobs.status_changes import claim_jobs
 from shared.status import JobStatus
 from worker.attempt import job_context_of
 from worker.context import JobOutcome, JobRunContext, WorkerContext
+from worker.key_limits import admit_by_key, key_slot_of
 from worker.metrics import QUOTA_DEFERRALS, record_outcome
 from worker.outcomes import expires_at_for, run_hook
 from worker.put_back import put_back
@@ -67,22 +69,24 @@ async def claim_together(ctx: WorkerContext, taken: list[Taken]) -> dict[str, Cl
 
 async def needs_admission(ctx: WorkerContext, job: Taken, tenant_id: uuid.UUID) -> bool:
     """Whether an admission step of `admit` may turn this job away (so it is claimed alone)."""
-    if rate_limit_of(ctx, job.name) is not None:
+    if rate_limit_of(ctx, job.name) is not None or key_slot_of(ctx, job) is not None:
         return True
     return await ctx["quotas"].limit_of(tenant_id) is not None
 
 
 async def admit(ctx: JobRunContext, tenant_id: uuid.UUID) -> bool:
-    """The admission steps in order; False once one turned the job away (and put it back).
+    """Run the admission steps in order; the first that turns the job away ends them.
 
     The rate limit comes last: a start of the limit is only taken by a job that then starts.
     """
-    if not await _admit_by_quota(ctx, tenant_id):
-        return False
-    return await admit_by_rate(ctx, tenant_id)
+    return (
+        await admit_by_quota(ctx, tenant_id)
+        and await admit_by_key(ctx, tenant_id)
+        and await admit_by_rate(ctx, tenant_id)
+    )
 
 
-async def _admit_by_quota(ctx: JobRunContext, tenant_id: uuid.UUID) -> bool:
+async def admit_by_quota(ctx: JobRunContext, tenant_id: uuid.UUID) -> bool:
     """Take a slot of the tenant's concurrency quota; if none is free, put the job back.
 
     Before the claim, so a job put back keeps its row (`queued`, attempts unchanged); the slot

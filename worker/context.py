@@ -28,11 +28,13 @@ if TYPE_CHECKING:
     from worker.binding import Binding
     from worker.circuit import CircuitBreaker, Circuits
     from worker.group_commit import GroupCommit
+    from worker.key_limits import KeySlot, KeyWait
     from worker.lease import Leases
     from worker.mail import Mailer
     from worker.maintenance import Maintenance
     from worker.quota import TenantQuotas
     from worker.scheduling import Promoter
+    from worker.take import Taken
     from worker.tenant_data import TenantData
 
 
@@ -70,12 +72,16 @@ class JobRunContext(WorkerContext):
     job_try: int
     score: int
     """The job's score on its queue when taken: its place in line, kept if it is put back."""
-    job_name: NotRequired[str | None]
-    """Its job type, as taken (`worker.take`), for the admission steps that depend on it."""
+    taken: Taken
+    """The job as taken from its queue (type, tenant, key): what the admission steps go by."""
     reschedule: NotRequired[Delivery | None]
     """The job's next try (a retry, a put-back, a hand-back), enqueued after the run."""
     quota_slot: NotRequired[uuid.UUID]
     """The tenant whose concurrency slot the run holds, given back after the run."""
+    key_slot: NotRequired[KeySlot]
+    """The concurrency key whose slot the run holds, given back after the run."""
+    key_wait: NotRequired[KeyWait]
+    """The concurrency key the job waits for a slot of, turned away (`worker.key_limits`)."""
 
 
 ProgressReporter = Callable[[int, int | None, str | None], Awaitable[None]]

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.errors import JobgateError
 from shared.jobs.schedules import Schedule, Schedules
 from shared.jobs.submit import InSession, Submission, SubmitOptions, create_jobs
+from shared.settings import Settings
 
 log = structlog.get_logger("jobgate.worker")
 
@@ -40,6 +41,7 @@ async def run_tick(
     sessionmaker: async_sessionmaker[AsyncSession],
     redis: ArqRedis,
     *,
+    settings: Settings,
     schedule: Schedule,
     tick: datetime,
     tenant_id: uuid.UUID,
@@ -49,7 +51,12 @@ async def run_tick(
     async with sessionmaker() as session:
         created = await create_jobs(
             redis,
-            InSession(session, tenant_id, idempotency_key=schedule.idempotency_key(tick)),
+            InSession(
+                session,
+                tenant_id,
+                settings=settings,
+                idempotency_key=schedule.idempotency_key(tick),
+            ),
             Submission(
                 schedule.job_type, [(schedule.job_type.args.model_validate(schedule.args), options)]
             ),
@@ -76,6 +83,7 @@ async def run_due(
     sessionmaker: async_sessionmaker[AsyncSession],
     redis: ArqRedis,
     *,
+    settings: Settings,
     schedules: Iterable[Schedule],
     slots: dict[str, Slot],
     tenant_id: uuid.UUID,
@@ -88,7 +96,12 @@ async def run_due(
             continue
         try:
             await run_tick(
-                sessionmaker, redis, schedule=schedule, tick=slot.tick, tenant_id=tenant_id
+                sessionmaker,
+                redis,
+                settings=settings,
+                schedule=schedule,
+                tick=slot.tick,
+                tenant_id=tenant_id,
             )
         except (JobgateError, DBAPIError, OSError) as exc:
             error = type(exc).__name__
@@ -105,6 +118,7 @@ async def schedule_forever(
     sessionmaker: async_sessionmaker[AsyncSession],
     redis: ArqRedis,
     *,
+    settings: Settings,
     schedules: Schedules,
     tenant_id: uuid.UUID,
 ) -> None:
@@ -117,6 +131,7 @@ async def schedule_forever(
         await run_due(
             sessionmaker,
             redis,
+            settings=settings,
             schedules=schedules,
             slots=slots,
             tenant_id=tenant_id,

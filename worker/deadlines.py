@@ -27,6 +27,7 @@ from shared.jobs.attempt_sql import RanAttempt
 from shared.jobs.enqueue import withdraw
 from shared.jobs.retention import Retention, expires_at
 from shared.jobs.rows import ClaimedJob, delivery_of
+from shared.settings import Settings
 from worker.attempt import JobFailure
 from worker.binding import Binding
 from worker.context import JobOutcome, JobRunContext, WorkerContext
@@ -79,6 +80,7 @@ class DeadlineSweep:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: ArqRedis
     retention: Retention
+    settings: Settings
     batch_size: int = SWEEP_BATCH_SIZE
 
     async def run(self) -> int:
@@ -102,7 +104,7 @@ class DeadlineSweep:
         with contextlib.suppress(RedisError, OSError):
             await withdraw(self.redis, [delivery_of(job) for job in expired])
         for job in expired:
-            await advance(self.sessionmaker, self.redis, job)
+            await advance(self.sessionmaker, self.redis, job, self.settings)
 
 
 def _record(job: ClaimedJob, by: str) -> None:

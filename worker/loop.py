@@ -247,7 +247,7 @@ class WakeableWorker(Worker):
                 "job_id": taken.job_id,
                 "job_try": 1,
                 "score": taken.score,
-                "job_name": taken.name,
+                "taken": taken,
             },
         )
         ends = True

@@ -75,6 +75,12 @@ RATE_LIMITED = Counter(
     "Jobs that had to wait for a start of their type's rate limit (no try used), by job type.",
     ["job_type"],
 )
+KEY_WAITS = Counter(
+    "jobgate_worker_concurrency_waits_total",
+    "Jobs not run when taken because their concurrency key was at its limit; each waits, off"
+    " its queue, until a slot of its key frees.",
+    ["job_type"],
+)
 
 
 # Every job passes here: the labelled children are looked up once per type, not per job

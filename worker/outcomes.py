@@ -23,6 +23,7 @@ from shared.jobs.enqueue import Delivery, enqueue
 from shared.jobs.retention import expires_at
 from shared.jobs.rows import ClaimedJob, JobKey, delivery_of
 from shared.jobs.status_changes import Success
+from worker import key_limits
 from worker.attempt import HandedBack, JobFailure
 from worker.binding import Binding
 from worker.context import JobContext, JobOutcome, JobRunContext
@@ -162,13 +163,15 @@ async def record_if_aborted(ctx: JobRunContext, binding: Binding, job: ClaimedJo
 
 
 async def after_attempt(ctx: JobRunContext) -> None:
-    """Once the job has ended in Redis: free its quota slot, and enqueue its next try, if any."""
+    """Once the job has ended in Redis: free its quota slot and its key's (or park it to wait
+    for one), and enqueue its next try, if any."""
     tenant_id = ctx.pop("quota_slot", None)
     if tenant_id is not None:
         try:
             await give_back_slot(ctx["redis"], tenant_id=tenant_id, job_id=ctx["job_id"])
         except (RedisError, OSError) as exc:  # the next taker drops it: its lease is gone
             log.warning("quota.release_failed", error=type(exc).__name__)
+    await key_limits.after_attempt(ctx)
     retry = ctx.pop("reschedule", None)
     if retry is not None:
         await enqueue(ctx["redis"], [retry])

@@ -1,10 +1,8 @@
 """Per-tenant concurrency quotas: how many of a tenant's jobs may run at once, over all workers.
 
-A tenant with a quota has a sorted set of the jobs holding one of its slots
-(`jobgate:running:<tenant>`, scored by when they took it). Taking a slot is one script: first
-drop members whose ARQ in-progress key is gone (their attempt ended, or their worker died and
-the lease lapsed: see `worker.lease`), then add the job if there is room. A crashed worker's
-slots therefore free themselves within one lease; a finished attempt gives its slot back at once.
+A tenant with a quota has a set of slots (`worker.slots`), `jobgate:running:<tenant>`: a
+crashed worker's slots free themselves within one lease; a finished attempt gives its slot
+back at once.
 
 A job that finds no free slot is not run and not counted as an attempt: the runner puts it back
 in line for `worker_quota_defer_seconds` (see `worker.admission`).
@@ -21,28 +19,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.keys import in_progress_key, running_key
-from shared.redis import LuaScript
+from shared.keys import running_key
 from shared.tenants import tenancy
+from worker import slots
 
 log = structlog.get_logger("jobgate.worker")
 
 _MAX_CACHED_TENANTS = 10_000
-
-_TAKE_SLOT_LUA = """
-local limit, id, prefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    if member ~= id and redis.call('EXISTS', prefix .. member) == 0 then
-        redis.call('ZREM', KEYS[1], member)
-    end
-end
-if redis.call('ZSCORE', KEYS[1], id) or redis.call('ZCARD', KEYS[1]) < limit then
-    redis.call('ZADD', KEYS[1], redis.call('TIME')[1], id)
-    return 1
-end
-return 0
-"""
-_TAKE_SLOT = LuaScript(_TAKE_SLOT_LUA)
 
 
 class TenantQuotas:
@@ -82,14 +65,9 @@ class TenantQuotas:
 
 async def take_slot(redis: ArqRedis, *, tenant_id: uuid.UUID, job_id: str, limit: int) -> bool:
     """Hold one of the tenant's `limit` slots for this job (again, if it already holds one)."""
-    taken = await _TAKE_SLOT.run(
-        redis,
-        [running_key(str(tenant_id))],
-        [str(limit), job_id, in_progress_key("")],  # the prefix: members are job ids
-    )
-    return bool(int(taken))
+    return await slots.take_slot(redis, running_key(str(tenant_id)), job_id=job_id, limit=limit)
 
 
 async def give_back_slot(redis: ArqRedis, *, tenant_id: uuid.UUID, job_id: str) -> None:
     """The job's attempt is over: free its slot."""
-    await redis.zrem(running_key(str(tenant_id)), job_id)
+    await slots.give_back_slot(redis, running_key(str(tenant_id)), job_id=job_id)

@@ -42,7 +42,7 @@ def rate_limit_of(ctx: WorkerContext, job_type: str | None) -> RateLimit | None:
 async def admit_by_rate(ctx: JobRunContext, tenant_id: uuid.UUID) -> bool:
     """Take a start of the job type's rate limit; if none is free, wait for the start it booked:
     here if it is near, else put back until then (False)."""
-    job_type = ctx.get("job_name")
+    job_type = ctx["taken"].name
     limit = rate_limit_of(ctx, job_type)
     if job_type is None or limit is None:
         return True

@@ -7,10 +7,12 @@ queue entry together. Both are enqueued again; the job id is ARQ's id and the en
 skips jobs that exist, so running this concurrently or twice is harmless. Only one worker
 runs a pass per interval (a Redis lock), and rows younger than the grace period are left to
 the submit that is still enqueueing them. The same pass advances workflows whose last advance
-was lost (`worker.workflow_advance.redrive_workflows`), and first rewrites Redis's list of
-paused queues from PostgreSQL (`shared.jobs.queue_pauses`), so no job it re-enqueues starts on one.
-Before all that, it expires waiting jobs past their start deadline (`worker.deadlines`), which
-no worker may have picked up (a paused queue, no worker for their queue).
+was lost (`worker.workflow_advance.redrive_workflows`) and wakes jobs waiting for a
+concurrency key whose slot was never given back (`worker.key_limits.wake_stranded`), and first
+rewrites Redis's list of paused queues from PostgreSQL (`shared.jobs.queue_pauses`), so no job
+it re-enqueues starts on one. Before all that, it expires waiting jobs past their start deadline
+(`worker.deadlines`), which no worker may have picked up (a paused queue, no worker for their
+queue).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from shared.jobs.rows import delivery_of
 from shared.keys import RECONCILER_LOCK, in_progress_key, job_key
 from shared.models import Job
 from shared.redis import LuaScript
+from shared.settings import Settings
 from shared.status import WAITING, JobStatus
 from worker.deadlines import DeadlineSweep
+from worker.key_limits import wake_stranded
 from worker.workflow_advance import redrive_workflows
 
 log = structlog.get_logger("jobgate.worker")
@@ -103,6 +107,7 @@ async def reconcile_forever(
     interval_seconds: float,
     grace_seconds: float,
     sweep: DeadlineSweep,
+    settings: Settings,
 ) -> None:
     """A pass every `interval_seconds`, by whichever worker takes the lock first."""
     while True:
@@ -110,7 +115,8 @@ async def reconcile_forever(
             if await redis.set(RECONCILER_LOCK, "1", nx=True, px=int(interval_seconds * 1000)):
                 await sweep.run()  # first: no job past its deadline is put back on a queue
                 restored = await reconcile_once(sessionmaker, redis, grace_seconds=grace_seconds)
-                restored += await redrive_workflows(sessionmaker, redis)
+                restored += await redrive_workflows(sessionmaker, redis, settings)
+                restored += await wake_stranded(redis)
                 if restored:
                     log.warning("reconciler.restored", jobs=restored)
         except (RedisError, OSError, DBAPIError, DependencyUnavailable) as exc:

@@ -45,7 +45,9 @@ ARQ_TIMEOUT_SECONDS = 7 * 24 * 3600 + 60
 BACKGROUND_STOP_RETRY_SECONDS = 0.1
 
 
-async def _arq_function(ctx: dict[str, Any], *, tenant_id: str) -> None:
+async def _arq_function(
+    ctx: dict[str, Any], *, tenant_id: str, concurrency_key: str | None = None
+) -> None:
     """What ARQ registers under each job type's name; `worker.loop` calls `run_job` itself."""
     await run_job(cast(JobRunContext, ctx), tenant_id=tenant_id)
 
@@ -82,7 +84,8 @@ def _on_startup(
                     ctx["redis"],
                     interval_seconds=settings.reconcile_interval_seconds,
                     grace_seconds=settings.reconcile_grace_seconds,
-                    sweep=DeadlineSweep(engine, sessionmaker, ctx["redis"], retention),
+                    sweep=DeadlineSweep(engine, sessionmaker, ctx["redis"], retention, settings),
+                    settings=settings,
                 ),
                 name="jobgate-reconciler",
             ),
@@ -91,7 +94,11 @@ def _on_startup(
             background.append(
                 asyncio.create_task(
                     schedule_forever(
-                        sessionmaker, ctx["redis"], schedules=SCHEDULES, tenant_id=system_tenant_id
+                        sessionmaker,
+                        ctx["redis"],
+                        settings=settings,
+                        schedules=SCHEDULES,
+                        tenant_id=system_tenant_id,
                     ),
                     name="jobgate-schedules",
                 )

@@ -63,6 +63,8 @@ class Taken:
     unknown function, ids that are not UUIDs, a payload that is not JSON)."""
     name: str | None = None
     """Its job type (ARQ's function name), when `tenant_id` is known."""
+    concurrency_key: str | None = None
+    """The key its type's concurrency limit counts it under, if any (`worker.key_limits`)."""
 
 
 def taken_of(
@@ -82,13 +84,14 @@ def _taken(
     deserializer: Deserializer | None,
     functions: Collection[str],
 ) -> Taken:
-    tenant_id = name = None
+    tenant_id = name = key = None
     try:
         job = deserializer(payload) if deserializer else {}
         uuid.UUID(job_id)
         if job["f"] in functions:
             tenant_id = str(uuid.UUID(job["k"]["tenant_id"]))
             name = str(job["f"])
+            key = job["k"].get("concurrency_key")
     except (ValueError, KeyError, TypeError, AttributeError):
         pass  # not one of jobgate's: the loop reports and drops it
-    return Taken(job_id, int(float(score)), tenant_id, name)
+    return Taken(job_id, int(float(score)), tenant_id, name, key if isinstance(key, str) else None)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import REGISTRY
 from shared.jobs.rows import ClaimedJob
+from shared.settings import Settings
 from shared.workflows.runs import advance_workflow, stalled_workflows
 from worker.context import WorkerContext
 
@@ -24,14 +25,22 @@ log = structlog.get_logger("jobgate.worker")
 
 
 async def advance(
-    sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, job: ClaimedJob
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: ArqRedis,
+    job: ClaimedJob,
+    settings: Settings,
 ) -> int:
     """Advance the workflow `job` is a step of; how many steps were released."""
     if job.workflow_id is None:
         return 0
     async with sessionmaker() as session:
         return await advance_workflow(
-            session, redis, tenant_id=job.tenant_id, workflow_id=job.workflow_id, registry=REGISTRY
+            session,
+            redis,
+            tenant_id=job.tenant_id,
+            workflow_id=job.workflow_id,
+            registry=REGISTRY,
+            settings=settings,
         )
 
 
@@ -40,7 +49,7 @@ async def advance_after_step(ctx: WorkerContext, job: ClaimedJob) -> None:
     if job.workflow_id is None:
         return
     try:
-        released = await advance(ctx["sessionmaker"], ctx["redis"], job)
+        released = await advance(ctx["sessionmaker"], ctx["redis"], job, ctx["settings"])
     except (DBAPIError, OSError, RedisError) as exc:  # the reconciler advances it later
         log.warning("workflow.advance_failed", workflow_id=str(job.workflow_id), error=repr(exc))
         return
@@ -48,7 +57,9 @@ async def advance_after_step(ctx: WorkerContext, job: ClaimedJob) -> None:
         log.info("workflow.advanced", workflow_id=str(job.workflow_id), released=released)
 
 
-async def redrive_workflows(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis) -> int:
+async def redrive_workflows(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, settings: Settings
+) -> int:
     """Advance running workflows with no unfinished step; how many steps that released."""
     async with sessionmaker() as session:
         stalled = await stalled_workflows(session)
@@ -61,5 +72,6 @@ async def redrive_workflows(sessionmaker: async_sessionmaker[AsyncSession], redi
                 tenant_id=workflow.tenant_id,
                 workflow_id=workflow.id,
                 registry=REGISTRY,
+                settings=settings,
             )
     return released

@@ -86,6 +86,7 @@ async def retry_job(
         job_id=job_id,
         registry=resources.registry,
         rate=rate_limit_for(principal.limits, resources.settings),
+        settings=resources.settings,
     )
     response.headers["Location"] = f"/jobs/{job.id}"
     return JobOut.of(job)

@@ -39,6 +39,7 @@ from gateway.routes.submit_schema import (
 from gateway.schemas import JobOut
 from shared.contracts import Contract, JobType, Registry
 from shared.errors import PayloadTooLarge, QueueNotAllowed, UnknownJobType
+from shared.jobs.concurrency_keys import refuse_key_options
 from shared.jobs.submit import (
     Created,
     InSession,
@@ -100,7 +101,12 @@ async def _submit_idempotent(
     headers = await _take_tokens(access, 1)
     created = await create_jobs(
         access.resources.redis,
-        InSession(access.session, access.principal.tenant_id, idempotency_key=idempotency_key),
+        InSession(
+            access.session,
+            access.principal.tenant_id,
+            settings=access.resources.settings,
+            idempotency_key=idempotency_key,
+        ),
         Submission(job_type, [(args, options)]),
     )
     if created.replayed is not None:  # a replay of a job that may have finished: its webhook
@@ -109,6 +115,7 @@ async def _submit_idempotent(
     (row,) = created.rows
     headers["Location"] = f"/jobs/{row['id']}"
     access.resources.jobs_submitted.labels(job_type.name, row["queue"]).inc()
+    _count_cancelled(access.resources, created)
     return _json(JobOut.of_new(row), 202, headers)
 
 
@@ -141,6 +148,7 @@ async def _store(
     )
     for queue, count in Counter(row["queue"] for row in submitted.rows).items():
         resources.jobs_submitted.labels(job_type.name, queue).inc(count)
+    _count_cancelled(resources, submitted)
     return submitted
 
 
@@ -150,8 +158,9 @@ def _refuse_options(
     located: list[tuple[Location, SubmitOptions]],
 ) -> None:
     """Refuse, before anything is charged or stored, a queue the type may not run on
-    (`QueueNotAllowed`) or a webhook URL jobgate may not call (`WebhookUrlRefused`)."""
-    # Most submits set neither: their per-job cost here stays one attribute read each.
+    (`QueueNotAllowed`), a webhook URL jobgate may not call (`WebhookUrlRefused`) or a
+    concurrency key the type does not take (`OptionRefused`)."""
+    # Most submits set none of these: their per-job cost here stays a few attribute reads.
     issues: list[dict[str, object]] = []
     for location, options in located:
         if options.queue is None:
@@ -174,6 +183,21 @@ def _refuse_options(
             if options.webhook_url is not None
         ),
     )
+    refuse_key_options(
+        job_type,
+        (
+            ([*location, "concurrency_key"], options.concurrency_key)
+            for location, options in located
+            if options.concurrency_key is not None
+        ),
+    )
+
+
+def _count_cancelled(resources: Resources, created: Created) -> None:
+    """Jobs a concurrency strategy cancelled at once (workers count the running ones they stop)."""
+    for outcome in created.cancelled:
+        if outcome.is_done:
+            resources.jobs_cancelled.labels(outcome.job.name, outcome.job.queue).inc()
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]

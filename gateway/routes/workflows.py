@@ -83,6 +83,7 @@ async def submit_workflow(
         tenant_id=principal.tenant_id,
         definition=body.workflow,
         registry=resources.registry,
+        settings=resources.settings,
     )
     for _, step in steps_of(body.workflow):  # each step is a job accepted now, run later
         job_type = resources.registry.get(step.job)
@@ -155,5 +156,6 @@ async def retry_workflow(
         workflow_id=workflow_id,
         registry=resources.registry,
         rate=rate_limit_for(principal.limits, resources.settings),
+        settings=resources.settings,
     )
     return await workflow_view(session, workflow)

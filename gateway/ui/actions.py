@@ -91,6 +91,7 @@ async def retry(
             job_id=job_id,
             registry=resources.registry,
             rate=_rate_of(viewer, resources),
+            settings=resources.settings,
         )
     except JobStateConflict:
         return _back_to(job_id, "conflict")
@@ -139,6 +140,7 @@ async def retry_group(
                 job_id=job_id,
                 registry=resources.registry,
                 rate=None,  # charged above
+                settings=resources.settings,
             )
         except JobStateConflict:  # re-run meanwhile by someone else: nothing to do
             await session.rollback()

@@ -114,7 +114,7 @@ async def submit(
             await take_tokens(resources.redis, tenant_id=principal.tenant_id, rate=rate, cost=1)
         created = await create_jobs(
             resources.redis,
-            InSession(session, principal.tenant_id),
+            InSession(session, principal.tenant_id, settings=resources.settings),
             Submission(job_type, [(args, options)]),  # type: ignore[list-item]
         )
     except (RateLimited, QueueUnavailable) as exc:  # say so on the form, keep what was typed

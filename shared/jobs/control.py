@@ -2,41 +2,29 @@
 
 Each function commits its PostgreSQL change (`status_changes`) first and touches Redis after,
 like a submit; a Redis hiccup after the commit leaves a stale queue entry that the worker skips
-(the row says the job is not waiting), never a job in the wrong state. A re-run is a new job:
-it is created by `submit.create_jobs`, as every job is.
+(the row says the job is not waiting), never a job in the wrong state (`shared.jobs.cancel`).
+A re-run is a new job: it is created by `submit.create_jobs`, as every job is.
 """
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from arq.connections import ArqRedis
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts import Registry
-from shared.errors import JobStateConflict, QueueNotAllowed, QueueUnavailable
+from shared.errors import JobStateConflict, QueueNotAllowed
 from shared.jobs import status_changes, store
-from shared.jobs.enqueue import request_abort, withdraw
+from shared.jobs.cancel import Cancelled, stop_job, tell_workers
 from shared.jobs.retention import expires_at
-from shared.jobs.rows import delivery_of
 from shared.jobs.submit import InSession, SubmitOptions, create_jobs, job_values
 from shared.models import Job
 from shared.settings import Settings
 from shared.status import UNSUCCESSFUL
 from shared.tenants.ratelimit import RateLimit, charge
-
-
-@dataclass(frozen=True)
-class Cancelled:
-    """Outcome of a cancel: the job, and whether it is already `cancelled` (else aborting)."""
-
-    job: Job
-    is_done: bool
 
 
 async def cancel_job(
@@ -51,25 +39,16 @@ async def cancel_job(
     """Cancel a waiting job at once, or ask a running one to stop; terminal jobs conflict."""
     current = await store.get_job(session, tenant_id=tenant_id, job_id=job_id)
     until = expires_at(registry.get(current.name), settings)
-    job = await status_changes.cancel_waiting(
-        session, tenant_id=tenant_id, job_id=job_id, expires_at=until
-    )
-    if job is not None:
-        await session.commit()
-        with contextlib.suppress(RedisError, OSError):  # a stale entry is skipped by workers
-            await withdraw(redis, [delivery_of(job)])
-        return Cancelled(job=job, is_done=True)
-    job = await status_changes.request_cancel(session, tenant_id=tenant_id, job_id=job_id)
-    if job is not None:
-        await session.commit()
-        try:
-            await request_abort(redis, job.id)
-        except (RedisError, OSError) as exc:
-            raise QueueUnavailable() from exc
-        return Cancelled(job=job, is_done=False)
-    status = current.status  # read before rollback expires it
-    await session.rollback()
-    raise JobStateConflict(f"The job is already {status}; only unfinished jobs can be cancelled.")
+    outcome = await stop_job(session, tenant_id=tenant_id, job_id=job_id, expires_at=until)
+    if outcome is None:
+        status = current.status  # read before rollback expires it
+        await session.rollback()
+        raise JobStateConflict(
+            f"The job is already {status}; only unfinished jobs can be cancelled."
+        )
+    await session.commit()
+    await tell_workers(redis, [outcome])
+    return outcome
 
 
 async def retry_job(
@@ -80,6 +59,7 @@ async def retry_job(
     job_id: uuid.UUID,
     registry: Registry,
     rate: RateLimit | None,
+    settings: Settings,
 ) -> Job:
     """Re-run a failed, cancelled or expired job as a new job with the same args, linked both
     ways.
@@ -115,6 +95,8 @@ async def retry_job(
         queue=old.queue,
         labels=old.labels,
         webhook_url=old.webhook_url,
+        # The key it counted under, whether its args or its submit gave it.
+        concurrency_key=old.concurrency_key if job_type.concurrency is not None else None,
     )
     try:
         new = job_values(job_type, args=args, options=options, now=datetime.now(UTC))
@@ -130,7 +112,7 @@ async def retry_job(
     if not linked:
         await session.rollback()
         raise JobStateConflict("The job was re-run or changed meanwhile.")
-    await create_jobs(redis, InSession(session, tenant_id), [new])
+    await create_jobs(redis, InSession(session, tenant_id, settings=settings), [new])
     return Job(**new)
 
 
@@ -145,6 +127,5 @@ async def purge_waiting(
     """Cancel every job of a tenant that has not started (optionally one queue or type)."""
     jobs = await status_changes.purge_waiting(session, tenant_id=tenant_id, queue=queue, name=name)
     await session.commit()
-    with contextlib.suppress(RedisError, OSError):
-        await withdraw(redis, [delivery_of(job) for job in jobs])
+    await tell_workers(redis, [Cancelled(job=job, is_done=True) for job in jobs])
     return len(jobs)

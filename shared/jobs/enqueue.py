@@ -78,7 +78,7 @@ end
 
 # One wake token per job made due, so idle workers (worker.loop) start it at once; capped,
 # and short-lived, since a token nobody takes only costs a worker one extra poll.
-_WAKE_LUA = f"""
+WAKE_LUA = f"""
 local woken = {{}}
 local function note_due(queue)
     woken[queue] = (woken[queue] or 0) + 1
@@ -104,7 +104,7 @@ end
 _ENQUEUE_LUA = (
     "local now = tonumber(ARGV[1])\n"
     + _FAIR_START_LUA
-    + _WAKE_LUA
+    + WAKE_LUA
     + """
 local added = 0
 for _, fields in ipairs(cjson.decode(ARGV[7])) do
@@ -134,7 +134,7 @@ return added
 _PROMOTE_LUA = (
     "local now = tonumber(ARGV[1])\n"
     + _FAIR_START_LUA
-    + _WAKE_LUA
+    + WAKE_LUA
     + """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, ARGV[5])
 for i = 1, #due, 2 do
@@ -183,6 +183,8 @@ class Delivery:
     run_at: datetime | None = None
     score_ms: int | None = None
     """Set when a worker puts a job back: its former queue score, restored as is once due."""
+    concurrency_key: str | None = None
+    """The job's concurrency key (`ConcurrencyLimit`), carried in its payload to the worker."""
 
     def due_ms(self, now_ms: int) -> int:
         """When the job may start (epoch ms)."""
@@ -205,12 +207,16 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _payload(delivery: Delivery, now_ms: int) -> str:
-    """ARQ's job payload; it carries only identity, the worker reads args from PostgreSQL."""
+def payload_of(delivery: Delivery, now_ms: int) -> str:
+    """ARQ's job payload; it carries only identity (and the concurrency key the worker admits
+    the job by, before it has read the row), the worker reads args from PostgreSQL."""
+    kwargs = {"tenant_id": str(delivery.tenant_id)}
+    if delivery.concurrency_key is not None:
+        kwargs["concurrency_key"] = delivery.concurrency_key
     return serialize_job(
         delivery.name,
         (),
-        {"tenant_id": str(delivery.tenant_id)},
+        kwargs,
         None,
         now_ms,
         serializer=serialize_payload,
@@ -223,15 +229,16 @@ async def enqueue(redis: ArqRedis, deliveries: Sequence[Delivery]) -> int:
         return 0
     now_ms = _now_ms()
     jobs: list[list[str | int]] = []
-    # A batch's jobs share their payload (type and tenant): serialised once.
-    payloads: dict[tuple[str, uuid.UUID], str] = {}
+    # A batch's jobs share their payload (type, tenant and key): serialised once.
+    payloads: dict[tuple[str, uuid.UUID, str | None], str] = {}
     for delivery in deliveries:
         due_ms = delivery.due_ms(now_ms)
         # ARQ expires a payload a day after its due time; the reconciler restores lost ones.
         ttl_ms = max(due_ms - now_ms, 0) + expires_extra_ms
-        payload = payloads.get((delivery.name, delivery.tenant_id))
+        shared_by = (delivery.name, delivery.tenant_id, delivery.concurrency_key)
+        payload = payloads.get(shared_by)
         if payload is None:
-            payload = payloads[delivery.name, delivery.tenant_id] = _payload(delivery, now_ms)
+            payload = payloads[shared_by] = payload_of(delivery, now_ms)
         offset, tenant = delivery.placement(now_ms)
         # Only a job that must wait goes to the scheduled set.
         member = delivery.scheduled_member(now_ms) if due_ms > now_ms else ""

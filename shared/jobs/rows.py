@@ -53,6 +53,7 @@ class ClaimedJob:
     started_at: datetime | None
     traceparent: str | None
     workflow_id: uuid.UUID | None
+    concurrency_key: str | None
 
     @classmethod
     def of(cls, job: Job) -> ClaimedJob:
@@ -73,6 +74,7 @@ def delivery_of(job: Job | ClaimedJob | Mapping[str, Any]) -> Delivery:
             queue=job["queue"],
             priority=cast(Priority, job["priority"]),
             run_at=job["scheduled_at"],
+            concurrency_key=job["concurrency_key"],
         )
     return Delivery(
         job_id=job.id,
@@ -81,4 +83,5 @@ def delivery_of(job: Job | ClaimedJob | Mapping[str, Any]) -> Delivery:
         queue=job.queue,
         priority=cast(Priority, job.priority),
         run_at=job.scheduled_at,
+        concurrency_key=job.concurrency_key,
     )

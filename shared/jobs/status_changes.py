@@ -34,9 +34,11 @@ from sqlalchemy import (
     Integer,
     Select,
     bindparam,
+    case,
     func,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.ids import new_id
@@ -48,6 +50,7 @@ from shared.jobs.status_sql import (
     CLAIM_SQL,
     SUCCESS_SQL,
     bound,
+    sql_constant,
     transition_statement,
 )
 from shared.models import Job
@@ -252,32 +255,55 @@ async def expire_instead_of_retry(
 
 
 @functools.cache
-def _cancel_waiting_statement() -> Select[Job]:
+def _cancel_waiting_statement(with_reason: bool) -> Select[Job]:
+    # Without a reason the error of a retrying job's last attempt stays, as it was.
+    reason: dict[str, Any] = {"error": bound("error")} if with_reason else {}
     return transition_statement(
         JobStatus.CANCELLED,
         from_=WAITING,
         finished_at=func.now(),
         expires_at=bound("expires_at"),
+        **reason,
     )
 
 
 async def cancel_waiting(
-    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, expires_at: datetime
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    expires_at: datetime,
+    reason: str | None = None,
 ) -> Job | None:
-    """Cancel a job that has not started; None if it is not waiting."""
+    """Cancel a job that has not started; None if it is not waiting.
+
+    `reason`: why jobgate cancels it (a concurrency strategy), as its `cancelled` error.
+    """
+    if reason is None:
+        return await _transition(
+            session,
+            _cancel_waiting_statement(False),
+            tenant_id=tenant_id,
+            job_id=job_id,
+            expires_at=expires_at,
+        )
     return await _transition(
         session,
-        _cancel_waiting_statement(),
+        _cancel_waiting_statement(True),
         tenant_id=tenant_id,
         job_id=job_id,
         expires_at=expires_at,
+        error=cancelled_error(reason),
     )
 
 
 async def request_cancel(
-    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID
+    session: AsyncSession, *, tenant_id: uuid.UUID, job_id: uuid.UUID, reason: str | None = None
 ) -> Job | None:
-    """Mark a running job as asked to stop; None if it is not running."""
+    """Mark a running job as asked to stop; None if it is not running.
+
+    `reason`: why jobgate asks (the first one asked is kept), for `record_cancelled`.
+    """
     result = await session.execute(
         update(Job)
         .where(
@@ -285,11 +311,19 @@ async def request_cancel(
             Job.id == job_id,
             Job.status == JobStatus.RUNNING.value,
         )
-        .values(cancel_requested_at=func.coalesce(Job.cancel_requested_at, func.now()))
+        .values(
+            cancel_requested_at=func.coalesce(Job.cancel_requested_at, func.now()),
+            cancel_reason=func.coalesce(Job.cancel_reason, reason),
+        )
         .returning(Job)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
     return result.scalar_one_or_none()
+
+
+def cancelled_error(message: str) -> dict[str, str]:
+    """The error a cancelled job shows: why it was cancelled."""
+    return {"type": "cancelled", "message": message}
 
 
 @functools.cache
@@ -298,7 +332,19 @@ def _cancelled_statement() -> Select[Job]:
         JobStatus.CANCELLED,
         from_=frozenset({JobStatus.RUNNING}),
         records_attempt=True,
-        error=bound("error"),
+        # The reason it was asked to stop for (`request_cancel`), else the bound error.
+        error=case(
+            (
+                Job.cancel_reason.is_not(None),
+                func.jsonb_build_object(
+                    sql_constant("type"),
+                    sql_constant("cancelled"),
+                    sql_constant("message"),
+                    Job.cancel_reason,
+                ),
+            ),
+            else_=bindparam("p_error", type_=JSONB),
+        ),
         finished_at=func.now(),
         expires_at=bound("expires_at"),
     )
@@ -318,7 +364,7 @@ async def record_cancelled(
         _cancelled_statement(),
         tenant_id=tenant_id,
         job_id=job_id,
-        error={"type": "cancelled", "message": "cancelled while running"},
+        error=cancelled_error("cancelled while running"),
         expires_at=expires_at,
         **attempt.parameters(),
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Self
 
@@ -43,9 +43,18 @@ from pydantic import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.contracts import Contract, JobType, Priority
+from shared.db import create_sessionmaker
 from shared.delays import MAX_DELAY_SECONDS
 from shared.errors import IdempotencyConflict, QueueUnavailable, Unauthenticated
 from shared.ids import new_id
+from shared.jobs.cancel import Cancelled, tell_workers
+from shared.jobs.concurrency_keys import (
+    MAX_KEY_LENGTH,
+    concurrency_key_of,
+    lock_keys,
+    needs_key_locks,
+    settle_keys,
+)
 from shared.jobs.enqueue import enqueue
 from shared.jobs.rows import delivery_of
 from shared.jobs.store import find_by_idempotency_key
@@ -137,6 +146,17 @@ class SubmitOptions(BaseModel):
     labels: dict[LabelKey, LabelValue] = Field(
         default_factory=dict, max_length=20, description="Free-form tags, filterable in lists."
     )
+    concurrency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        pattern=r"^[^\x00]*$",
+        description=(
+            "The key the job type's concurrency limit counts this job under, instead of the one"
+            " its args give (`GET /job-types` shows each type's `concurrency`); a type without"
+            " one refuses it (422 `option-refused`). Keys are the tenant's own."
+        ),
+    )
     webhook_url: WebhookUrl | None = Field(
         None,
         description=(
@@ -199,13 +219,14 @@ def job_values(
 ) -> dict[str, Any]:
     """A new job's column values but its tenant, the gaps filled from the job type's defaults."""
     start = options.start_time(now)
+    args_json = args.model_dump(mode="json")
     return {
         "id": new_id(),
         "name": job_type.name,
         "queue": job_type.queue_for(options.queue),
         "priority": options.priority or job_type.priority,
         "status": (JobStatus.SCHEDULED if start else JobStatus.QUEUED).value,
-        "args": args.model_dump(mode="json"),
+        "args": args_json,
         "attempts": 0,
         "max_tries": options.max_tries or job_type.max_tries,
         "timeout_seconds": options.timeout_seconds or job_type.timeout_seconds,
@@ -216,6 +237,7 @@ def job_values(
         "start_by": options.start_deadline(job_type, start or now),
         # Inside `submit_span`: the job's run continues this submit's trace (None: tracing off).
         "traceparent": current_traceparent(),
+        "concurrency_key": concurrency_key_of(job_type, args_json, options.concurrency_key),
     }
 
 
@@ -249,14 +271,17 @@ Undo = Callable[[AsyncSession], Awaitable[None]]
 class InSession:
     """Store a tenant's jobs in the session's transaction, then commit it.
 
-    `idempotency_key`: one job, stored only if the tenant has not used the key (the unique
-    index on (tenant, key) decides races), else the first job is replayed. `undo`: the
-    caller's other changes, taken back with the jobs if the hand-off is refused. `accepted`:
-    the jobs stay even if the hand-off is refused (the reconciler enqueues them).
+    `settings`: the deployment's, for the retention of jobs a concurrency strategy cancels
+    as they are created. `idempotency_key`: one job, stored only if the tenant has not used
+    the key (the unique index on (tenant, key) decides races), else the first job is
+    replayed. `undo`: the caller's other changes, taken back with the jobs if the hand-off is
+    refused. `accepted`: the jobs stay even if the hand-off is refused (the reconciler
+    enqueues them).
     """
 
     session: AsyncSession
     tenant_id: uuid.UUID
+    settings: Settings = field(kw_only=True)
     idempotency_key: str | None = None
     undo: Undo | None = None
     accepted: bool = False
@@ -265,11 +290,13 @@ class InSession:
 @dataclass(frozen=True)
 class Created:
     """What `create_jobs` stored: the new jobs' rows; the tenant's rate-limit state if a
-    `WithKey` submit charged it; for an idempotent replay, no rows and the first job."""
+    `WithKey` submit charged it; for an idempotent replay, no rows and the first job; the jobs
+    a concurrency strategy cancelled (new ones among them keep their rows, as `cancelled`)."""
 
     rows: list[Row]
     rate: RateState | None = None
     replayed: Job | None = None
+    cancelled: list[Cancelled] = field(default_factory=list)
 
     @property
     def is_new(self) -> bool:
@@ -305,8 +332,10 @@ async def _create(redis: ArqRedis, target: WithKey | InSession, rows: list[Row])
         created = await _store_in_session(target, rows)
     if not created.rows:
         return created
+    waiting = [row for row in created.rows if row["status"] != JobStatus.CANCELLED]
     try:
-        await enqueue(redis, [delivery_of(row) for row in created.rows])
+        await tell_workers(redis, created.cancelled)
+        await enqueue(redis, [delivery_of(row) for row in waiting])
     except QueueUnavailable:
         if isinstance(target, InSession) and target.accepted:
             return created
@@ -338,38 +367,62 @@ async def _store_with_key(redis: ArqRedis, target: WithKey, rows: list[Row]) -> 
     if parsed is None:
         raise Unauthenticated(UNKNOWN_KEY)
     key_id, secret = parsed
+    locking = needs_key_locks(rows)
     presented = await check_key_and_store(
         target.engine,
         key_id=key_id,
         secret_hash=hash_secret(secret),
         jobs=rows,
-        tenant_may_be_unlimited=target.settings.rate_limit_per_second is None,
+        may_store=target.settings.rate_limit_per_second is None and not locking,
     )
     if presented is None or not secret_matches(secret, presented.secret_hash):
         raise Unauthenticated(UNKNOWN_KEY)
     check_scope(presented.scopes, Scope.SUBMIT)
     tenant_id, rate_state = presented.tenant_id, None
-    if not presented.stored:  # the tenant is rate-limited: charge its bucket, then store
+    if not presented.stored:  # rate-limited, or keys to lock: charge the bucket, then store
         rate = rate_limit_for(presented.limits, target.settings)
         if rate is not None:
             rate_state = await take_tokens(redis, tenant_id=tenant_id, rate=rate, cost=len(rows))
+        if locking:  # a cancelling concurrency strategy decides in the storing transaction
+            _own(rows, tenant_id)
+            async with create_sessionmaker(target.engine)() as session:
+                stored = InSession(session, tenant_id, settings=target.settings)
+                return replace(await _store_in_session(stored, rows), rate=rate_state)
         await store_jobs(target.engine, tenant_id=tenant_id, jobs=rows)
+    _own(rows, tenant_id)
+    return Created(rows=rows, rate=rate_state)
+
+
+def _own(rows: list[Row], tenant_id: uuid.UUID) -> None:
+    # Not before a raw insert: its statement names the tenant once, not per row.
     for row in rows:
         row["tenant_id"] = tenant_id
-    return Created(rows=rows, rate=rate_state)
 
 
 async def _store_in_session(target: InSession, rows: list[Row]) -> Created:
     session, tenant_id, key = target.session, target.tenant_id, target.idempotency_key
+    locking = needs_key_locks(rows)
+    if locking:
+        await lock_keys(session, tenant_id=tenant_id, rows=rows)
     if key is None:
         await insert_jobs(session, tenant_id=tenant_id, jobs=rows)
-        await session.commit()
-        return Created(rows=rows)
-    (row,) = rows
-    row["idempotency_key"] = key
-    if await insert_job_once(session, tenant_id=tenant_id, job=row):
-        await session.commit()
-        return Created(rows=rows)
+    else:
+        (row,) = rows
+        row["idempotency_key"] = key
+        if not await insert_job_once(session, tenant_id=tenant_id, job=row):
+            return await _replay(session, row, key)
+    cancelled = []
+    if locking:
+        cancelled = await settle_keys(
+            session, tenant_id=tenant_id, rows=rows, settings=target.settings
+        )
+    await session.commit()
+    return Created(rows=rows, cancelled=cancelled)
+
+
+async def _replay(session: AsyncSession, row: Row, key: str) -> Created:
+    """The first job of an idempotency key the tenant used already (nothing was stored)."""
+    tenant_id = row["tenant_id"]
     existing = await find_by_idempotency_key(session, tenant_id=tenant_id, key=key)
     await session.commit()  # nothing was written; commit, unlike rollback, keeps `existing`
     if existing is None:  # purged between the two statements: the key is free again

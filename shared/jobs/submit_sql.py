@@ -108,13 +108,13 @@ async def check_key_and_store(
     key_id: uuid.UUID,
     secret_hash: bytes,
     jobs: Sequence[Mapping[str, Any]],
-    tenant_may_be_unlimited: bool,
+    may_store: bool,
 ) -> PresentedKey | None:
     """Look the key up and store `jobs` (column values, no tenant) if the key may submit them.
 
-    All or nothing, in one statement. `tenant_may_be_unlimited` is False when a default rate
-    limit applies to every tenant: then nothing is stored here and the caller charges the
-    bucket first. None: no live key.
+    All or nothing, in one statement. `may_store` is False when the caller has something to do
+    first whatever the tenant (charge a default rate limit that applies to every tenant, lock
+    concurrency keys): then nothing is stored here. None: no live key.
     """
     columns, one_job = _columns(jobs), len(jobs) == 1
     row = await fetchrow(
@@ -123,7 +123,7 @@ async def check_key_and_store(
         key_id,
         secret_hash,
         Scope.SUBMIT.value,
-        tenant_may_be_unlimited,
+        may_store,
         *_encoded(columns, jobs, one_job=one_job),
     )
     if row is None:

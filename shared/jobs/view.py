@@ -21,7 +21,10 @@ from shared.webhooks.deliveries import deliveries_by_job
 
 
 class JobError(BaseModel):
-    type: str = Field(description="`timeout`, `permanent`, `invalid_args`, or the error's class.")
+    type: str = Field(
+        description="`timeout`, `permanent`, `invalid_args`, `cancelled` (with the reason as the"
+        " message), or the error's class."
+    )
     message: str
 
 
@@ -70,6 +73,9 @@ class JobOut(BaseModel):
     timeout_seconds: float
     progress: JobProgress | None
     idempotency_key: str | None
+    concurrency_key: str | None = Field(
+        description="The key its type's concurrency limit counts it under (null: none)."
+    )
     labels: dict[str, str]
     retry_of: uuid.UUID | None
     retried_by: uuid.UUID | None

@@ -150,6 +150,7 @@ async def submit_workflow(
     tenant_id: uuid.UUID,
     definition: WorkflowNode,
     registry: Registry,
+    settings: Settings,
 ) -> Workflow:
     """Check, store and start a workflow: the workflow and its first jobs in one transaction.
 
@@ -173,7 +174,7 @@ async def submit_workflow(
             delete(Workflow).where(Workflow.tenant_id == tenant_id, Workflow.id == workflow.id)
         )
 
-    await create_jobs(redis, InSession(session, tenant_id, undo=undo), jobs)
+    await create_jobs(redis, InSession(session, tenant_id, settings=settings, undo=undo), jobs)
     return workflow
 
 
@@ -184,6 +185,7 @@ async def advance_workflow(
     tenant_id: uuid.UUID,
     workflow_id: uuid.UUID,
     registry: Registry,
+    settings: Settings,
 ) -> int:
     """Release what became ready (or finish the workflow), commit, and hand the new jobs to
     Redis (if it refuses, the reconciler enqueues them later); how many jobs were released.
@@ -203,7 +205,7 @@ async def advance_workflow(
         plan_of(workflow, await step_jobs(session, tenant_id=tenant_id, workflow_id=workflow_id)),
         registry,
     )
-    await create_jobs(redis, InSession(session, tenant_id, accepted=True), jobs)
+    await create_jobs(redis, InSession(session, tenant_id, settings=settings, accepted=True), jobs)
     return len(jobs)
 
 
@@ -248,6 +250,7 @@ async def retry_workflow(
     workflow_id: uuid.UUID,
     registry: Registry,
     rate: RateLimit | None,
+    settings: Settings,
 ) -> Workflow:
     """Resume a failed or cancelled workflow: its failed, cancelled and expired steps run again
     as new jobs (linked by `retry_of` / `retried_by`), succeeded steps are kept, the rest
@@ -283,7 +286,7 @@ async def retry_workflow(
             )
     # Refused by Redis, the retry is undone (new jobs and their links, the workflow's state),
     # as a job's re-run is: a 503, and the workflow stays failed for the next retry.
-    await create_jobs(redis, InSession(session, tenant_id, undo=undo), new_jobs)
+    await create_jobs(redis, InSession(session, tenant_id, settings=settings, undo=undo), new_jobs)
     return workflow
 
 

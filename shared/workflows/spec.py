@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.contracts import JobType, Registry
 from shared.errors import InvalidWorkflow, QueueNotAllowed, UnknownJobType
+from shared.jobs.concurrency_keys import key_option_problem
 from shared.jobs.submit import SubmitOptions
 from shared.workflows.shapes import (
     OUTCOME,
@@ -187,6 +188,9 @@ def _check_step(check: _Check, step: StepNode, pointer: str, given: Shape | None
         job_type.queue_for(step.options.queue)
     except QueueNotAllowed as exc:
         check.issue(pointer, "options", "queue", msg=exc.message, kind="queue_not_allowed")
+    problem = key_option_problem(job_type, step.options.concurrency_key)
+    if problem is not None:
+        check.issue(pointer, "options", "concurrency_key", msg=problem, kind="option_refused")
     return result_shape(job_type.result)
 
 

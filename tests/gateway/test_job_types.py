@@ -31,6 +31,7 @@ class TestListJobTypes:
                 "queue",
                 "queues",
                 "defaults",
+                "concurrency",
                 "args_schema",
                 "result_schema",
                 "examples",

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from shared.arg_paths import ArgPathError
 from shared.contracts import (
     ECHO,
     FLAKY,
@@ -17,6 +18,7 @@ from shared.contracts import (
     SLEEP,
     TENANT_REPORT,
     Backoff,
+    ConcurrencyLimit,
     EchoArgs,
     EchoResult,
     JobType,
@@ -193,3 +195,38 @@ class TestExamples:
     def test_every_public_built_in_type_has_an_example(self) -> None:
         built_in = (ECHO, SLEEP, FLAKY, HEALTH_CHECK, SEND_EMAIL, TENANT_REPORT)
         assert [job_type.name for job_type in built_in if not job_type.examples] == []
+
+
+def _keyed(limit: ConcurrencyLimit) -> JobType[EchoArgs, EchoResult]:
+    return JobType(
+        name="keyed", args=EchoArgs, result=EchoResult, description="d", concurrency=limit
+    )
+
+
+class TestConcurrencyLimit:
+    def test_a_key_naming_a_plain_field_of_the_args_is_declared(self) -> None:
+        job_type = _keyed(ConcurrencyLimit(key="message", limit=2, strategy="cancel_newest"))
+        assert job_type.concurrency == ConcurrencyLimit("message", 2, "cancel_newest")
+        assert ConcurrencyLimit(key="message").limit == 1
+        assert ConcurrencyLimit(key="message").strategy == "queue"
+
+    @pytest.mark.parametrize(
+        ("key", "message"),
+        [("customer", "EchoArgs has no field 'customer'"), ("message.id", "is not a nested model")],
+    )
+    def test_a_key_that_is_not_a_field_of_the_args_is_refused_at_declaration(
+        self, key: str, message: str
+    ) -> None:
+        with pytest.raises(ArgPathError, match=message):
+            _keyed(ConcurrencyLimit(key=key))
+
+    def test_a_limit_below_one_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="at least 1, not 0"):
+            ConcurrencyLimit(key="message", limit=0)
+
+    def test_an_unknown_strategy_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="no concurrency strategy 'latest'"):
+            ConcurrencyLimit(key="message", strategy="latest")  # type: ignore[arg-type]
+
+    def test_built_in_types_declare_none(self) -> None:
+        assert [job_type.name for job_type in REGISTRY if job_type.concurrency] == []

@@ -62,13 +62,23 @@ class TestScheduleDeclarations:
 
 class TestTicks:
     async def test_a_tick_runs_once_however_many_workers_reach_it(
-        self, sessionmaker: async_sessionmaker[AsyncSession], arq_redis: ArqRedis
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        arq_redis: ArqRedis,
+        settings: Settings,
     ) -> None:
         tenant_id = await _system_tenant(sessionmaker)
         schedule = Schedule(name="t", job_type=ECHO, cron="* * * * *", args={"message": "tick"})
         outcomes = await asyncio.gather(
             *(
-                run_tick(sessionmaker, arq_redis, schedule=schedule, tick=TICK, tenant_id=tenant_id)
+                run_tick(
+                    sessionmaker,
+                    arq_redis,
+                    settings=settings,
+                    schedule=schedule,
+                    tick=TICK,
+                    tenant_id=tenant_id,
+                )
                 for _ in range(5)
             )
         )
@@ -80,7 +90,12 @@ class TestTicks:
         # The next tick is a new run.
         later = TICK + timedelta(minutes=1)
         assert await run_tick(
-            sessionmaker, arq_redis, schedule=schedule, tick=later, tenant_id=tenant_id
+            sessionmaker,
+            arq_redis,
+            settings=settings,
+            schedule=schedule,
+            tick=later,
+            tenant_id=tenant_id,
         )
         assert len(await _jobs_of(sessionmaker, tenant_id)) == 2
 
@@ -89,11 +104,19 @@ class TestTicks:
         client: httpx.AsyncClient,
         sessionmaker: async_sessionmaker[AsyncSession],
         arq_redis: ArqRedis,
+        settings: Settings,
         worker: object,
     ) -> None:
         tenant_id = await _system_tenant(sessionmaker)
         schedule = Schedule(name="t", job_type=ECHO, cron="* * * * *", args={"message": "hi"})
-        await run_tick(sessionmaker, arq_redis, schedule=schedule, tick=TICK, tenant_id=tenant_id)
+        await run_tick(
+            sessionmaker,
+            arq_redis,
+            settings=settings,
+            schedule=schedule,
+            tick=TICK,
+            tenant_id=tenant_id,
+        )
         (job,) = await _jobs_of(sessionmaker, tenant_id)
         # An operator reads the run with a key of the system tenant.
         async with sessionmaker() as session:
@@ -122,7 +145,8 @@ class TestRefusedHandOff:
         refused_at = TICK + timedelta(seconds=1)
         try:
             await run_due(
-                sessionmaker, down, schedules=[schedule], slots=slots, tenant_id=tenant_id,
+                sessionmaker, down, settings=settings, schedules=[schedule], slots=slots,
+                tenant_id=tenant_id,
                 now=refused_at,
             )  # fmt: skip
         finally:
@@ -133,12 +157,14 @@ class TestRefusedHandOff:
 
         # Redis is back: not before the retry time, then the same tick runs, once.
         await run_due(
-            sessionmaker, arq_redis, schedules=[schedule], slots=slots, tenant_id=tenant_id,
+            sessionmaker, arq_redis, settings=settings, schedules=[schedule], slots=slots,
+            tenant_id=tenant_id,
             now=refused_at,
         )  # fmt: skip
         assert await _jobs_of(sessionmaker, tenant_id) == []
         await run_due(
-            sessionmaker, arq_redis, schedules=[schedule], slots=slots, tenant_id=tenant_id,
+            sessionmaker, arq_redis, settings=settings, schedules=[schedule], slots=slots,
+            tenant_id=tenant_id,
             now=retry_at,
         )  # fmt: skip
         (run,) = await _jobs_of(sessionmaker, tenant_id)
@@ -163,7 +189,8 @@ class TestRefusedHandOff:
         late = TICK + timedelta(minutes=1, seconds=1)
         try:
             await run_due(
-                sessionmaker, down, schedules=[schedule], slots=slots, tenant_id=tenant_id,
+                sessionmaker, down, settings=settings, schedules=[schedule], slots=slots,
+                tenant_id=tenant_id,
                 now=late,
             )  # fmt: skip
         finally:
@@ -179,6 +206,7 @@ class TestPurgeExpired:
         client: httpx.AsyncClient,
         sessionmaker: async_sessionmaker[AsyncSession],
         arq_redis: ArqRedis,
+        settings: Settings,
         start_worker: WorkerFactory,
     ) -> None:
         await start_worker()
@@ -198,7 +226,14 @@ class TestPurgeExpired:
 
         tenant_id = await _system_tenant(sessionmaker)
         purge = next(item for item in SCHEDULES if item.name == "purge_expired")
-        await run_tick(sessionmaker, arq_redis, schedule=purge, tick=TICK, tenant_id=tenant_id)
+        await run_tick(
+            sessionmaker,
+            arq_redis,
+            settings=settings,
+            schedule=purge,
+            tick=TICK,
+            tenant_id=tenant_id,
+        )
         (run,) = await _jobs_of(sessionmaker, tenant_id)
         async with sessionmaker() as session:
             key = await tenancy.create_api_key(session, tenant_id=tenant_id)

@@ -247,11 +247,16 @@ async def test_a_sweep_that_cannot_reach_postgresql_leaves_the_reconciler_runnin
         update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
     )
     engine = create_engine(unreachable)
-    sweep = DeadlineSweep(engine, sessionmaker, arq_redis, Retention(3600, {}))
+    sweep = DeadlineSweep(engine, sessionmaker, arq_redis, Retention(3600, {}), settings)
     with capture_logs() as logs:
         passes = asyncio.create_task(
             reconcile_forever(
-                sessionmaker, arq_redis, interval_seconds=0.05, grace_seconds=0, sweep=sweep
+                sessionmaker,
+                arq_redis,
+                interval_seconds=0.05,
+                grace_seconds=0,
+                sweep=sweep,
+                settings=settings,
             )
         )
         try:

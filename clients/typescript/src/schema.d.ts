@@ -812,6 +812,25 @@ export interface components {
              */
             type: "chord";
         };
+        /** ConcurrencyOut */
+        ConcurrencyOut: {
+            /**
+             * Key
+             * @description The field of `args` (a dotted path) the key is read from; a submit may give its own (`options.concurrency_key`).
+             */
+            key: string;
+            /**
+             * Limit
+             * @description At most this many jobs with one key run at once.
+             */
+            limit: number;
+            /**
+             * Strategy
+             * @description A job that finds its key at the limit: `queue` waits its turn; `cancel_in_progress` cancels the oldest unfinished jobs of the key (latest wins); `cancel_newest` is cancelled at submit.
+             * @enum {string}
+             */
+            strategy: "queue" | "cancel_in_progress" | "cancel_newest";
+        };
         /** CreatedKey */
         CreatedKey: {
             /**
@@ -859,6 +878,11 @@ export interface components {
         };
         /** EchoOptions */
         EchoOptions: {
+            /**
+             * Concurrency Key
+             * @description The key the job type's concurrency limit counts this job under, instead of the one its args give (`GET /job-types` shows each type's `concurrency`); a type without one refuses it (422 `option-refused`). Keys are the tenant's own.
+             */
+            concurrency_key?: string | null;
             /**
              * Delay Seconds
              * @description Run no sooner than this many seconds.
@@ -942,6 +966,11 @@ export interface components {
         };
         /** FlakyOptions */
         FlakyOptions: {
+            /**
+             * Concurrency Key
+             * @description The key the job type's concurrency limit counts this job under, instead of the one its args give (`GET /job-types` shows each type's `concurrency`); a type without one refuses it (422 `option-refused`). Keys are the tenant's own.
+             */
+            concurrency_key?: string | null;
             /**
              * Delay Seconds
              * @description Run no sooner than this many seconds.
@@ -1033,6 +1062,11 @@ export interface components {
         /** HealthCheckOptions */
         HealthCheckOptions: {
             /**
+             * Concurrency Key
+             * @description The key the job type's concurrency limit counts this job under, instead of the one its args give (`GET /job-types` shows each type's `concurrency`); a type without one refuses it (422 `option-refused`). Keys are the tenant's own.
+             */
+            concurrency_key?: string | null;
+            /**
              * Delay Seconds
              * @description Run no sooner than this many seconds.
              */
@@ -1115,7 +1149,7 @@ export interface components {
             message: string;
             /**
              * Type
-             * @description `timeout`, `permanent`, `invalid_args`, or the error's class.
+             * @description `timeout`, `permanent`, `invalid_args`, `cancelled` (with the reason as the message), or the error's class.
              */
             type: string;
         };
@@ -1133,6 +1167,11 @@ export interface components {
             };
             /** Attempts */
             attempts: number;
+            /**
+             * Concurrency Key
+             * @description The key its type's concurrency limit counts it under (null: none).
+             */
+            concurrency_key: string | null;
             /**
              * Created At
              * Format: date-time
@@ -1246,6 +1285,8 @@ export interface components {
             args_schema: {
                 [key: string]: unknown;
             };
+            /** @description Jobs of this type with the same key (a tenant's own) running at once; null: no such limit. */
+            concurrency: components["schemas"]["ConcurrencyOut"] | null;
             defaults: components["schemas"]["JobTypeDefaults"];
             /** Description */
             description: string;
@@ -1487,6 +1528,11 @@ export interface components {
         /** SendEmailOptions */
         SendEmailOptions: {
             /**
+             * Concurrency Key
+             * @description The key the job type's concurrency limit counts this job under, instead of the one its args give (`GET /job-types` shows each type's `concurrency`); a type without one refuses it (422 `option-refused`). Keys are the tenant's own.
+             */
+            concurrency_key?: string | null;
+            /**
              * Delay Seconds
              * @description Run no sooner than this many seconds.
              */
@@ -1569,6 +1615,11 @@ export interface components {
         };
         /** SleepOptions */
         SleepOptions: {
+            /**
+             * Concurrency Key
+             * @description The key the job type's concurrency limit counts this job under, instead of the one its args give (`GET /job-types` shows each type's `concurrency`); a type without one refuses it (422 `option-refused`). Keys are the tenant's own.
+             */
+            concurrency_key?: string | null;
             /**
              * Delay Seconds
              * @description Run no sooner than this many seconds.
@@ -1664,6 +1715,11 @@ export interface components {
          * @description How to run one job; every field defaults to the job type's declaration.
          */
         SubmitOptions: {
+            /**
+             * Concurrency Key
+             * @description The key the job type's concurrency limit counts this job under, instead of the one its args give (`GET /job-types` shows each type's `concurrency`); a type without one refuses it (422 `option-refused`). Keys are the tenant's own.
+             */
+            concurrency_key?: string | null;
             /**
              * Delay Seconds
              * @description Run no sooner than this many seconds.
@@ -1796,6 +1852,11 @@ export interface components {
         };
         /** TenantReportOptions */
         TenantReportOptions: {
+            /**
+             * Concurrency Key
+             * @description The key the job type's concurrency limit counts this job under, instead of the one its args give (`GET /job-types` shows each type's `concurrency`); a type without one refuses it (422 `option-refused`). Keys are the tenant's own.
+             */
+            concurrency_key?: string | null;
             /**
              * Delay Seconds
              * @description Run no sooner than this many seconds.

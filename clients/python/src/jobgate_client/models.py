@@ -39,6 +39,8 @@ class SubmitOptions(TypedDict, total=False):
     """One of the queues the job type may run on (`GET /job-types`); any other is a 422."""
     labels: Mapping[str, str]
     webhook_url: str
+    concurrency_key: str
+    """Instead of the key the job type's concurrency limit reads from the args."""
 
 
 class JobRequest(TypedDict, total=False):
@@ -81,6 +83,7 @@ class Job:
     max_tries: int
     progress: JobProgress | None
     idempotency_key: str | None
+    concurrency_key: str | None
     labels: dict[str, str]
     retry_of: str | None
     retried_by: str | None
@@ -120,6 +123,7 @@ class Job:
                 int(progress["current"]), progress.get("total"), progress.get("message")
             ),
             idempotency_key=data.get("idempotency_key"),
+            concurrency_key=data.get("concurrency_key"),
             labels={str(key): str(value) for key, value in (data.get("labels") or {}).items()},
             retry_of=data.get("retry_of"),
             retried_by=data.get("retried_by"),
