@@ -103,6 +103,16 @@ async def expire_job(
     assert claimed.status == "expired", claimed
 
 
+async def read_attempts(client: httpx.AsyncClient, token: str, job_id: str) -> list[dict[str, Any]]:
+    """The job's attempts, as `GET /jobs/{id}/attempts` lists them (insisting on a 200)."""
+    response = await client.get(f"/jobs/{job_id}/attempts", headers=auth(token))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["job_id"] == job_id
+    attempts: list[dict[str, Any]] = body["attempts"]
+    return attempts
+
+
 def max_overlap(jobs: Sequence[dict[str, Any]]) -> int:
     """The most of these jobs that were running at one instant (from started/finished_at)."""
     edges = sorted(

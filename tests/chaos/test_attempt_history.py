@@ -7,25 +7,17 @@ from __future__ import annotations
 import signal
 import socket
 from datetime import datetime
-from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.chaos.conftest import SpawnWorker
-from tests.factories import auth, make_tenant, submit, wait_for_status
+from tests.factories import make_tenant, read_attempts, submit, wait_for_status
 from tests.polling import poll_job
 
 # Two worker processes start; a start-up alone may take many seconds on a busy host.
 pytestmark = pytest.mark.timeout(150)
-
-
-async def _attempts(client: httpx.AsyncClient, token: str, job_id: str) -> list[dict[str, Any]]:
-    response = await client.get(f"/jobs/{job_id}/attempts", headers=auth(token))
-    assert response.status_code == 200, response.text
-    attempts: list[dict[str, Any]] = response.json()["attempts"]
-    return attempts
 
 
 async def test_a_killed_workers_attempt_is_lost_and_the_next_workers_are_recorded(
@@ -43,7 +35,7 @@ async def test_a_killed_workers_attempt_is_lost_and_the_next_workers_are_recorde
         lambda j: j["status"] == "running" and j["progress"] is not None,
         timeout=15,
     )
-    (running,) = await _attempts(client, token, job["id"])
+    (running,) = await read_attempts(client, token, job["id"])
     assert (running["number"], running["outcome"]) == (1, "running")
     # The next worker starts up while this one holds the job's lease.
     survivor = spawn_runner()
@@ -56,7 +48,7 @@ async def test_a_killed_workers_attempt_is_lost_and_the_next_workers_are_recorde
     await wait_for_status(client, token, flaky["id"], "succeeded", timeout=20)
 
     survivor_name = f"{socket.gethostname()}:{survivor.process.pid}"
-    lost, succeeded = await _attempts(client, token, job["id"])
+    lost, succeeded = await read_attempts(client, token, job["id"])
     assert (lost["number"], lost["outcome"], lost["worker"], lost["error"]) == (
         1,
         "lost",
@@ -69,7 +61,7 @@ async def test_a_killed_workers_attempt_is_lost_and_the_next_workers_are_recorde
     assert datetime.fromisoformat(succeeded["started_at"]) > datetime.fromisoformat(
         running["started_at"]
     )
-    retried, recovered = await _attempts(client, token, flaky["id"])
+    retried, recovered = await read_attempts(client, token, flaky["id"])
     assert (retried["outcome"], retried["error"]["type"]) == ("retrying", "RetryableJobError")
     assert recovered["outcome"] == "succeeded"
     assert retried["worker"] == recovered["worker"] == survivor_name

@@ -74,6 +74,14 @@ async def _node(example: Path, *argv: str, env: dict[str, str]) -> tuple[int, st
     return process.returncode, stdout.decode(), stderr.decode()
 
 
+async def _node_script(
+    example: Path, script: str, gateway_url: str, token: str
+) -> tuple[int, str, str]:
+    """Run an ES module given as text, beside the example (so `@jobgate/client` resolves)."""
+    env = {"JOBGATE_URL": gateway_url, "JOBGATE_API_KEY": token}
+    return await _node(example, "--input-type=module", "--eval", script, env=env)
+
+
 async def _job_reads(gateway_url: str) -> float:
     """How many `GET /jobs/{id}` the gateway has answered so far (its Prometheus counter)."""
     async with httpx.AsyncClient(base_url=gateway_url) as http:
@@ -148,13 +156,7 @@ async def test_wait_for_long_polls_instead_of_polling(
     """
     reads_before = await _job_reads(gateway_url)
 
-    code, stdout, stderr = await _node(
-        example,
-        "--input-type=module",
-        "--eval",
-        script,
-        env={"JOBGATE_URL": gateway_url, "JOBGATE_API_KEY": token},
-    )
+    code, stdout, stderr = await _node_script(example, script, gateway_url, token)
 
     assert code == 0, stderr
     assert json.loads(stdout) == {
@@ -181,13 +183,7 @@ async def test_attempts_lists_each_attempt_of_a_job(
         console.log(JSON.stringify(attempts.map((a) => [a.number, a.outcome, a.error?.type])));
     """
 
-    code, stdout, stderr = await _node(
-        example,
-        "--input-type=module",
-        "--eval",
-        script,
-        env={"JOBGATE_URL": gateway_url, "JOBGATE_API_KEY": token},
-    )
+    code, stdout, stderr = await _node_script(example, script, gateway_url, token)
 
     assert code == 0, stderr
     assert json.loads(stdout) == [[1, "retrying", "RetryableJobError"], [2, "succeeded", None]]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,7 +18,7 @@ from shared.jobs.retention import Retention
 from shared.jobs.rows import ClaimedJob, JobKey
 from shared.jobs.status_changes import Success, claim_jobs, record_successes
 from shared.tenants.apikeys import Scope
-from tests.factories import auth, make_api_key, make_tenant, submit
+from tests.factories import auth, make_api_key, make_tenant, read_attempts, submit
 from tests.gateway.problem_checks import assert_problem, error_locations
 
 KEEP = Retention(default_seconds=3600, by_type={})
@@ -40,15 +39,6 @@ async def _succeed(
     success = Success(key, {"message": "done"}, LATER, RanAttempt.of(claimed, worker))
     assert await record_successes(sessionmaker.kw["bind"], [success]) == {key}
     return claimed
-
-
-async def _attempts(client: httpx.AsyncClient, token: str, job_id: str) -> list[dict[str, Any]]:
-    response = await client.get(f"/jobs/{job_id}/attempts", headers=auth(token))
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    assert body["job_id"] == job_id
-    attempts: list[dict[str, Any]] = body["attempts"]
-    return attempts
 
 
 def _time(value: str) -> datetime:
@@ -85,13 +75,13 @@ class TestListAttempts:
             == (assert_problem(missing, 404, "job-not-found")["title"])
         )
         assert "w:1" not in foreign.text
-        assert len(await _attempts(client, token, job["id"])) == 1  # its owner sees it
+        assert len(await read_attempts(client, token, job["id"])) == 1  # its owner sees it
 
     async def test_a_job_not_started_yet_has_no_attempts(
         self, client: httpx.AsyncClient, token: str
     ) -> None:
         job = await submit(client, token, "echo", {"message": "hi"}, {"delay_seconds": 600})
-        assert await _attempts(client, token, job["id"]) == []
+        assert await read_attempts(client, token, job["id"]) == []
 
     async def test_a_succeeded_attempt_has_its_worker_and_timings(
         self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
@@ -101,7 +91,7 @@ class TestListAttempts:
         await _succeed(sessionmaker, JobKey(uuid.UUID(tenant_id), uuid.UUID(job["id"])), "w:1")
         done = (await client.get(f"/jobs/{job['id']}", headers=auth(token))).json()
 
-        (attempt,) = await _attempts(client, token, job["id"])
+        (attempt,) = await read_attempts(client, token, job["id"])
 
         assert attempt["number"] == 1
         assert (attempt["outcome"], attempt["worker"], attempt["error"]) == (
@@ -143,7 +133,7 @@ class TestListAttempts:
         assert handed is not None
         third = await _claim(sessionmaker, key)  # attempt 3 again, running now
 
-        attempts = await _attempts(client, token, job["id"])
+        attempts = await read_attempts(client, token, job["id"])
 
         assert [(a["number"], a["outcome"], a["worker"]) for a in attempts] == [
             (1, "lost", None),
@@ -171,7 +161,7 @@ class TestListAttempts:
             await session.commit()
         assert failed is not None
 
-        (attempt,) = await _attempts(client, token, job["id"])
+        (attempt,) = await read_attempts(client, token, job["id"])
 
         # The job's `error` is `worker_lost`, jobgate's own: not the attempt's.
         assert (attempt["outcome"], attempt["error"], attempt["worker"]) == ("lost", None, None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 from arq.worker import Worker
@@ -14,16 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.jobs import operator_queries
 from shared.models import Job, JobAttempt
-from tests.factories import auth, make_tenant, submit, wait_for_status
+from tests.factories import auth, make_tenant, read_attempts, submit, wait_for_status
 from tests.polling import poll_job
 from worker.settings import worker_name
-
-
-async def _attempts(client: httpx.AsyncClient, token: str, job_id: str) -> list[dict[str, Any]]:
-    response = await client.get(f"/jobs/{job_id}/attempts", headers=auth(token))
-    assert response.status_code == 200, response.text
-    attempts: list[dict[str, Any]] = response.json()["attempts"]
-    return attempts
 
 
 def _time(value: str) -> datetime:
@@ -37,7 +29,7 @@ async def test_a_flaky_jobs_attempts_list_each_failure_then_the_success(
     job = await submit(client, token, "flaky", {"fail_times": 2})
     done = await wait_for_status(client, token, job["id"], "succeeded", timeout=15)
 
-    attempts = await _attempts(client, token, job["id"])
+    attempts = await read_attempts(client, token, job["id"])
 
     assert [(a["number"], a["outcome"]) for a in attempts] == [
         (1, "retrying"),
@@ -75,7 +67,7 @@ async def test_a_permanent_failure_is_one_failed_attempt(
     job = await submit(client, token, "flaky", {"fail_times": 1, "permanent": True})
     failed = await wait_for_status(client, token, job["id"], "failed")
 
-    (attempt,) = await _attempts(client, token, job["id"])
+    (attempt,) = await read_attempts(client, token, job["id"])
 
     assert attempt["outcome"] == "failed"
     assert attempt["error"] == failed["error"]
@@ -89,14 +81,14 @@ async def test_a_cancelled_running_attempt_is_recorded_cancelled(
     _, token = await make_tenant(sessionmaker)
     job = await submit(client, token, "sleep", {"seconds": 30, "steps": 30})
     await poll_job(client, token, job["id"], lambda j: j["status"] == "running")
-    (running,) = await _attempts(client, token, job["id"])
+    (running,) = await read_attempts(client, token, job["id"])
     assert (running["outcome"], running["finished_at"]) == ("running", None)
 
     response = await client.post(f"/jobs/{job['id']}/cancel", headers=auth(token))
     assert response.status_code == 202, response.text
     await wait_for_status(client, token, job["id"], "cancelled", timeout=5)
 
-    (attempt,) = await _attempts(client, token, job["id"])
+    (attempt,) = await read_attempts(client, token, job["id"])
     assert (attempt["outcome"], attempt["worker"]) == ("cancelled", worker_name())
     assert attempt["error"]["type"] == "cancelled"
     assert attempt["started_at"] == running["started_at"]
