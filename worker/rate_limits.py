@@ -7,10 +7,10 @@ is exactly the limiter's, so the job comes back as its start comes round, not by
 keeps its place in line and uses no try meanwhile (`worker.put_back`), and jobs of other types
 on the same queue start past it.
 
-A start less than `WAIT_IN_PLACE_SECONDS` away is waited for here, the job's lease held: a put
-back takes a read, a write to Redis and a promotion, which on a busy host (a worker taking 50
-jobs of the type at once) can outlast so short a wait, and a job back after its start's grace
-has lost it.
+A start at most `WAIT_IN_PLACE` away is waited for here, the job's lease held (a shutdown or an
+abort ends the wait as it would a run): a put back takes a read, a write to Redis and a
+promotion, which on a busy host (a worker taking 50 jobs of the type at once) outlasted so
+short a wait, and a job back after its start's grace has lost it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from worker.put_back import put_back
 
 log = structlog.get_logger("jobgate.worker")
 
-WAIT_IN_PLACE_SECONDS = 0.5
-WAIT_IN_PLACE = timedelta(seconds=WAIT_IN_PLACE_SECONDS)
+WAIT_IN_PLACE = timedelta(seconds=0.5)
+"""A booked start at most this far away is waited for in place (see the module docstring)."""
 
 
 def rate_limit_of(ctx: WorkerContext, job_type: str | None) -> RateLimit | None:
