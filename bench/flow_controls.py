@@ -15,7 +15,7 @@ three paths, with the same sizes and clock points for every type:
   one `succeeded` in PostgreSQL.
 
 Rounds alternate (each round visits the types in a rotated order), each figure is the median
-of its rounds with the min–max beside it, and the load average is recorded per round.
+of its rounds with the min-max beside it, and the load average is recorded per round.
 """
 
 from __future__ import annotations
@@ -75,8 +75,14 @@ class FlowSizes:
 
 
 QUICK = FlowSizes(
-    rounds=1, submit_seconds=0.5, warmup_seconds=0.2, connections=5, pickup_samples=3,
-    drain_jobs=200, batch_size=20, batch_connections=2,
+    rounds=1,
+    submit_seconds=0.5,
+    warmup_seconds=0.2,
+    connections=5,
+    pickup_samples=3,
+    drain_jobs=200,
+    batch_size=20,
+    batch_connections=2,
 )
 
 
@@ -154,7 +160,8 @@ async def _drain(context: Context, port: int, sizes: FlowSizes, name: str) -> fl
     done = await _succeeded(context, name) - before
     if done != requests * sizes.batch_size:
         raise RuntimeError(f"drain of {name}: {done} of {requests * sizes.batch_size} succeeded")
-    return done / (finished - summary["started_unix"])
+    started: float = summary["started_unix"]
+    return done / (finished - started)
 
 
 def _load_average() -> float:
@@ -210,15 +217,15 @@ def _spread(values: Sequence[float], digits: int = 0) -> str:
     middle = statistics.median(values)
     if len(values) == 1:
         return f"{middle:,.{digits}f}"
-    return f"{middle:,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
+    return f"{middle:,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
 
 
 def render(measures: dict[str, Measures], loads: Sequence[float], sizes: FlowSizes) -> str:
     """One table: a row per job type, ratios against the type without controls."""
     plain = measures[FLOW_TYPES[0].name]
     header = (
-        "| job type | control | submit req/s | × plain | submit p99 ms | pickup p50 ms "
-        "| pickup p99 ms | drain jobs/s | × plain |"
+        "| job type | control | submit req/s | x plain | submit p99 ms | pickup p50 ms "
+        "| pickup p99 ms | drain jobs/s | x plain |"
     )
     lines = [header, "|" + "---|" * 9]
     for job_type in FLOW_TYPES:
@@ -235,7 +242,7 @@ def render(measures: dict[str, Measures], loads: Sequence[float], sizes: FlowSiz
     cpu = max(max(m.client_cpu) for m in measures.values())
     busy = max(loads)
     notes = [
-        f"- {sizes.rounds} alternating rounds; medians (min–max). Submit: {sizes.connections} "
+        f"- {sizes.rounds} alternating rounds; medians (min-max). Submit: {sizes.connections} "
         f"connections, {sizes.submit_seconds:g} s per type and round after a "
         f"{sizes.warmup_seconds:g} s warm-up. Pickup: {sizes.pickup_samples * sizes.rounds} "
         f"samples per type. Drain: {sizes.drain_jobs:,} jobs per type and round, one worker.",
@@ -273,8 +280,11 @@ async def _run(sizes: FlowSizes, database_name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the flow-control bench and print its table; `--results` also writes it to a file."""
-    parser = argparse.ArgumentParser(prog="python -m bench.flow_controls", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.flow_controls",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="Tiny sizes (a smoke run).")
     parser.add_argument("--database-name", default="jobgate_bench_flow")
     parser.add_argument("--results", type=Path, help="Also write the table here.")
