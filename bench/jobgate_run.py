@@ -88,7 +88,7 @@ class Prober:
         await self.connection.close()
 
 
-async def _wait_ready(prober: Prober, worker: Child, timeout_seconds: float = 60) -> None:
+async def wait_ready(prober: Prober, worker: Child, timeout_seconds: float = 60) -> None:
     """Return once the worker has run a job."""
     _, job = await prober.submit("echo", ECHO_ARGS)
     deadline = time.monotonic() + timeout_seconds
@@ -150,7 +150,7 @@ async def drain(context: Context, port: int) -> tuple[float, int, int]:
         loading = asyncio.create_task(run_load(spec))
         started = time.monotonic()
         while time.monotonic() - started < sizes.drain_deadline_seconds:
-            if loading.done() and not await _pending(redis):
+            if loading.done() and not await pending_jobs(redis):
                 break
             await asyncio.sleep(0.01)
         finished_unix = time.time()
@@ -162,13 +162,14 @@ async def drain(context: Context, port: int) -> tuple[float, int, int]:
     return finished_unix - summary["started_unix"], succeeded, requests * sizes.batch_size
 
 
-async def _pending(redis: Redis) -> int:
+async def pending_jobs(redis: Redis) -> int:
     queued: int = await redis.zcard(queue_key("default"))
     scheduled: int = await redis.zcard(SCHEDULED_SET)
     return queued + scheduled
 
 
-def _worker(context: Context, processes: int) -> Child:
+def start_worker(context: Context, processes: int) -> Child:
+    """A `jobgate worker` process (schedules off), not yet ready: see `wait_ready`."""
     env = context.jobgate_env(JOBGATE_WORKER_RUN_SCHEDULES="false")
     argv = [sys.executable, "-m", "cli", "worker", "--processes", str(processes)]
     return spawn(f"jobgate-worker-{processes}p", argv, env=env, log_dir=context.log_dir)
@@ -190,11 +191,11 @@ async def measure_run_path(context: Context, gateway: Child, results: Results) -
     (`jobgate worker --processes 2`, as Celery's prefork baseline runs two)."""
     assert gateway.port is not None  # noqa: S101
     await reset_jobs(context.database_url, context.redis_url)
-    worker = _worker(context, 1)
+    worker = start_worker(context, 1)
     prober = Prober(context, gateway.port)
     async with running(worker):
         try:
-            await _wait_ready(prober, worker)
+            await wait_ready(prober, worker)
             latencies = await pickup_latencies(prober, context.sizes.pickup_samples)
             results.record(Figure.PICKUP_P50_MS, percentile(latencies, 0.5) * 1000)
             results.record(Figure.PICKUP_P99_MS, percentile(latencies, 0.99) * 1000)
@@ -208,11 +209,11 @@ async def measure_run_path(context: Context, gateway: Child, results: Results) -
         results.record(Figure.GATEWAY_RSS_MB, gateway.rss_mb())
         results.record(Figure.WORKER_RSS_MB, worker.rss_mb())
     await reset_jobs(context.database_url, context.redis_url)
-    workers = _worker(context, 2)
+    workers = start_worker(context, 2)
     prober = Prober(context, gateway.port)
     async with running(workers):
         try:
-            await _wait_ready(prober, workers)
+            await wait_ready(prober, workers)
         finally:
             await prober.close()
         await _timed_drain(context, gateway.port, results, Figure.DRAIN_2PROC_JOBS_S)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from bench.contracts import FLOW_TYPES
 from bench.report import ROWS
 
 pytestmark = pytest.mark.bench
@@ -23,13 +24,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 VERDICTS = {"met", "missed", "info"}
 
 
-def _run_quick_bench(server_url: str, database_name: str, redis_url: str) -> tuple[int, str, str]:
+def _run_quick_bench(
+    server_url: str,
+    database_name: str,
+    redis_url: str,
+    module: tuple[str, ...] = ("bench", "--quick", "--skip-celery"),
+) -> tuple[int, str, str]:
     env = {
         **os.environ,
         "JOBGATE_BENCH_DATABASE_URL": server_url,
         "JOBGATE_BENCH_REDIS_URL": redis_url,
     }
-    argv = [sys.executable, "-m", "bench", "--quick", "--skip-celery"]
+    argv = [sys.executable, "-m", *module]
     process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
         [*argv, f"--database-name={database_name}"],
         cwd=REPO_ROOT,
@@ -65,3 +71,21 @@ def test_quick_run_prints_every_row(
         else:
             assert verdict in VERDICTS, lines[row.measure]
     assert "judged targets met" in stdout
+
+
+@pytest.mark.timeout(120)
+def test_flow_controls_quick_run_prints_a_row_per_control(
+    server_urls: tuple[str, str], database_url: str, redis_url: str
+) -> None:
+    database_name = f"{make_url(database_url).database}_flow"
+    argv = ("bench.flow_controls", "--quick")
+    code, stdout, stderr = _run_quick_bench(server_urls[0], database_name, redis_url, argv)
+
+    assert code == 0, stderr[-4000:]
+    rows = [line.split("|") for line in stdout.splitlines() if line.startswith("| bench_flow_")]
+    assert [row[1].strip() for row in rows] == [job_type.name for job_type in FLOW_TYPES]
+    for row in rows:
+        figures = [cell.strip().split(" ")[0].replace(",", "") for cell in row[3:10]]
+        assert all(float(figure) > 0 for figure in figures), row  # every path measured
+    assert rows[0][4].strip() == "1.00" and rows[0][9].strip() == "1.00"  # the baseline
+    assert "Load average (1 min) at each round's start" in stdout
