@@ -40,7 +40,7 @@ from bench.context import Context, check_load
 from bench.contracts import FLOW_TYPES
 from bench.jobgate_run import Prober, start_worker, wait_ready
 from bench.load import LoadSpec, run_load
-from bench.processes import running
+from bench.processes import Child, running
 from bench.report import machine_description
 from bench.services import (
     connect,
@@ -167,38 +167,52 @@ async def measure(context: Context, sizes: FlowSizes) -> tuple[dict[str, Measure
     """Every type's figures over `sizes.rounds` alternating rounds; the load average per round."""
     names = [job_type.name for job_type in FLOW_TYPES]
     measures = {name: Measures() for name in names}
-    loads = []
+    loads: list[float] = []
     async with jobgate_gateway(context) as gateway:
         assert gateway.port is not None  # noqa: S101
-        for number in range(sizes.rounds):
-            order = names[number % len(names) :] + names[: number % len(names)]
-            progress(f"flow controls: round {number + 1} of {sizes.rounds} ({', '.join(order)})")
-            loads.append(_load_average())
-            for name in order:
-                summary = await _submit_round(context, gateway.port, sizes, name)
-                measures[name].submit_rps.append(summary["rps"])
-                measures[name].submit_p99_ms.append(summary["p99_ms"])
-                measures[name].client_cpu.append(summary["client_cpu"])
-            # The submitted jobs are not run: gone from PostgreSQL too, or the worker's
-            # reconciler would rightly put them back on the queue, ahead of the probes.
-            await reset_jobs(context.database_url, context.redis_url)
-            worker = start_worker(context, 1)
-            async with running(worker):
-                async with _prober(context, gateway.port) as prober:
-                    await wait_ready(prober, worker)
-                for name in order:
-                    async with _prober(context, gateway.port) as prober:
-                        measures[name].pickup_seconds += await _pickups(prober, name, sizes)
-                    measures[name].drain_jobs_s.append(
-                        await _drain(context, gateway.port, sizes, name)
-                    )
-                    m = measures[name]
-                    progress(
-                        f"  {name}: submit {m.submit_rps[-1]:,.0f} req/s,"
-                        f" drain {m.drain_jobs_s[-1]:,.0f} jobs/s"
-                    )
-            await reset_jobs(context.database_url, context.redis_url)
+        try:
+            await _rounds(context, sizes, gateway, measures, loads)
+        except Exception:
+            print(f"gateway log (end):\n{gateway.log_tail(4000)}", file=sys.stderr)
+            raise
     return measures, loads
+
+
+async def _rounds(
+    context: Context,
+    sizes: FlowSizes,
+    gateway: Child,
+    measures: dict[str, Measures],
+    loads: list[float],
+) -> None:
+    assert gateway.port is not None  # noqa: S101
+    names = list(measures)
+    for number in range(sizes.rounds):
+        order = names[number % len(names) :] + names[: number % len(names)]
+        progress(f"flow controls: round {number + 1} of {sizes.rounds} ({', '.join(order)})")
+        loads.append(_load_average())
+        for name in order:
+            summary = await _submit_round(context, gateway.port, sizes, name)
+            measures[name].submit_rps.append(summary["rps"])
+            measures[name].submit_p99_ms.append(summary["p99_ms"])
+            measures[name].client_cpu.append(summary["client_cpu"])
+        # The submitted jobs are not run: gone from PostgreSQL too, or the worker's
+        # reconciler would rightly put them back on the queue, ahead of the probes.
+        await reset_jobs(context.database_url, context.redis_url)
+        worker = start_worker(context, 1)
+        async with running(worker):
+            async with _prober(context, gateway.port) as prober:
+                await wait_ready(prober, worker)
+            for name in order:
+                async with _prober(context, gateway.port) as prober:
+                    measures[name].pickup_seconds += await _pickups(prober, name, sizes)
+                measures[name].drain_jobs_s.append(await _drain(context, gateway.port, sizes, name))
+                m = measures[name]
+                progress(
+                    f"  {name}: submit {m.submit_rps[-1]:,.0f} req/s,"
+                    f" drain {m.drain_jobs_s[-1]:,.0f} jobs/s"
+                )
+        await reset_jobs(context.database_url, context.redis_url)
 
 
 @contextlib.asynccontextmanager
