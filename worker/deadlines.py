@@ -104,7 +104,14 @@ class DeadlineSweep:
         with contextlib.suppress(RedisError, OSError):
             await withdraw(self.redis, [delivery_of(job) for job in expired])
         for job in expired:
-            await advance(self.sessionmaker, self.redis, job, self.settings)
+            if job.workflow_id is not None:
+                await advance(
+                    self.sessionmaker,
+                    self.redis,
+                    tenant_id=job.tenant_id,
+                    workflow_id=job.workflow_id,
+                    settings=self.settings,
+                )
 
 
 def _record(job: ClaimedJob, by: str) -> None:

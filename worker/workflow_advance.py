@@ -9,6 +9,8 @@ released jobs whose hand-off to Redis failed are waiting rows that it enqueues a
 
 from __future__ import annotations
 
+import uuid
+
 import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
@@ -27,18 +29,18 @@ log = structlog.get_logger("jobgate.worker")
 async def advance(
     sessionmaker: async_sessionmaker[AsyncSession],
     redis: ArqRedis,
-    job: ClaimedJob,
+    *,
+    tenant_id: uuid.UUID,
+    workflow_id: uuid.UUID,
     settings: Settings,
 ) -> int:
-    """Advance the workflow `job` is a step of; how many steps were released."""
-    if job.workflow_id is None:
-        return 0
+    """Advance one workflow, in a session of its own; how many steps were released."""
     async with sessionmaker() as session:
         return await advance_workflow(
             session,
             redis,
-            tenant_id=job.tenant_id,
-            workflow_id=job.workflow_id,
+            tenant_id=tenant_id,
+            workflow_id=workflow_id,
             registry=REGISTRY,
             settings=settings,
         )
@@ -49,7 +51,13 @@ async def advance_after_step(ctx: WorkerContext, job: ClaimedJob) -> None:
     if job.workflow_id is None:
         return
     try:
-        released = await advance(ctx["sessionmaker"], ctx["redis"], job, ctx["settings"])
+        released = await advance(
+            ctx["sessionmaker"],
+            ctx["redis"],
+            tenant_id=job.tenant_id,
+            workflow_id=job.workflow_id,
+            settings=ctx["settings"],
+        )
     except (DBAPIError, OSError, RedisError) as exc:  # the reconciler advances it later
         log.warning("workflow.advance_failed", workflow_id=str(job.workflow_id), error=repr(exc))
         return
@@ -65,13 +73,11 @@ async def redrive_workflows(
         stalled = await stalled_workflows(session)
     released = 0
     for workflow in stalled:
-        async with sessionmaker() as session:
-            released += await advance_workflow(
-                session,
-                redis,
-                tenant_id=workflow.tenant_id,
-                workflow_id=workflow.id,
-                registry=REGISTRY,
-                settings=settings,
-            )
+        released += await advance(
+            sessionmaker,
+            redis,
+            tenant_id=workflow.tenant_id,
+            workflow_id=workflow.id,
+            settings=settings,
+        )
     return released

@@ -110,7 +110,8 @@ async def lock_keys(
 
 @dataclass
 class _Key:
-    """One key's unfinished jobs, oldest first, as the new jobs are settled one by one."""
+    """One key's unfinished jobs (oldest first, those being cancelled left out), as the new jobs
+    are settled one by one."""
 
     limit: ConcurrencyLimit
     live: list[uuid.UUID]
@@ -138,33 +139,41 @@ async def settle_keys(
             continue
         scope = (row["name"], row["concurrency_key"])
         if scope not in keys:
-            older = [
-                job
-                for job in await _unfinished(session, tenant_id, *scope)
-                if job.id not in new_ids
-            ]
-            keys[scope] = _Key(limit, [job.id for job in older if job.cancel_requested_at is None])
-            # Asked to stop, but the worker may never have heard (Redis refused the abort after
-            # the commit): ask again, an abort asked twice is one abort.
-            cancelled += [
-                Cancelled(job=job, is_done=False)
-                for job in older
-                if job.cancel_requested_at is not None and job.status == JobStatus.RUNNING
-            ]
+            keys[scope], unheard = await _key(session, tenant_id, scope, limit, new_ids)
+            cancelled += unheard
         key = keys[scope]
-        if limit.strategy == "cancel_newest":
-            if len(key.live) >= limit.limit:
-                cancelled.append(await _cancel_newcomer(session, tenant_id, row, key, settings))
-                continue
-            key.live.append(row["id"])
+        if limit.strategy == "cancel_newest" and len(key.live) >= limit.limit:
+            cancelled.append(await _cancel_newcomer(session, tenant_id, row, key, settings))
             continue
         key.live.append(row["id"])
-        while len(key.live) > limit.limit:
+        while len(key.live) > limit.limit:  # cancel_in_progress: the oldest make room
             outcome = await _supersede(session, tenant_id, key.live.pop(0), row, settings)
             if outcome is not None:
                 cancelled.append(outcome)
                 _update_if_new(rows, outcome)
     return cancelled
+
+
+async def _key(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    scope: tuple[str, str],
+    limit: ConcurrencyLimit,
+    new_ids: set[uuid.UUID],
+) -> tuple[_Key, list[Cancelled]]:
+    """A key as stored before these jobs, and its running jobs to ask to stop again.
+
+    Those were asked to stop, but their worker may never have heard (Redis refused the abort
+    after the commit): asking again is harmless, an abort asked twice is one abort.
+    """
+    older = [job for job in await _unfinished(session, tenant_id, *scope) if job.id not in new_ids]
+    live = [job.id for job in older if job.cancel_requested_at is None]
+    unheard = [
+        Cancelled(job=job, is_done=False)
+        for job in older
+        if job.cancel_requested_at is not None and job.status == JobStatus.RUNNING
+    ]
+    return _Key(limit, live), unheard
 
 
 async def _unfinished(

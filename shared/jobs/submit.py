@@ -9,6 +9,12 @@ steps and a cron tick all call `create_jobs` with a target saying where the rows
   workflow, a re-run's link); with an `idempotency_key`, the insert is `ON CONFLICT DO NOTHING`
   and a used key replays the first job.
 
+Jobs of a type with a cancelling concurrency strategy are stored in a transaction that holds
+their keys' locks and cancels what the strategy says (`concurrency_keys`), on either path; the
+jobs it cancelled hear of it from Redis after the commit, before the new jobs are handed over.
+A refused hand-off then undoes the new jobs, not those cancellations (as a cancel that Redis
+refused is not undone either); the next submit of the key asks an unheard abort again.
+
 Order matters. Rows are committed before Redis is touched, so a worker never picks up a job
 whose row it cannot see. If the hand-off fails, the creation is undone in one transaction (the
 rows deleted, with everything that points at them: `submit_sql.discard_jobs`, plus what the

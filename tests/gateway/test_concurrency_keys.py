@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from collections.abc import AsyncIterator
 from types import CodeType
 from typing import Any
@@ -12,11 +13,13 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.arg_paths import ArgPathError
 from shared.contracts import REGISTRY
-from shared.keys import queue_key
+from shared.keys import ABORT_SET, queue_key
+from shared.models import Job
 from tests.conftest import ClientFactory
 from tests.docs_examples import CONCURRENCY_KEYS
 from tests.factories import auth, make_tenant, submit
@@ -274,3 +277,26 @@ class TestCancelInProgress:
         replay = await keyed.post("/jobs/keyed_latest", json=body, headers=headers)
         assert (first.status_code, replay.status_code) == (202, 200)
         assert (await _job(keyed, token, first.json()["id"]))["status"] == "queued"
+
+    async def test_a_running_job_is_aborted_and_asked_again_until_its_worker_hears(
+        self,
+        keyed: httpx.AsyncClient,
+        token: str,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+    ) -> None:
+        older = await submit(keyed, token, "keyed_latest", _args("42"))
+        async with sessionmaker() as session:  # a worker claimed it
+            await session.execute(
+                update(Job)
+                .where(Job.id == uuid.UUID(older["id"]))
+                .values(status="running", attempts=1, started_at=func.now())
+            )
+            await session.commit()
+        await submit(keyed, token, "keyed_latest", _args("42"))
+        assert (await _job(keyed, token, older["id"]))["status"] == "running"  # until it stops
+        assert await redis.zscore(ABORT_SET, older["id"]) is not None
+
+        await redis.zrem(ABORT_SET, older["id"])  # the abort never reached Redis
+        await submit(keyed, token, "keyed_latest", _args("42"))
+        assert await redis.zscore(ABORT_SET, older["id"]) is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import httpx
@@ -12,12 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cli.inspect_command import render
 from cli.inspection import inspect_system
 from shared.contracts import ECHO
+from shared.jobs.key_waits import waiting_counts
 from shared.rate_limiter import schedule_key, take_start
 from tests.choice_jobs import UPSTREAM_CALL
-from tests.conftest import WorkerFactory
+from tests.conftest import ClientFactory, WorkerFactory
 from tests.factories import auth, expire_job, make_tenant, submit, wait_for_status
+from tests.keyed_jobs import KEYED_TYPES
 from tests.polling import poll_job
 from tests.rate_limited_jobs import RATE_LIMITED_TYPES, STAMP_RATE_LIMITED
+from worker.testing import declared
 
 
 async def test_failures_and_running_jobs_of_every_tenant(
@@ -123,3 +127,37 @@ async def test_rate_limited_types_and_how_far_ahead_their_starts_are_booked(
     assert "1 per 2 s, per tenant and customer_id" in table
     assert "per key" in table
     assert "rate-limited" not in render(view.model_copy(update={"rate_limited_types": []}))
+
+
+async def test_a_running_jobs_key_and_the_jobs_waiting_for_keys(
+    make_client: ClientFactory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    arq_redis: ArqRedis,
+    start_worker: WorkerFactory,
+) -> None:
+    _, acme = await make_tenant(sessionmaker, "acme")
+    with declared(*KEYED_TYPES):
+        client = await make_client()
+        await start_worker()
+        args = {"customer": {"id": "cust-42"}, "seconds": 30}
+        running = await submit(client, acme, "keyed_queue", args)
+        await poll_job(client, acme, running["id"], lambda job: job["status"] == "running")
+        waiting = await submit(client, acme, "keyed_queue", args)
+        deadline = time.monotonic() + 5
+        while not (await waiting_counts(arq_redis)).get("keyed_queue"):
+            assert time.monotonic() < deadline, "the second job never waited for its key"
+            await asyncio.sleep(0.02)
+
+        async with sessionmaker() as session:
+            view = await inspect_system(session, arq_redis, job_types=[ECHO])
+        table = render(view)
+        for job in (running, waiting):
+            cancel = await client.post(f"/jobs/{job['id']}/cancel", headers=auth(acme))
+            assert cancel.status_code in (200, 202), cancel.text
+        await wait_for_status(client, acme, running["id"], "cancelled")
+
+    (shown,) = view.running
+    assert shown.concurrency_key == "cust-42"
+    assert view.concurrency_waiting == {"keyed_queue": 1}
+    assert "cust-42" in table
+    assert "waiting for a concurrency key: keyed_queue 1" in table

@@ -16,6 +16,7 @@ from tests.chaos.outages import scripts_refused
 from tests.choice_jobs import UPSTREAM_CALL
 from tests.conftest import ADMIN_TOKEN, ClientFactory
 from tests.factories import auth, set_tenant_limits, submit, wait_for_status
+from tests.keyed_jobs import KEYED_TYPES
 from tests.rate_limited_jobs import RATE_LIMITED_TYPES
 from tests.ui.conftest import csrf_token, sign_in
 from worker.settings import worker_name
@@ -386,3 +387,19 @@ class TestJobFilters:
         api = await client.get("/jobs", params={name: value}, headers=auth(acme[1]))
         assert api.status_code == 422
         assert api.json()["errors"][0]["loc"] == ["query", name]
+
+
+class TestJobPageConcurrencyKey:
+    async def test_shows_the_concurrency_key(
+        self, make_client: ClientFactory, acme: tuple[str, str]
+    ) -> None:
+        with declared(*KEYED_TYPES):
+            client = await make_client()
+            args = {"customer": {"id": "cust-42"}}
+            keyed = await submit(client, acme[1], "keyed_queue", args, {"delay_seconds": 600})
+            plain = await submit(client, acme[1], "echo", {"message": "hi"}, {"delay_seconds": 600})
+            await sign_in(client, acme[1])
+            keyed_page = (await client.get(f"/ui/jobs/{keyed['id']}")).text
+            plain_page = (await client.get(f"/ui/jobs/{plain['id']}")).text
+        assert '<code data-testid="concurrency-key">cust-42</code>' in keyed_page
+        assert "Concurrency key" not in plain_page
