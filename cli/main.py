@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -260,8 +262,12 @@ def _print_welcome(base_url: str, token: str) -> None:
     )
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def _supervise(processes: list[subprocess.Popen[bytes]]) -> None:
-    """Wait until a child exits or Ctrl-C; then stop all children."""
+    """Wait until a child exits or Ctrl-C (or SIGTERM, see `dev`); then stop all children."""
     try:
         while all(process.poll() is None for process in processes):
             time.sleep(0.2)
@@ -284,6 +290,10 @@ def dev(
     port: Annotated[int, typer.Option(help="Port the gateway listens on.")] = 8000,
 ) -> None:
     """Run gateway and worker together; embedded PostgreSQL/Redis unless URLs are set."""
+    # SIGTERM (`kill`, a process manager, an IDE's stop button) is taken as Ctrl-C, from the
+    # start: its default action would end this process at once, leaving the embedded
+    # PostgreSQL and Redis running with nobody to stop them.
+    signal.signal(signal.SIGTERM, _interrupt)
     settings = get_settings()
     data_dir: Path = settings.data_dir
     with embedded_services(
