@@ -12,7 +12,6 @@ the next tick.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from datetime import datetime
@@ -46,7 +45,13 @@ class Promoter:
 
     async def run_forever(self) -> None:
         """Promote due jobs, then sleep until the next is due (at most the interval)."""
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                # A cancel (the worker's shutdown) that an await below swallowed: on Python
+                # 3.11, `asyncio.wait_for` (redis-py's pool uses it) can, when it races with
+                # the awaited result. Stop all the same.
+                raise asyncio.CancelledError
             # Until the sleep is planned, any expected job wakes the next one at once: it may
             # have been scheduled after the next due time was read.
             self._woken.clear()
@@ -63,6 +68,11 @@ class Promoter:
                     until_due = first_due_ms / 1000 - time.time()
                     sleep_seconds = max(min(until_due, sleep_seconds), MIN_SLEEP_SECONDS)
             self._wake_at = time.time() + sleep_seconds
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(sleep_seconds):
-                    await self._woken.wait()
+            # `asyncio.wait`, not `asyncio.timeout`: on Python 3.11 a cancel (the worker's
+            # shutdown) arriving as the timeout fires can be taken for the timeout and
+            # swallowed, and this loop would never stop.
+            woken = asyncio.ensure_future(self._woken.wait())
+            try:
+                await asyncio.wait({woken}, timeout=sleep_seconds)
+            finally:
+                woken.cancel()
