@@ -267,21 +267,24 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _supervise(processes: list[subprocess.Popen[bytes]]) -> None:
-    """Wait until a child exits or Ctrl-C (or SIGTERM, see `dev`); then stop all children."""
+    """Wait until a child exits or Ctrl-C (or SIGTERM, see `dev`)."""
     try:
         while all(process.poll() is None for process in processes):
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the children still running: politely, then, after 15 s, not."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @app.command()
@@ -324,13 +327,20 @@ def dev(
             "--host",
             host,
         ]
-        # Our own interpreter and modules, arguments as a list: no shell, nothing untrusted.
-        processes = [
-            subprocess.Popen([*gateway, "--port", str(port), "--no-access-log"], env=env),  # noqa: S603
-            subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env),
-        ]
-        _print_welcome(f"http://{host}:{port}", token)
-        _supervise(processes)
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            # Our own interpreter and modules, arguments as a list: no shell, nothing untrusted.
+            worker = [sys.executable, "-m", "cli", "worker"]
+            processes.append(
+                subprocess.Popen([*gateway, "--port", str(port), "--no-access-log"], env=env)  # noqa: S603
+            )
+            processes.append(subprocess.Popen(worker, env=env))  # noqa: S603
+            _print_welcome(f"http://{host}:{port}", token)
+            _supervise(processes)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C or SIGTERM while the children were starting
+        finally:
+            _stop(processes)
 
 
 if __name__ == "__main__":
