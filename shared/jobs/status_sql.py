@@ -115,6 +115,9 @@ _RETURNED = ", ".join(f"job.{Job.__table__.c[name].name}" for name in CLAIMED_CO
 # $4, $5: the retention of the jobs that expire.
 def _claim_sql(one_row: bool) -> str:
     taken = row_source(["uuid", "uuid"], first=1, one_row=one_row)
+    # One job: its key as parameters too. With the UPDATE inside a CTE, `taken` is scanned as a
+    # CTE, and on a table never analysed the generic plan then reads every row of `job`.
+    by_key = "AND job.tenant_id = $1::uuid AND job.id = $2::uuid" if one_row else ""
     return f"""
 WITH taken AS (
     SELECT * FROM {taken} AS taken (tenant_id, id)
@@ -129,7 +132,7 @@ WITH taken AS (
         finished_at = {if_overdue("now()", "job.finished_at")},
         expires_at = {if_overdue(retention("$4", "$5"), "job.expires_at")}
     FROM taken
-    WHERE job.tenant_id = taken.tenant_id AND job.id = taken.id
+    WHERE job.tenant_id = taken.tenant_id AND job.id = taken.id {by_key}
       AND job.status IN ({_statuses(JobStatus.RUNNING)})
       AND (job.status <> '{JobStatus.RUNNING.value}' OR $3::integer IS NULL
            OR job.attempts < job.max_tries + $3::integer OR {OVERDUE})
